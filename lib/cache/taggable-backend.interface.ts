@@ -1,0 +1,108 @@
+/**
+ * A cache backend that knows tags and lifetimes but nothing about sessions (Flow's
+ * `TaggableBackendInterface`). Identifiers and tags are already validated by the frontend
+ * (see `cache/identifier.ts`); data is an opaque string produced by the serializer.
+ *
+ * Every implementation must pass the contract suite in `test/contract/backend.contract.ts`.
+ *
+ * Cost rules (DESIGN.md section 5): every operation costs what it touches, never the total
+ * number of entries. `collectGarbage` is O(expired) (an expiry index), tag look-ups are
+ * O(matches) (a tag index), and an expired entry is invisible to every read even before
+ * garbage collection has run.
+ *
+ * Slot groups (for Redis Cluster): the group of an identifier is the text before its first
+ * `.`; the group of a tag is the whole tag. Callers that need atomic multi-key writes (`write`
+ * with a guard) keep all ids of the batch and the guard in one group and tag them with that
+ * group, so that a backend may put them into one cluster slot.
+ */
+export interface TaggableBackend {
+  /** Short name for logs and errors, e.g. `memory`, `redis`. */
+  readonly name: string;
+
+  /** The data of a live entry, or `undefined` if it is missing or expired. */
+  get(id: string): Promise<string | undefined>;
+
+  /** `get` for many ids in one round trip; the result is aligned with `ids`. */
+  getMany(ids: readonly string[]): Promise<(string | undefined)[]>;
+
+  /** All live entries carrying `tag`, in one round trip. O(matches). */
+  getByTag(tag: string): Promise<BackendEntry[]>;
+
+  /** Whether a live entry exists. */
+  has(id: string): Promise<boolean>;
+
+  /**
+   * Stores an entry, replacing data, tags and lifetime of an existing one.
+   * @param lifetime seconds until the entry expires; `0` or omitted = never.
+   */
+  set(id: string, data: string, tags?: readonly string[], lifetime?: number): Promise<void>;
+
+  /** Removes an entry and its tag memberships; answers whether it existed. */
+  remove(id: string): Promise<boolean>;
+
+  /**
+   * Applies `sets` and `removes` together: atomically where the backend can (memory, Redis),
+   * in one round trip. With a `guard`, the batch is applied only if the guard allows it:
+   * - the guard entry must exist (unless `guard.create`, which creates it),
+   * - its stored fence must not be greater than `guard.fence`;
+   * on success the guard entry's data becomes `String(guard.fence)` (keeping its tags, or
+   * `guard.tags` when created). Answers `'ok'`, or why nothing was written.
+   */
+  write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult>;
+
+  /** Removes every entry. */
+  flush(): Promise<void>;
+
+  /** Removes every entry carrying `tag`; answers how many were removed. O(matches). */
+  flushByTag(tag: string): Promise<number>;
+
+  /** Identifiers of the live entries carrying `tag`. O(matches). */
+  findIdentifiersByTag(tag: string): Promise<string[]>;
+
+  /**
+   * Removes expired entries (oldest expiry first, at most `limit` of them when given) with
+   * their tag memberships and answers them, so callers can clean up what they referenced.
+   * O(expired).
+   */
+  collectGarbage(limit?: number): Promise<BackendEntry[]>;
+
+  /** Releases timers and connections the backend owns (not a client that was passed in). */
+  close?(): Promise<void>;
+}
+
+/** An entry as answered by `getByTag` and `collectGarbage`. */
+export interface BackendEntry {
+  readonly id: string;
+  readonly data: string;
+}
+
+/** One entry to store in a `write` batch. */
+export interface BackendWrite {
+  readonly id: string;
+  readonly data: string;
+  readonly tags?: readonly string[];
+  /** Seconds; `0` or omitted = never expires. */
+  readonly lifetime?: number;
+}
+
+export interface WriteBatch {
+  readonly sets?: readonly BackendWrite[];
+  readonly removes?: readonly string[];
+}
+
+/**
+ * Guards a write with a fencing number (DESIGN.md section 4): a writer whose lock expired
+ * holds a smaller fence than the writer after it and cannot overwrite newer data; a missing
+ * guard entry means the owner (a session) was destroyed, so nothing is written back.
+ */
+export interface WriteGuard {
+  readonly id: string;
+  readonly fence: number;
+  /** Create the guard entry if it does not exist (only the creator of a session sets this). */
+  readonly create?: boolean;
+  /** Tags of the guard entry when it is created. */
+  readonly tags?: readonly string[];
+}
+
+/** `ok`: written. `missing`: the guard entry is gone. `fenced`: a newer fence has written. */
+export type WriteResult = 'ok' | 'missing' | 'fenced';

@@ -1,0 +1,9 @@
+import { SessionError } from './session.error.js';
+
+/**
+ * Thrown (Aerys semantics) for any session operation except `unlock()` while a lock request
+ * is pending, and for lock misuse such as saving with a lock that expired.
+ */
+export class LockException extends SessionError {
+  override readonly httpStatus = 409;
+}

@@ -1,0 +1,12 @@
+import { SessionError } from './session.error.js';
+
+/** Thrown when the injected `SessionInterface` is used where no HTTP request is being handled. */
+export class SessionOutsideRequestException extends SessionError {
+  static create(operation: string): SessionOutsideRequestException {
+    return new this(
+      `Cannot ${operation}: there is no current HTTP request. The injected SessionInterface only ` +
+        `works while a request is handled (SessionModule's middleware must run for the route). ` +
+        `Outside a request (cron jobs, queues, scripts) use SessionManager.getSession(id).`,
+    );
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Per-key mutual exclusion for sessions, with tokens, expiry and fencing numbers
+ * (DESIGN.md section 4, STACK.md "Distributed locks"). Every implementation must pass the
+ * contract suite in `test/contract/locker.contract.ts`.
+ */
+export interface SessionLocker {
+  /**
+   * Waits (without busy polling, first come first served) until the lock for `key` is free,
+   * then takes it.
+   * @throws LockTimeoutException when the lock could not be had within `options.waitTimeout`.
+   * @throws StoreUnavailableException when the lock store cannot be reached.
+   */
+  acquire(key: string, options: LockOptions): Promise<SessionLock>;
+
+  /** Releases timers and connections the locker owns. Pending waiters fail. */
+  close?(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** Milliseconds to wait for the lock before giving up with `LockTimeoutException`. */
+  readonly waitTimeout: number;
+  /** Milliseconds after which a held lock expires by itself if it is not released or extended. */
+  readonly ttl: number;
+}
+
+/** A held lock. */
+export interface SessionLock {
+  readonly key: string;
+  /** Random token that identifies this holder; release and extend compare it. */
+  readonly token: string;
+  /**
+   * Fencing number: strictly greater than the fence of every earlier holder of the same key,
+   * for as long as the locker runs (memory) or its store keeps data (Redis).
+   */
+  readonly fence: number;
+  /** Releases the lock if still held by this token; answers whether it was. Idempotent. */
+  release(): Promise<boolean>;
+  /** Pushes the expiry to `ttl` ms from now if still held; answers whether it was. */
+  extend(ttl: number): Promise<boolean>;
+}
+
+/** Injection token (and type) for the configured locker. */
+export const SessionLocker = Symbol('SessionLocker');
