@@ -5,7 +5,7 @@ import { SessionError } from './session.error.js';
  * symbols, class instances, cyclic structures, or anything the configured serializer rejects.
  */
 export class DataNotSerializableException extends SessionError {
-  override readonly httpStatus = 400;
+  static override readonly httpStatus: number = 400;
   static create(key: string, reason: string): DataNotSerializableException {
     return new this(
       `Cannot store session key "${key}": ${reason}. Session values must be plain data ` +

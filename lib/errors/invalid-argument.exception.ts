@@ -2,5 +2,5 @@ import { SessionError } from './session.error.js';
 
 /** Thrown for a bad key, tag, identifier or argument value; the message names it. */
 export class InvalidArgumentException extends SessionError {
-  override readonly httpStatus = 400;
+  static override readonly httpStatus: number = 400;
 }

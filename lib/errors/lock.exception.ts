@@ -5,5 +5,5 @@ import { SessionError } from './session.error.js';
  * is pending, and for lock misuse such as saving with a lock that expired.
  */
 export class LockException extends SessionError {
-  override readonly httpStatus = 409;
+  static override readonly httpStatus: number = 409;
 }

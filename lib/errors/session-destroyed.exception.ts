@@ -6,7 +6,7 @@ import { SessionError } from './session.error.js';
  * back. HTTP: 409.
  */
 export class SessionDestroyedException extends SessionError {
-  override readonly httpStatus = 409;
+  static override readonly httpStatus: number = 409;
   static create(operation: string): SessionDestroyedException {
     return new this(
       `Cannot ${operation}: the session was destroyed or expired by another request since it was read; ` +

@@ -2,13 +2,13 @@ import { SessionError } from './session.error.js';
 
 /** Thrown when the session store (cache backend or locker) cannot be reached. HTTP: 503. */
 export class StoreUnavailableException extends SessionError {
-  override readonly httpStatus = 503;
+  static override readonly httpStatus: number = 503;
   static create(operation: string, cause: unknown): StoreUnavailableException {
     const why = cause instanceof Error ? cause.message : String(cause);
     const error = new this(
       `The session store is unavailable (${operation}: ${why}). Nothing was written; retry later.`,
     );
-    (error as { cause?: unknown }).cause = cause;
+    Object.defineProperty(error, "cause", { value: cause });
     return error;
   }
 }

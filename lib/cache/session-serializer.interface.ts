@@ -1,0 +1,14 @@
+/**
+ * Turns session values into strings and back. One serializer is used for every value
+ * (DESIGN.md section 3). Implementations must reject what they cannot round-trip by throwing
+ * (the session turns that into `DataNotSerializableException` at `putData` time) and must
+ * never revive `__proto__`.
+ */
+export interface SessionSerializer {
+  /** @throws Error (any) with a message saying what cannot be stored and where. */
+  serialize(value: unknown): string;
+  deserialize(data: string): unknown;
+}
+
+/** Injection token (and type) for the configured serializer. */
+export const SessionSerializer = Symbol('SessionSerializer');

@@ -1,0 +1,88 @@
+import { SessionError } from '../errors/session.error.js';
+import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import type { SessionSerializer } from './session-serializer.interface.js';
+import type {
+  BackendEntry,
+  TaggableBackend,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from './taggable-backend.interface.js';
+
+/**
+ * Flow's `VariableFrontend`: a tag-aware cache of values over a `TaggableBackend`. It owns
+ * (de)serialization and turns every backend failure into `StoreUnavailableException`, so
+ * callers above see typed errors only. Identifiers and tags are validated by the session
+ * layer before they get here.
+ */
+export class VariableFrontend {
+  constructor(
+    readonly backend: TaggableBackend,
+    private readonly serializer: SessionSerializer,
+  ) {}
+
+  /** Serializes a value for a later `write`; throws what the serializer throws. */
+  encode(value: unknown): string {
+    return this.serializer.serialize(value);
+  }
+
+  decode<T = unknown>(data: string): T {
+    return this.serializer.deserialize(data) as T;
+  }
+
+  async get<T = unknown>(id: string): Promise<T | undefined> {
+    const data = await this.call('get', () => this.backend.get(id));
+    return data === undefined ? undefined : this.decode<T>(data);
+  }
+
+  /** Raw (still serialized) entries with `tag`, by id. */
+  async getRawByTag(tag: string): Promise<BackendEntry[]> {
+    return this.call('getByTag', () => this.backend.getByTag(tag));
+  }
+
+  async set(id: string, value: unknown, tags?: readonly string[], lifetime?: number): Promise<void> {
+    const data = this.encode(value);
+    await this.call('set', () => this.backend.set(id, data, tags, lifetime));
+  }
+
+  write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
+    return this.call('write', () => this.backend.write(batch, guard));
+  }
+
+  has(id: string): Promise<boolean> {
+    return this.call('has', () => this.backend.has(id));
+  }
+
+  remove(id: string): Promise<boolean> {
+    return this.call('remove', () => this.backend.remove(id));
+  }
+
+  flushByTag(tag: string): Promise<number> {
+    return this.call('flushByTag', () => this.backend.flushByTag(tag));
+  }
+
+  findIdentifiersByTag(tag: string): Promise<string[]> {
+    return this.call('findIdentifiersByTag', () => this.backend.findIdentifiersByTag(tag));
+  }
+
+  getMany(ids: readonly string[]): Promise<(string | undefined)[]> {
+    return this.call('getMany', () => this.backend.getMany(ids));
+  }
+
+  collectGarbage(limit?: number): Promise<BackendEntry[]> {
+    return this.call('collectGarbage', () => this.backend.collectGarbage(limit));
+  }
+
+  flush(): Promise<void> {
+    return this.call('flush', () => this.backend.flush());
+  }
+
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (error instanceof SessionError) throw error;
+      throw StoreUnavailableException.create(`${this.backend.name} ${operation}`, error);
+    }
+  }
+}

@@ -1,0 +1,85 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Session } from '../session/session.js';
+import type { SessionHttpHandler } from './session-http.handler.js';
+import { SESSION_REQUEST_KEY } from './session-request.key.js';
+
+/** The parts of an Express request the adapter reads (`secure` and `ip` honour `trust proxy`). */
+interface ExpressRequest extends IncomingMessage {
+  secure?: boolean;
+  ip?: string;
+  [SESSION_REQUEST_KEY]?: Session;
+}
+
+type Next = (error?: unknown) => void;
+type EndArgs = Parameters<ServerResponse['end']>;
+
+/**
+ * Express middleware: resumes the session before the route runs (inside AsyncLocalStorage),
+ * and holds back `res.end` until the commit has finished so the Set-Cookie header (or a 503)
+ * goes out with the response on every path: normal return, thrown exception, `@Res()`, guard
+ * rejection and 404. For responses streamed before `end`, the cookie is set when the headers
+ * are written and the commit completes before the stream ends.
+ */
+export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
+  return function sessionMiddleware(req: ExpressRequest, res: ServerResponse, next: Next): void {
+    const secure = req.secure === true;
+    handler.begin({ cookieHeader: req.headers.cookie, secure, ip: req.ip }).then(
+      (session) => {
+        req[SESSION_REQUEST_KEY] = session;
+        hookResponse(res, session, handler, secure);
+        handler.context.run(session, next);
+      },
+      (error: unknown) => {
+        const answer = handler.answerFor(error);
+        res.statusCode = answer.status;
+        res.setHeader('content-type', 'application/json; charset=utf-8');
+        res.end(answer.body);
+      },
+    );
+  };
+}
+
+function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
+  const originalEnd = res.end;
+  const originalWriteHead = res.writeHead;
+  let finishing = false;
+
+  // Headers written before end() (streaming): send the cookie the commit will make valid.
+  res.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
+    if (!finishing && !res.headersSent) {
+      const cookie = handler.predictCookie(session, secure);
+      if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
+    }
+    return (originalWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['writeHead'];
+
+  res.end = function end(this: ServerResponse, ...args: EndArgs): ServerResponse {
+    if (finishing) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
+    finishing = true;
+    const streamed = res.headersSent;
+    handler.finish(session, secure).then(
+      (cookie) => {
+        if (cookie !== undefined && !streamed && !res.headersSent) res.appendHeader('set-cookie', cookie);
+        (originalEnd as (...a: EndArgs) => ServerResponse).apply(res, args);
+      },
+      (error: unknown) => {
+        const answer = handler.answerFor(error);
+        if (res.headersSent) {
+          (originalEnd as (...a: EndArgs) => ServerResponse).apply(res, args);
+          return;
+        }
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
+        res.statusCode = answer.status;
+        res.setHeader('content-type', 'application/json; charset=utf-8');
+        res.setHeader('content-length', Buffer.byteLength(answer.body));
+        (originalEnd as (chunk: string) => ServerResponse).call(res, answer.body);
+      },
+    );
+    return res;
+  } as ServerResponse['end'];
+
+  // A client that goes away before end() must not leave a lock behind.
+  res.once('close', () => {
+    if (!finishing) void session.dispose();
+  });
+}

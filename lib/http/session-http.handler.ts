@@ -1,0 +1,82 @@
+import { Logger } from '@nestjs/common';
+import { SessionError } from '../errors/session.error.js';
+import { Session, type CookieAction } from '../session/session.js';
+import type { SessionContext } from '../session/session.context.js';
+import type { SessionStore } from '../session/session.store.js';
+import { readSessionCookies, serializeSessionCookie } from './session-cookie.js';
+
+/** What the adapters know about a request, framework-neutral. */
+export interface HttpRequestInfo {
+  readonly cookieHeader: string | string[] | undefined;
+  /** HTTPS as the framework sees it (honouring its trust-proxy setting). */
+  readonly secure: boolean;
+  /** Client address as the framework sees it. */
+  readonly ip: string | undefined;
+}
+
+/** An error turned into an HTTP answer. */
+export interface HttpErrorAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/**
+ * The one commit routine under both HTTP adapters: resume from the cookie before the handler,
+ * commit and compute Set-Cookie before the response headers go out.
+ */
+export class SessionHttpHandler {
+  private readonly logger = new Logger('SessionHttp');
+
+  constructor(
+    private readonly store: SessionStore,
+    readonly context: SessionContext,
+  ) {}
+
+  /**
+   * Creates the request's session and resumes it when the request carries a well-formed
+   * cookie. Unknown, expired or malformed ids are never adopted.
+   * @throws StoreUnavailableException when the store cannot be read.
+   */
+  async begin(request: HttpRequestInfo): Promise<Session> {
+    const options = this.store.options;
+    const ids = readSessionCookies(request.cookieHeader, options.cookie.name, (id) => options.idGenerator.isValid(id));
+    const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name });
+    if (ids.length > 0) await session.resume();
+    return session;
+  }
+
+  /**
+   * Commits the session and answers the Set-Cookie value to send, if any. Any lock still
+   * held is released, whatever happens.
+   */
+  async finish(session: Session, secure: boolean): Promise<string | undefined> {
+    try {
+      await session.commit();
+    } finally {
+      await session.dispose();
+    }
+    return this.cookieHeader(session, session.getCookieAction(), secure);
+  }
+
+  private cookieHeader(session: Session, action: CookieAction, secure: boolean): string | undefined {
+    const cookie = this.store.options.cookie;
+    if (action.kind === 'set') return serializeSessionCookie(cookie, session.getName(), action.id, action.maxAge, secure);
+    if (action.kind === 'clear') return serializeSessionCookie(cookie, session.getName(), undefined, undefined, secure);
+    return undefined;
+  }
+
+  /** Set-Cookie for headers that go out before the commit (streamed responses). */
+  predictCookie(session: Session, secure: boolean): string | undefined {
+    return this.cookieHeader(session, session.predictCookieAction(), secure);
+  }
+
+  /** Status and JSON body for an error raised by `begin` or `finish`. */
+  answerFor(error: unknown): HttpErrorAnswer {
+    if (error instanceof SessionError) {
+      if (error.httpStatus >= 500) this.logger.warn(error.message);
+      return { status: error.httpStatus, body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.message }) };
+    }
+    this.logger.error(`Session handling failed: ${(error as Error)?.stack ?? String(error)}`);
+    return { status: 500, body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' }) };
+  }
+}

@@ -1,0 +1,52 @@
+// Public API of nest-session. Everything a user needs is exported here by name; nothing
+// requires a deep import.
+
+// Module
+export { SessionModule } from './session.module.js';
+export { SESSION_OPTIONS } from './session.constants.js';
+export type {
+  SessionModuleOptions,
+  SessionCookieOptions,
+  SessionLockOptions,
+  ResolvedSessionOptions,
+} from './session/session-module.options.js';
+
+// Session
+export { SessionInterface } from './session/session.interface.js';
+export type { SessionData, SessionLockState } from './session/session-data.interface.js';
+export type { SessionMetadata } from './session/session-metadata.interface.js';
+export { CurrentSession } from './session/current-session.decorator.js';
+export { SessionIdGenerator } from './session/session-id-generator.interface.js';
+export { RandomIdGenerator } from './session/random-id.generator.js';
+export { userTag } from './session/user-tag.js';
+
+// Caches
+export type {
+  TaggableBackend,
+  BackendEntry,
+  BackendWrite,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from './cache/taggable-backend.interface.js';
+export { SessionSerializer } from './cache/session-serializer.interface.js';
+export { DevalueSerializer } from './cache/devalue.serializer.js';
+export { MemoryBackend, type MemoryBackendOptions } from './cache/memory.backend.js';
+export { IDENTIFIER_PATTERN } from './cache/identifier.js';
+
+// Locking
+export { SessionLocker, type SessionLock, type LockOptions } from './locking/session-locker.interface.js';
+export { MemoryLocker } from './locking/memory.locker.js';
+
+// Errors
+export { SessionError } from './errors/session.error.js';
+export { SessionNotStartedException } from './errors/session-not-started.exception.js';
+export { DataNotSerializableException } from './errors/data-not-serializable.exception.js';
+export { InvalidArgumentException } from './errors/invalid-argument.exception.js';
+export { InvalidOptionException } from './errors/invalid-option.exception.js';
+export { OperationNotSupportedException } from './errors/operation-not-supported.exception.js';
+export { SessionOutsideRequestException } from './errors/session-outside-request.exception.js';
+export { SessionDestroyedException } from './errors/session-destroyed.exception.js';
+export { LockException } from './errors/lock.exception.js';
+export { LockTimeoutException } from './errors/lock-timeout.exception.js';
+export { StoreUnavailableException } from './errors/store-unavailable.exception.js';

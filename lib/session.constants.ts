@@ -1,0 +1,2 @@
+/** Token of the resolved, frozen options (`ResolvedSessionOptions`). */
+export const SESSION_OPTIONS = Symbol('SESSION_OPTIONS');

@@ -1,0 +1,74 @@
+import {
+  Inject,
+  Logger,
+  Module,
+  type MiddlewareConsumer,
+  type NestModule,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { createExpressSessionMiddleware } from './http/express.adapter.js';
+import { installFastifySessionHooks, type FastifyInstanceLike } from './http/fastify.adapter.js';
+import { SessionHttpHandler } from './http/session-http.handler.js';
+import { SESSION_OPTIONS } from './session.constants.js';
+import { SESSION_MODULE_OPTIONS, SessionConfigurableModule } from './session-module.definition.js';
+import { CurrentSessionProxy } from './session/current-session.proxy.js';
+import { SessionContext } from './session/session.context.js';
+import { SessionInterface } from './session/session.interface.js';
+import type { ResolvedSessionOptions, SessionModuleOptions } from './session/session-module.options.js';
+import { resolveSessionOptions } from './session/session-options.resolver.js';
+import { SessionStore } from './session/session.store.js';
+
+/**
+ * Server-side sessions for every HTTP request. `SessionModule.forRoot(options)` or
+ * `forRootAsync({ useFactory, inject, imports })`; `isGlobal: true` makes its exports global.
+ * Works on Express and Fastify (detected with `httpAdapter.getType()`).
+ */
+@Module({
+  providers: [
+    {
+      provide: SESSION_OPTIONS,
+      useFactory: (options: SessionModuleOptions) => resolveSessionOptions(options),
+      inject: [SESSION_MODULE_OPTIONS],
+    },
+    { provide: SessionStore, useFactory: (options: ResolvedSessionOptions) => new SessionStore(options), inject: [SESSION_OPTIONS] },
+    { provide: SessionContext, useFactory: () => new SessionContext() },
+    { provide: SessionInterface, useFactory: (context: SessionContext) => new CurrentSessionProxy(context), inject: [SessionContext] },
+    {
+      provide: SessionHttpHandler,
+      useFactory: (store: SessionStore, context: SessionContext) => new SessionHttpHandler(store, context),
+      inject: [SessionStore, SessionContext],
+    },
+  ],
+  exports: [SessionInterface, SessionStore, SessionContext, SESSION_OPTIONS],
+})
+export class SessionModule extends SessionConfigurableModule implements NestModule, OnApplicationShutdown {
+  private readonly logger = new Logger('SessionModule');
+
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly handler: SessionHttpHandler,
+    @Inject(SESSION_OPTIONS) private readonly options: ResolvedSessionOptions,
+  ) {
+    super();
+  }
+
+  /** Installs the HTTP adapter before Nest registers routes, so it runs for every route and 404s. */
+  configure(_consumer: MiddlewareConsumer): void {
+    const adapter = this.adapterHost.httpAdapter;
+    if (!adapter) return; // an application context without HTTP: SessionManager only
+    const type = adapter.getType();
+    if (type === 'express') {
+      (adapter.getInstance() as { use(fn: unknown): void }).use(createExpressSessionMiddleware(this.handler));
+    } else if (type === 'fastify') {
+      installFastifySessionHooks(adapter.getInstance() as FastifyInstanceLike, this.handler);
+    } else {
+      this.logger.warn(`HTTP adapter "${type}" is not supported; sessions are available through SessionManager only.`);
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const { metadataBackend, storageBackend, locker } = this.options;
+    await Promise.all([metadataBackend.close?.(), storageBackend.close?.(), locker.close?.()]);
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * What the metadata cache holds per session (DESIGN.md section 3). Timestamps are
+ * milliseconds since the epoch. The storage id never leaves the server.
+ */
+export interface SessionMetadata {
+  readonly storageId: string;
+  readonly createdAt: number;
+  readonly lastActivity: number;
+  /** Custom tags (without the cache-tag prefix). */
+  readonly tags: readonly string[];
+  /** Id of the user the session is bound to; absent = anonymous. */
+  readonly userId?: string;
+  /** A permanent session gets a time-based cookie instead of a browser-session cookie. */
+  readonly permanent?: boolean;
+  /** Client-address prefix the session is locked to (IP lock); absent = no lock. */
+  readonly ipLock?: string;
+  /** Per-session inactivity timeout in seconds, overriding the module's `inactivityTimeout`. */
+  readonly lifetime?: number;
+}

@@ -1,0 +1,150 @@
+import { VariableFrontend } from '../cache/variable.frontend.js';
+import type { BackendWrite } from '../cache/taggable-backend.interface.js';
+import { SessionError } from '../errors/session.error.js';
+import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
+import { LockException } from '../errors/lock.exception.js';
+import type { LockOptions, SessionLock } from '../locking/session-locker.interface.js';
+import type { ResolvedSessionOptions } from './session-module.options.js';
+import type { SessionMetadata } from './session-metadata.interface.js';
+
+/** Cache tag carried by every metadata entry (Flow tags them all the same way). */
+export const ALL_SESSIONS_TAG = 'session';
+/** Prefix of custom session tags in the metadata cache, so they never clash with internal tags. */
+const CUSTOM_TAG_PREFIX = 'tag-';
+/** Storage-entry suffix of the write guard; `~` cannot occur in a user key. */
+const GUARD_SUFFIX = '.~guard';
+
+/** What one commit writes; built by the Session from its dirty state. */
+export interface CommitPlan {
+  /** Id the metadata is written under (a new id after renewal). */
+  readonly sessionId: string;
+  /** Metadata to write, or undefined when only data changed. */
+  readonly metadata?: SessionMetadata;
+  /** Create the session (first write): metadata first, then storage with a creating guard. */
+  readonly create: boolean;
+  /** Changed data: serialized value, or null for a removed key. */
+  readonly changes: ReadonlyMap<string, string | null>;
+  /** Ids whose metadata entries are removed (renewed away). */
+  readonly retiredIds: readonly string[];
+}
+
+/**
+ * The session persistence layer: a metadata cache and a storage cache (DESIGN.md section 3)
+ * plus the locker. It knows the data model and the write protocol; the Session above it
+ * knows the API and dirty tracking; the caches below know nothing about sessions.
+ */
+export class SessionStore {
+  readonly metadataCache: VariableFrontend;
+  readonly storageCache: VariableFrontend;
+
+  constructor(readonly options: ResolvedSessionOptions) {
+    // Metadata is an internal, trusted structure: plain JSON is faster than the value serializer.
+    this.metadataCache = new VariableFrontend(options.metadataBackend, JSON_SERIALIZER);
+    this.storageCache = new VariableFrontend(options.storageBackend, options.serializer);
+  }
+
+  /** Cache tag of a custom session tag in the metadata cache. */
+  static customTag(tag: string): string {
+    return CUSTOM_TAG_PREFIX + tag;
+  }
+
+  /** Inactivity timeout of a session in seconds. */
+  timeoutOf(metadata: SessionMetadata): number {
+    return metadata.lifetime ?? this.options.inactivityTimeout;
+  }
+
+  isExpired(metadata: SessionMetadata, now: number = Date.now()): boolean {
+    return now - metadata.lastActivity >= this.timeoutOf(metadata) * 1000;
+  }
+
+  /** The metadata of a live session, or undefined for unknown, destroyed or expired ids. */
+  async loadMetadata(sessionId: string): Promise<SessionMetadata | undefined> {
+    const metadata = await this.metadataCache.get<SessionMetadata>(sessionId);
+    if (metadata === undefined || this.isExpired(metadata)) return undefined;
+    return metadata;
+  }
+
+  /** All data entries of a session (serialized values by key), in one backend call. */
+  async loadData(storageId: string): Promise<Map<string, string>> {
+    const entries = await this.storageCache.getRawByTag(storageId);
+    const data = new Map<string, string>();
+    const offset = storageId.length + 1;
+    for (const entry of entries) {
+      if (entry.id.endsWith(GUARD_SUFFIX)) continue;
+      data.set(entry.id.slice(offset), entry.data);
+    }
+    return data;
+  }
+
+  /**
+   * Takes the session's lock (keyed by the storage id, which survives id renewal).
+   * @throws LockTimeoutException, StoreUnavailableException
+   */
+  async lock(storageId: string, options?: Partial<LockOptions>): Promise<SessionLock> {
+    try {
+      return await this.options.locker.acquire(storageId, {
+        waitTimeout: options?.waitTimeout ?? this.options.lock.waitTimeout,
+        ttl: options?.ttl ?? this.options.lock.ttl,
+      });
+    } catch (error) {
+      if (error instanceof SessionError) throw error;
+      throw StoreUnavailableException.create('acquire lock', error);
+    }
+  }
+
+  /**
+   * Writes a commit plan under `lock` (held by the caller). New sessions: metadata, then data
+   * with a creating guard. Existing sessions: data guarded by the lock's fence (a destroyed
+   * session's guard is gone, so nothing is written back), then metadata.
+   * @throws SessionDestroyedException when the session was destroyed meanwhile.
+   * @throws LockException when a newer lock holder has written (this lock expired).
+   */
+  async write(storageId: string, plan: CommitPlan, lock: SessionLock): Promise<void> {
+    if (plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata);
+    if (plan.changes.size > 0 || plan.create) {
+      const sets: BackendWrite[] = [];
+      const removes: string[] = [];
+      for (const [key, value] of plan.changes) {
+        const id = `${storageId}.${key}`;
+        if (value === null) removes.push(id);
+        else sets.push({ id, data: value, tags: [storageId] });
+      }
+      const result = await this.storageCache.write(
+        { sets, removes },
+        { id: storageId + GUARD_SUFFIX, fence: lock.fence, create: plan.create, tags: [storageId] },
+      );
+      if (result === 'missing') throw SessionDestroyedException.create('save the session');
+      if (result === 'fenced') {
+        throw new LockException(
+          'The session lock expired before the commit and another request has written since; ' +
+            'these changes were discarded. Raise lock.ttl or shorten the locked section.',
+        );
+      }
+    }
+    if (!plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata);
+    if (plan.retiredIds.length > 0) {
+      await Promise.all(plan.retiredIds.map((id) => this.metadataCache.remove(id)));
+    }
+  }
+
+  /** Removes a session: its metadata entry and every storage entry (incl. the guard). */
+  async destroy(sessionIds: readonly string[], storageId: string): Promise<void> {
+    await Promise.all([
+      ...sessionIds.map((id) => this.metadataCache.remove(id)),
+      this.storageCache.flushByTag(storageId),
+    ]);
+  }
+
+  private async writeMetadata(sessionId: string, metadata: SessionMetadata): Promise<void> {
+    const tags = [ALL_SESSIONS_TAG];
+    for (const tag of metadata.tags) tags.push(SessionStore.customTag(tag));
+    const remaining = Math.max(1, Math.ceil((metadata.lastActivity + this.timeoutOf(metadata) * 1000 - Date.now()) / 1000));
+    await this.metadataCache.set(sessionId, metadata, tags, remaining);
+  }
+}
+
+const JSON_SERIALIZER = {
+  serialize: (value: unknown): string => JSON.stringify(value),
+  deserialize: (data: string): unknown => JSON.parse(data),
+};
