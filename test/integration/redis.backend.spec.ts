@@ -1,0 +1,316 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { RedisBackend, type RedisCommandClient } from '../../lib/cache/redis.backend.js';
+import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
+import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
+import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
+import { backendContract } from '../contract/backend.contract.js';
+import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+
+let client: TestRedisClient;
+const prefixes: string[] = [];
+
+beforeAll(async () => {
+  client = await connectTestRedis();
+});
+
+afterAll(async () => {
+  // Leave nothing behind in the shared Redis: only this file's prefixes are deleted.
+  for (const prefix of prefixes) await new RedisBackend({ client, prefix }).flush();
+  await client?.close();
+});
+
+function makeBackend(name: string, options: { safetyTtlMargin?: number; client?: RedisCommandClient } = {}): RedisBackend {
+  const prefix = uniquePrefix(name);
+  prefixes.push(prefix);
+  return new RedisBackend({ client: options.client ?? client, prefix, safetyTtlMargin: options.safetyTtlMargin });
+}
+
+/** Every key under a prefix, via SCAN (test only). */
+async function keysUnder(prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
+  return keys.sort();
+}
+
+/** A client that records every command and can fake replies, wrapping the real one. */
+function recordingClient(intercept?: (args: readonly string[]) => Promise<unknown> | undefined): {
+  client: RedisCommandClient;
+  commands: string[][];
+} {
+  const commands: string[][] = [];
+  return {
+    commands,
+    client: {
+      sendCommand(args: readonly string[]) {
+        commands.push([...args]);
+        return intercept?.(args) ?? client.sendCommand([...args]);
+      },
+    },
+  };
+}
+
+backendContract(
+  'redis',
+  async () => {
+    const backend = makeBackend('contract');
+    return { backend, cleanup: () => backend.flush() };
+  },
+  { realTime: true },
+);
+
+describe('RedisBackend', () => {
+  let backend: RedisBackend;
+
+  beforeEach(() => {
+    backend = makeBackend('redis');
+  });
+
+  describe('options', () => {
+    it('rejects a prefix with hash-tag braces, a negative margin and a missing client', () => {
+      expect(() => new RedisBackend({ client, prefix: 'a{b}:' })).toThrow(InvalidOptionException);
+      expect(() => new RedisBackend({ client, safetyTtlMargin: -1 })).toThrow(InvalidOptionException);
+      expect(() => new RedisBackend({ client: undefined as unknown as RedisCommandClient })).toThrow(
+        InvalidOptionException,
+      );
+    });
+
+    it('defaults the prefix to sess:', () => {
+      expect(new RedisBackend({ client }).prefix).toBe('sess:');
+    });
+
+    it('rejects a bad lifetime, data or fence before touching Redis', async () => {
+      const recorded = recordingClient();
+      const strict = makeBackend('strict', { client: recorded.client });
+      await expect(strict.set('v.a', 'A', [], -1)).rejects.toThrow(InvalidArgumentException);
+      await expect(strict.set('v.a', 42 as unknown as string)).rejects.toThrow(InvalidArgumentException);
+      await expect(strict.write({}, { id: 'v.fence', fence: Number.NaN })).rejects.toThrow(InvalidArgumentException);
+      await expect(strict.set('v.a', 'A', ['has space'])).rejects.toThrow(InvalidArgumentException);
+      expect(recorded.commands).toEqual([]);
+    });
+  });
+
+  describe('key layout', () => {
+    it('keeps every key under the prefix, grouped by hash tag', async () => {
+      await backend.write(
+        {
+          sets: [
+            { id: 'st1.cart', data: 'C', tags: ['st1'], lifetime: 600 },
+            { id: 'st1.user', data: 'U', tags: ['st1', 'all-sessions'] },
+          ],
+        },
+        { id: 'st1.fence', fence: 1, create: true, tags: ['st1'] },
+      );
+      await backend.set('nodot', 'N');
+      const p = backend.prefix;
+
+      expect(await keysUnder(p)).toEqual(
+        [`${p}{st1}.cart`, `${p}{st1}.user`, `${p}{st1}.fence`, `${p}{st1}#tag`, `${p}{all-sessions}#tag`, `${p}{nodot}`, `${p}{}#expiry`].sort(),
+      );
+      expect(backend.entryKey('st1.cart')).toBe(`${p}{st1}.cart`);
+      expect(backend.tagKey('st1')).toBe(`${p}{st1}#tag`);
+      // Entries, guard and the session's tag set share the hash tag {st1}: one cluster slot.
+      expect((await client.sMembers(`${p}{st1}#tag`)).sort()).toEqual(['st1.cart', 'st1.fence', 'st1.user']);
+      expect(await client.sMembers(`${p}{all-sessions}#tag`)).toEqual(['st1.user']);
+      expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['st1.cart']);
+    });
+
+    it('flush deletes its own prefix only, also when another prefix starts with it', async () => {
+      const inner = new RedisBackend({ client, prefix: `${backend.prefix}m:` });
+      await backend.set('a.x', 'A', ['t']);
+      await inner.set('a.x', 'inner', ['t']);
+
+      await backend.flush();
+
+      expect(await backend.get('a.x')).toBeUndefined();
+      expect(await inner.get('a.x')).toBe('inner');
+      expect(await inner.findIdentifiersByTag('t')).toEqual(['a.x']);
+      await inner.flush();
+      expect(await keysUnder(backend.prefix)).toEqual([]);
+    });
+  });
+
+  describe('native TTL', () => {
+    it('is lifetime + safetyTtlMargin on the entry, at least that on its tag sets, none without lifetime', async () => {
+      const withMargin = makeBackend('ttl', { safetyTtlMargin: 100 });
+      await withMargin.set('ttl.a', 'A', ['ttl-t'], 20);
+      await withMargin.set('ttl.forever', 'F', ['ttl-f']);
+
+      const entryTtl = await client.pTTL(withMargin.entryKey('ttl.a'));
+      expect(entryTtl).toBeGreaterThan(119_000);
+      expect(entryTtl).toBeLessThanOrEqual(120_000);
+      expect(await client.pTTL(withMargin.tagKey('ttl-t'))).toBeGreaterThanOrEqual(entryTtl - 50);
+      expect(await client.pTTL(withMargin.entryKey('ttl.forever'))).toBe(-1);
+      expect(await client.pTTL(withMargin.tagKey('ttl-f'))).toBe(-1);
+      expect(Number(await client.zScore(withMargin.expiryIndexKey, 'ttl.a'))).toBeGreaterThan(Date.now() + 19_000);
+
+      // A longer-living member extends the tag set; a member without lifetime makes it permanent.
+      await withMargin.set('ttl.b', 'B', ['ttl-t'], 1000);
+      expect(await client.pTTL(withMargin.tagKey('ttl-t'))).toBeGreaterThan(1_099_000);
+      await withMargin.set('ttl.c', 'C', ['ttl-t']);
+      expect(await client.pTTL(withMargin.tagKey('ttl-t'))).toBe(-1);
+    });
+
+    it('keeps the guard entry native TTL when the fence is updated', async () => {
+      await backend.set('gt.fence', '1', ['gt'], 50);
+      const before = await client.pTTL(backend.entryKey('gt.fence'));
+      expect(await backend.write({ sets: [{ id: 'gt.a', data: 'A', tags: ['gt'] }] }, { id: 'gt.fence', fence: 2 })).toBe('ok');
+      expect(await backend.get('gt.fence')).toBe('2');
+      const after = await client.pTTL(backend.entryKey('gt.fence'));
+      expect(after).toBeGreaterThan(before - 1000);
+      expect(after).toBeLessThanOrEqual(before);
+    });
+  });
+
+  describe('write with a guard', () => {
+    it('leaves no partial state in Redis when the guard refuses', async () => {
+      await backend.set('ws.victim', 'V', ['ws'], 600);
+      const before = await keysUnder(backend.prefix);
+      const batch = {
+        sets: [
+          { id: 'ws.a', data: 'A', tags: ['ws', 'ws-other'], lifetime: 60 },
+          { id: 'ws.victim', data: 'V2', tags: ['ws-new'] },
+        ],
+        removes: ['ws.victim'],
+      };
+
+      expect(await backend.write(batch, { id: 'ws.fence', fence: 1 })).toBe('missing');
+      await backend.write({}, { id: 'ws.fence', fence: 7, create: true, tags: ['ws'] });
+      const afterCreate = await keysUnder(backend.prefix);
+      expect(await backend.write(batch, { id: 'ws.fence', fence: 6 })).toBe('fenced');
+
+      expect(afterCreate).toEqual([...before, backend.entryKey('ws.fence')].sort());
+      expect(await keysUnder(backend.prefix)).toEqual(afterCreate);
+      expect(await client.get(backend.entryKey('ws.victim'))).toMatch(/\nws\nV$/);
+      expect((await client.sMembers(backend.tagKey('ws'))).sort()).toEqual(['ws.fence', 'ws.victim']);
+      expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['ws.victim']);
+    });
+
+    it('is atomic under concurrency: the highest fence wins whatever the order', async () => {
+      await backend.write({}, { id: 'cc.fence', fence: 0, create: true, tags: ['cc'] });
+      const fences = [7, 3, 19, 1, 12, 20, 5, 16, 9, 2, 14, 11, 18, 4, 8, 6, 13, 15, 10, 17];
+      const results = await Promise.all(
+        fences.map((fence) =>
+          backend.write({ sets: [{ id: 'cc.data', data: `v${fence}`, tags: ['cc'] }] }, { id: 'cc.fence', fence }),
+        ),
+      );
+      expect(results[fences.indexOf(20)]).toBe('ok');
+      expect(await backend.get('cc.fence')).toBe('20');
+      expect(await backend.get('cc.data')).toBe('v20');
+      // Each write that went through had a fence no smaller than all earlier ones.
+      const applied = fences.filter((_, i) => results[i] === 'ok');
+      expect(applied).toEqual([...applied].sort((a, b) => a - b));
+    });
+  });
+
+  describe('garbage collection', () => {
+    it('removes the entry, its tag memberships and its expiry record', async () => {
+      await backend.set('gc.old', 'O', ['gc-t', 'gc-u'], 1);
+      await backend.set('gc.live', 'L', ['gc-t'], 600);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+
+      // Before GC the expired entry is still stored (invisible) and indexed.
+      expect(await client.exists(backend.entryKey('gc.old'))).toBe(1);
+      expect(await client.sIsMember(backend.tagKey('gc-u'), 'gc.old')).toBe(1);
+
+      expect(await backend.collectGarbage()).toEqual([{ id: 'gc.old', data: 'O' }]);
+
+      expect(await client.exists(backend.entryKey('gc.old'))).toBe(0);
+      expect(await client.sMembers(backend.tagKey('gc-t'))).toEqual(['gc.live']);
+      expect(await client.exists(backend.tagKey('gc-u'))).toBe(0);
+      expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['gc.live']);
+    });
+
+    it('skips and repairs stale index records instead of answering live entries', async () => {
+      await backend.set('st.live', 'L', [], 600);
+      // A record pointing at a live entry too early, and one for an entry that is gone.
+      await client.zAdd(backend.expiryIndexKey, [
+        { score: 1, value: 'st.live' },
+        { score: 2, value: 'st.gone' },
+      ]);
+      expect(await backend.collectGarbage(1)).toEqual([]);
+      expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['st.live']);
+      expect(Number(await client.zScore(backend.expiryIndexKey, 'st.live'))).toBeGreaterThan(Date.now());
+    });
+  });
+
+  describe('tag sets', () => {
+    it('prune members whose entry is gone or no longer carries the tag when read', async () => {
+      await backend.set('pr.a', 'A', ['pr']);
+      await backend.set('pr.b', 'B', ['other']);
+      await client.sAdd(backend.tagKey('pr'), ['pr.gone', 'pr.b']);
+
+      expect(await backend.findIdentifiersByTag('pr')).toEqual(['pr.a']);
+      expect(await client.sMembers(backend.tagKey('pr'))).toEqual(['pr.a']);
+    });
+  });
+
+  describe('commands and round trips', () => {
+    it('uses one command per operation, loading each script once in the same round trip', async () => {
+      const recorded = recordingClient();
+      const counted = makeBackend('count', { client: recorded.client });
+      await counted.write(
+        { sets: [{ id: 'rt.k1', data: 'one', tags: ['rt'] }] },
+        { id: 'rt.fence', fence: 1, create: true, tags: ['rt'] },
+      );
+      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual(['SCRIPT LOAD', `EVALSHA ${recorded.commands[1]![1]}`]);
+
+      recorded.commands.length = 0;
+      await counted.get('rt.fence');
+      await counted.getMany(['rt.k1', 'rt.k2', 'rt.k3']);
+      await counted.has('rt.k1');
+      await counted.write({ sets: [{ id: 'rt.k2', data: 'two', tags: ['rt'] }] }, { id: 'rt.fence', fence: 2 });
+      expect(recorded.commands.map((c) => c[0])).toEqual(['GET', 'MGET', 'GETRANGE', 'EVALSHA']);
+    });
+
+    it('falls back to EVAL when Redis answers NOSCRIPT', async () => {
+      let refused = 0;
+      const recorded = recordingClient((args) => {
+        if (args[0] === 'SCRIPT') return Promise.resolve('ignored');
+        if (args[0] === 'EVALSHA') {
+          refused++;
+          return Promise.reject(new Error('NOSCRIPT No matching script. Please use EVAL.'));
+        }
+        return undefined;
+      });
+      const reloaded = makeBackend('noscript', { client: recorded.client });
+      await reloaded.set('ns.a', 'A', ['ns']);
+      expect(await reloaded.findIdentifiersByTag('ns')).toEqual(['ns.a']);
+      expect(refused).toBe(2);
+      expect(recorded.commands.map((c) => c[0])).toEqual(['SCRIPT', 'EVALSHA', 'EVAL', 'SCRIPT', 'EVALSHA', 'EVAL']);
+    });
+  });
+
+  describe('store failures', () => {
+    it('turns errors of a disconnected client into StoreUnavailableException', async () => {
+      const lost = await connectTestRedis();
+      const broken = makeBackend('broken', { client: lost });
+      await broken.set('down.a', 'A', ['down']);
+      lost.destroy();
+
+      const operations: Array<() => Promise<unknown>> = [
+        () => broken.get('down.a'),
+        () => broken.getMany(['down.a']),
+        () => broken.has('down.a'),
+        () => broken.set('down.b', 'B'),
+        () => broken.write({ sets: [{ id: 'down.b', data: 'B' }] }, { id: 'down.fence', fence: 1, create: true }),
+        () => broken.remove('down.a'),
+        () => broken.getByTag('down'),
+        () => broken.findIdentifiersByTag('down'),
+        () => broken.flushByTag('down'),
+        () => broken.collectGarbage(),
+        () => broken.flush(),
+      ];
+      for (const operation of operations) {
+        const error = await operation().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(StoreUnavailableException);
+        expect((error as StoreUnavailableException).httpStatus).toBe(503);
+        expect((error as Error).message).toMatch(/^The session store is unavailable \(redis \w+: /);
+      }
+      // Nothing was written after the connection went away.
+      expect(await client.exists(broken.entryKey('down.b'))).toBe(0);
+    });
+  });
+});
