@@ -31,12 +31,14 @@ export type {
 } from './cache/taggable-backend.interface.js';
 export { SessionSerializer } from './cache/session-serializer.interface.js';
 export { DevalueSerializer } from './cache/devalue.serializer.js';
-export { MemoryBackend, type MemoryBackendOptions } from './cache/memory.backend.js';
+export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } from './cache/memory.backend.js';
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
 
 // Locking
 export { SessionLocker, type SessionLock, type LockOptions } from './locking/session-locker.interface.js';
 export { MemoryLocker } from './locking/memory.locker.js';
+export { SessionLock } from './locking/session-lock.decorator.js';
+export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session-lock.interceptor.js';
 
 // Errors
 export { SessionError } from './errors/session.error.js';

@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { SessionModule, type SessionModuleOptions } from 'nest-session';
 import { AuthController } from './auth.controller.js';
+import { CounterController } from './counter.controller.js';
 import { HealthController } from './health.controller.js';
 import { SessionController } from './session.controller.js';
 
@@ -16,7 +17,7 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [SessionModule.forRoot({ ...config.session, isGlobal: true })],
-      controllers: [HealthController, SessionController, AuthController],
+      controllers: [HealthController, SessionController, AuthController, CounterController],
     };
   }
 }
