@@ -35,7 +35,7 @@ export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } fro
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
 
 // Locking
-export { SessionLocker, type SessionLock, type LockOptions } from './locking/session-locker.interface.js';
+export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
 export { MemoryLocker } from './locking/memory.locker.js';
 export { SessionLock } from './locking/session-lock.decorator.js';
 export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session-lock.interceptor.js';
