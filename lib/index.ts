@@ -37,8 +37,19 @@ export { IDENTIFIER_PATTERN } from './cache/identifier.js';
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
 export { MemoryLocker } from './locking/memory.locker.js';
+export { RedisLocker, type RedisLockerOptions, type RedisLockerClient } from './locking/redis.locker.js';
 export { SessionLock } from './locking/session-lock.decorator.js';
 export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session-lock.interceptor.js';
+
+// Bags
+export type { SessionBagInterface, SessionBagFactory } from './bags/session-bag.interface.js';
+export { AttributeBag } from './bags/attribute.bag.js';
+export { FlashBag, type FlashMessages } from './bags/flash.bag.js';
+export { AutoExpireFlashBag } from './bags/auto-expire-flash.bag.js';
+export { MetadataBag } from './bags/metadata.bag.js';
+export { SessionAttributes } from './bags/session-attributes.js';
+export { SessionBagRegistry } from './bags/session-bag.registry.js';
+export { Flashes } from './bags/flashes.decorator.js';
 
 // Errors
 export { SessionError } from './errors/session.error.js';

@@ -1,4 +1,5 @@
 import {
+  type DynamicModule,
   Inject,
   Logger,
   Module,
@@ -18,6 +19,12 @@ import { SessionInterface } from './session/session.interface.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from './session/session-module.options.js';
 import { resolveSessionOptions } from './session/session-options.resolver.js';
 import { SessionStore } from './session/session.store.js';
+import { SessionBagRegistry } from './bags/session-bag.registry.js';
+import type { SessionBagFactory } from './bags/session-bag.interface.js';
+
+/** Host module of `SessionModule.forFeature()` registrations. */
+@Module({})
+export class SessionFeatureModule {}
 
 /**
  * Server-side sessions for every HTTP request. `SessionModule.forRoot(options)` or
@@ -31,7 +38,20 @@ import { SessionStore } from './session/session.store.js';
       useFactory: (options: SessionModuleOptions) => resolveSessionOptions(options),
       inject: [SESSION_MODULE_OPTIONS],
     },
-    { provide: SessionStore, useFactory: (options: ResolvedSessionOptions) => new SessionStore(options), inject: [SESSION_OPTIONS] },
+    {
+      provide: SessionBagRegistry,
+      useFactory: (options: ResolvedSessionOptions) => {
+        const registry = new SessionBagRegistry();
+        for (const factory of options.bags) registry.register(factory);
+        return registry;
+      },
+      inject: [SESSION_OPTIONS],
+    },
+    {
+      provide: SessionStore,
+      useFactory: (options: ResolvedSessionOptions, bags: SessionBagRegistry) => new SessionStore(options, bags),
+      inject: [SESSION_OPTIONS, SessionBagRegistry],
+    },
     { provide: SessionContext, useFactory: () => new SessionContext() },
     { provide: SessionInterface, useFactory: (context: SessionContext) => new CurrentSessionProxy(context), inject: [SessionContext] },
     {
@@ -40,7 +60,7 @@ import { SessionStore } from './session/session.store.js';
       inject: [SessionStore, SessionContext],
     },
   ],
-  exports: [SessionInterface, SessionStore, SessionContext, SESSION_OPTIONS],
+  exports: [SessionInterface, SessionStore, SessionContext, SessionBagRegistry, SESSION_OPTIONS],
 })
 export class SessionModule extends SessionConfigurableModule implements NestModule, OnApplicationShutdown {
   private readonly logger = new Logger('SessionModule');
@@ -51,6 +71,28 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
     @Inject(SESSION_OPTIONS) private readonly options: ResolvedSessionOptions,
   ) {
     super();
+  }
+
+  /**
+   * Lets a feature module ship its own bags: `imports: [SessionModule.forFeature({ bags: [() => new CartBag()] })]`.
+   * Needs `SessionModule.forRoot({ isGlobal: true })` (or SessionModule imported where the feature module can see it).
+   * @throws InvalidArgumentException at boot for a duplicate bag name.
+   */
+  static forFeature(feature: { bags: SessionBagFactory[] }): DynamicModule {
+    const token = Symbol('SessionFeatureBags');
+    return {
+      module: SessionFeatureModule,
+      providers: [
+        {
+          provide: token,
+          useFactory: (registry: SessionBagRegistry) => {
+            for (const factory of feature.bags) registry.register(factory);
+            return feature.bags.length;
+          },
+          inject: [SessionBagRegistry],
+        },
+      ],
+    };
   }
 
   /** Installs the HTTP adapter before Nest registers routes, so it runs for every route and 404s. */

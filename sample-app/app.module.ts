@@ -2,6 +2,8 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { SessionModule, type SessionModuleOptions } from 'nest-session';
 import { AuthController } from './auth.controller.js';
 import { CounterController } from './counter.controller.js';
+import { FlashController } from './flash.controller.js';
+import { CartModule } from './cart/cart.module.js';
 import { HealthController } from './health.controller.js';
 import { SessionController } from './session.controller.js';
 
@@ -16,8 +18,8 @@ export class AppModule {
   static forRoot(config: SampleAppConfig = {}): DynamicModule {
     return {
       module: AppModule,
-      imports: [SessionModule.forRoot({ ...config.session, isGlobal: true })],
-      controllers: [HealthController, SessionController, AuthController, CounterController],
+      imports: [SessionModule.forRoot({ ...config.session, isGlobal: true }), CartModule],
+      controllers: [HealthController, SessionController, AuthController, CounterController, FlashController],
     };
   }
 }

@@ -1,4 +1,6 @@
 import type { SessionData, SessionLockState } from './session-data.interface.js';
+import type { SessionBagInterface } from '../bags/session-bag.interface.js';
+import type { MetadataBag } from '../bags/metadata.bag.js';
 import type { SessionInterface } from './session.interface.js';
 import type { SessionContext } from './session.context.js';
 
@@ -148,5 +150,17 @@ export class CurrentSessionProxy implements SessionInterface {
 
   setPermanent(permanent: boolean): void {
     return this.context.require('setPermanent()').setPermanent(permanent);
+  }
+
+  registerBag(bag: SessionBagInterface): void {
+    return this.context.require('registerBag()').registerBag(bag);
+  }
+
+  getBag<T = SessionBagInterface>(name: string): Promise<T> {
+    return this.context.require('getBag()').getBag<T>(name);
+  }
+
+  getMetadataBag(): MetadataBag {
+    return this.context.require('getMetadataBag()').getMetadataBag();
   }
 }

@@ -2,6 +2,7 @@ import type { SessionSerializer } from '../cache/session-serializer.interface.js
 import type { TaggableBackend } from '../cache/taggable-backend.interface.js';
 import type { SessionLocker } from '../locking/session-locker.interface.js';
 import type { SessionIdGenerator } from './session-id-generator.interface.js';
+import type { SessionBagFactory } from '../bags/session-bag.interface.js';
 
 /** Cookie settings. */
 export interface SessionCookieOptions {
@@ -36,6 +37,36 @@ export interface SessionLockOptions {
   ttl?: number;
 }
 
+/** Garbage collection of expired sessions (see README "SessionManager and GC"). */
+export interface SessionGarbageCollectionOptions {
+  /**
+   * Chance in percent (0-100, decimals allowed, e.g. `0.1`) that a request starts a GC run once
+   * its response is finished (never delaying it). `0` = only the scheduled job and
+   * `SessionManager.collectGarbage()`. @default 1
+   */
+  probability?: number;
+  /** Most expired sessions one run removes; the rest wait for the next run. @default 1000 */
+  maximumPerRun?: number;
+  /**
+   * Cron expression (5 fields, or 6 with seconds) of the scheduled GC job, validated at boot;
+   * `false` schedules none. Runs in every app instance; the GC lock lets one run at a time.
+   * @default every five minutes ('*' + '/5 * * * *')
+   */
+  cron?: string | false;
+}
+
+/**
+ * IP lock (TYPO3 `lockIP`): a session is bound to a prefix of the address of the client that
+ * started it; a request from another prefix is treated as having no session. Needs the
+ * framework's trusted-proxy setting to be right (README "Security notes").
+ */
+export interface SessionIpLockOptions {
+  /** Leading IPv4 octets that must match, 0-4 (0 = do not lock IPv4 clients). @default 4 */
+  ipv4Prefix?: number;
+  /** Leading 16-bit IPv6 blocks that must match, 0-8 (4 = the /64 network). @default 4 */
+  ipv6Prefix?: number;
+}
+
 /** Options of `SessionModule.forRoot()` / the factory of `forRootAsync()`. */
 export interface SessionModuleOptions {
   cookie?: SessionCookieOptions;
@@ -58,6 +89,16 @@ export interface SessionModuleOptions {
   serializer?: SessionSerializer;
   /** Generator of public session ids. @default new RandomIdGenerator() (192 bits) */
   idGenerator?: SessionIdGenerator;
+  /**
+   * Bags every session offers, as factories (each request gets fresh instances). Replaces the
+   * default list; feature modules add theirs with `SessionModule.forFeature({ bags })`.
+   * @default [() => new FlashBag()]
+   */
+  bags?: SessionBagFactory[];
+  /** Garbage collection: probabilistic on requests, scheduled by cron, limited per run. */
+  garbageCollection?: SessionGarbageCollectionOptions;
+  /** Binds sessions to a prefix of the client address; `false`/omitted = off. @default false */
+  ipLock?: SessionIpLockOptions | false;
 }
 
 /** The options after defaults were applied and validated; frozen. */
@@ -71,4 +112,11 @@ export interface ResolvedSessionOptions {
   readonly lock: Readonly<Required<SessionLockOptions>>;
   readonly serializer: SessionSerializer;
   readonly idGenerator: SessionIdGenerator;
+  readonly bags: readonly SessionBagFactory[];
+  readonly garbageCollection: ResolvedGarbageCollectionOptions;
+  /** `undefined` when the IP lock is off. */
+  readonly ipLock: ResolvedIpLockOptions | undefined;
 }
+
+export type ResolvedGarbageCollectionOptions = Readonly<Required<SessionGarbageCollectionOptions>>;
+export type ResolvedIpLockOptions = Readonly<Required<SessionIpLockOptions>>;

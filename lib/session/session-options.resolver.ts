@@ -3,6 +3,9 @@ import { MemoryBackend } from '../cache/memory.backend.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { MemoryLocker } from '../locking/memory.locker.js';
 import { RandomIdGenerator } from './random-id.generator.js';
+import { FlashBag } from '../bags/flash.bag.js';
+import { resolveGarbageCollectionOptions } from '../manager/gc.options.js';
+import { resolveIpLockOptions } from '../manager/ip-lock.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from './session-module.options.js';
 
 // RFC 6265 cookie-name token characters.
@@ -36,6 +39,9 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
     },
     serializer: options.serializer ?? new DevalueSerializer(),
     idGenerator: options.idGenerator ?? new RandomIdGenerator(),
+    bags: Object.freeze([...(options.bags ?? [() => new FlashBag()])]),
+    garbageCollection: resolveGarbageCollectionOptions(options.garbageCollection),
+    ipLock: resolveIpLockOptions(options.ipLock),
   };
   validate(resolved);
   Object.freeze(resolved.cookie);
@@ -81,6 +87,9 @@ function validate(o: ResolvedSessionOptions): void {
   }
   implementsMethods('locker', o.locker, ['acquire']);
   implementsMethods('serializer', o.serializer, ['serialize', 'deserialize']);
+  if (!Array.isArray(o.bags) || o.bags.some((f) => typeof f !== 'function')) {
+    throw InvalidOptionException.create('bags', 'must be an array of factories, e.g. [() => new FlashBag()]');
+  }
   implementsMethods('idGenerator', o.idGenerator, ['generate', 'isValid']);
   const sample = o.idGenerator.generate();
   if (!o.idGenerator.isValid(sample) || sample.includes('.') || sample.length < 22) {

@@ -1,4 +1,6 @@
 import type { SessionData, SessionLockState } from './session-data.interface.js';
+import type { SessionBagInterface } from '../bags/session-bag.interface.js';
+import type { MetadataBag } from '../bags/metadata.bag.js';
 
 /**
  * The session of the current request (or a remote session from `SessionManager`), with Neos
@@ -105,6 +107,18 @@ export interface SessionInterface {
   bindToUser(userId: string): void;
   /** Whether the session gets a time-based cookie. */
   isPermanent(): boolean;
+  // Symfony bags
+  /** Registers a bag for this session only. @throws InvalidArgumentException (bad storage key, taken name) */
+  registerBag(bag: SessionBagInterface): void;
+  /**
+   * A bag by name, loaded on first use in the request (`'flashes'` by default, `'attributes'`
+   * for the session's own data, `'metadata'`, and every registered bag). Starts the session.
+   * @throws InvalidArgumentException naming the registered bags when the name is unknown.
+   */
+  getBag<T = SessionBagInterface>(name: string): Promise<T>;
+  /** Created / last used / lifetime of the session. @throws SessionNotStartedException */
+  getMetadataBag(): MetadataBag;
+
   /** Makes the session permanent (time-based cookie, Max-Age = its lifetime) or not. @throws SessionNotStartedException */
   setPermanent(permanent: boolean): void;
 }

@@ -1,4 +1,5 @@
 import { VariableFrontend } from '../cache/variable.frontend.js';
+import { SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { BackendWrite } from '../cache/taggable-backend.interface.js';
 import { SessionError } from '../errors/session.error.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
@@ -38,7 +39,11 @@ export class SessionStore {
   readonly metadataCache: VariableFrontend;
   readonly storageCache: VariableFrontend;
 
-  constructor(readonly options: ResolvedSessionOptions) {
+  constructor(
+    readonly options: ResolvedSessionOptions,
+    /** Bags every session offers (from `forRoot({ bags })` and `forFeature`). */
+    readonly bags: SessionBagRegistry = new SessionBagRegistry(),
+  ) {
     // Metadata is an internal, trusted structure: plain JSON is faster than the value serializer.
     this.metadataCache = new VariableFrontend(options.metadataBackend, JSON_SERIALIZER);
     this.storageCache = new VariableFrontend(options.storageBackend, options.serializer);

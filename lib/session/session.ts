@@ -12,6 +12,20 @@ import type { SessionInterface } from './session.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { CommitPlan, SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
+import { SessionAttributes } from '../bags/session-attributes.js';
+import { MetadataBag } from '../bags/metadata.bag.js';
+import { assertStorageKey } from '../bags/session-bag.registry.js';
+import type { SessionBagInterface } from '../bags/session-bag.interface.js';
+
+/** Storage-key prefix of bag entries; `~` cannot occur in a user key. */
+const BAG_PREFIX = '~bag:';
+
+interface BagSlot {
+  readonly bag: SessionBagInterface;
+  initialized: boolean;
+  /** Serialized data as loaded (or last written); undefined = no entry. */
+  storedRaw: string | undefined;
+}
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -48,7 +62,7 @@ export class Session implements SessionInterface {
   private readonly addedTags = new Set<string>();
   private readonly removedTags = new Set<string>();
   /** Metadata fields changed locally (besides tags), merged onto fresh metadata at commit. */
-  private readonly changedFields = new Set<'userId' | 'permanent' | 'lifetime' | 'ipLock'>();
+  private readonly changedFields = new Set<'userId' | 'permanent' | 'lifetime' | 'ipLock' | 'createdAt'>();
   private touchRequested = false;
   private readonly retiredIds: string[] = [];
   /** Old storage id to flush after `regenerate(true)`. */
@@ -59,6 +73,8 @@ export class Session implements SessionInterface {
   private lockState: SessionLockState = 'unlocked';
   private heldLock: SessionLock | undefined;
   private pendingLock: Promise<SessionLock> | undefined;
+  private readonly bags = new Map<string, BagSlot>();
+  private attributes: SessionAttributes | undefined;
 
   constructor(
     private readonly store: SessionStore,
@@ -206,13 +222,7 @@ export class Session implements SessionInterface {
     this.requireStarted('store session data');
     this.assertNotPending('store session data');
     assertIdentifier(key, 'session key');
-    let serialized: string;
-    try {
-      serialized = this.store.storageCache.encode(value);
-    } catch (error) {
-      throw DataNotSerializableException.create(key, (error as Error).message);
-    }
-    this.changes.set(key, serialized);
+    this.changes.set(key, this.encodeValue(key, value));
     await this.writeThrough();
   }
 
@@ -367,6 +377,141 @@ export class Session implements SessionInterface {
     this.changedFields.add('permanent');
   }
 
+  // ---- bags (Symfony) --------------------------------------------------------------------
+
+  /**
+   * Registers a bag instance for this session only (module-wide bags come from the
+   * `bags` option and `SessionModule.forFeature`).
+   * @throws InvalidArgumentException for a bad storage key or a taken name.
+   */
+  registerBag(bag: SessionBagInterface): void {
+    assertStorageKey(bag);
+    const name = bag.getName();
+    if (name === 'attributes' || name === 'metadata' || this.bags.has(name) || this.store.bags.names().includes(name)) {
+      throw new InvalidArgumentException(`A session bag named "${name}" is already registered.`);
+    }
+    this.bags.set(name, { bag, initialized: false, storedRaw: undefined });
+  }
+
+  /**
+   * A bag by name, loaded on first use in this request (starts the session if needed; a new
+   * session is stored only once something is in it). `'attributes'` is the session's own
+   * data (the same as `getData`/`putData`).
+   * @throws InvalidArgumentException naming the registered bags when `name` is unknown.
+   */
+  async getBag<T = SessionBagInterface>(name: string): Promise<T> {
+    this.assertNotPending('use a session bag');
+    if (!this.started) this.start();
+    if (name === 'attributes') {
+      await this.loadedData();
+      return (this.attributes ??= new SessionAttributes(this.attributeSource())) as T;
+    }
+    if (name === 'metadata') return this.getMetadataBag() as T;
+    let slot = this.bags.get(name);
+    if (slot === undefined) {
+      const bag = this.store.bags.create(name);
+      if (bag === undefined) {
+        const known = ['attributes', 'metadata', ...this.store.bags.names(), ...this.bags.keys()];
+        throw new InvalidArgumentException(`There is no session bag named "${name}". Registered bags: ${known.join(', ')}.`);
+      }
+      slot = { bag, initialized: false, storedRaw: undefined };
+      this.bags.set(name, slot);
+    }
+    if (!slot.initialized) {
+      const raw = (await this.loadedData()).get(BAG_PREFIX + slot.bag.getStorageKey());
+      slot.bag.initialize(raw === undefined ? undefined : this.store.storageCache.decode(raw));
+      slot.storedRaw = raw;
+      slot.initialized = true;
+    }
+    return slot.bag as T;
+  }
+
+  /** Symfony's metadata bag: created, last used, lifetime; costs no storage entry. */
+  getMetadataBag(): MetadataBag {
+    this.meta('get the metadata bag');
+    return new MetadataBag({
+      metadata: () => this.meta(),
+      cookieLifetime: () => this.cookieMaxAge(this.meta()) ?? 0,
+      updateThreshold: () => this.store.options.updateGracePeriod,
+      stampNew: (lifetime) => {
+        this.meta().createdAt = Date.now();
+        this.changedFields.add('createdAt');
+        if (lifetime !== undefined) this.setTTL(lifetime);
+      },
+    });
+  }
+
+  private attributeSource() {
+    const data = (): Map<string, string> => this.data ?? new Map();
+    const current = (key: string): string | undefined => {
+      const change = this.changes.get(key);
+      return change !== undefined ? (change ?? undefined) : data().get(key);
+    };
+    return {
+      keys: (): string[] => {
+        const keys = new Set([...data().keys()].filter((k) => !k.startsWith('~')));
+        for (const [key, value] of this.changes) {
+          if (key.startsWith('~')) continue;
+          if (value === null) keys.delete(key);
+          else keys.add(key);
+        }
+        return [...keys];
+      },
+      has: (key: string): boolean => current(key) !== undefined,
+      read: (key: string): unknown => {
+        const raw = current(key);
+        return raw === undefined ? undefined : this.store.storageCache.decode(raw);
+      },
+      write: (key: string, value: unknown): void => {
+        assertIdentifier(key, 'session key');
+        this.changes.set(key, this.encodeValue(key, value));
+      },
+      delete: (key: string): void => {
+        assertIdentifier(key, 'session key');
+        this.changes.set(key, null);
+      },
+    };
+  }
+
+  /** Bags whose storable data differs from what is stored become pending changes. */
+  private collectBagChanges(): SessionBagInterface[] {
+    const changed: SessionBagInterface[] = [];
+    for (const slot of this.bags.values()) {
+      if (!slot.initialized) continue;
+      const raw = this.bagRaw(slot.bag);
+      if (raw === (slot.storedRaw ?? null)) continue;
+      this.changes.set(BAG_PREFIX + slot.bag.getStorageKey(), raw);
+      changed.push(slot.bag);
+    }
+    return changed;
+  }
+
+  /** Under the lock: re-apply this request's bag changes onto data another request stored meanwhile. */
+  private async mergeBags(storageId: string, changed: SessionBagInterface[]): Promise<void> {
+    const mergeable = changed.filter((bag) => typeof bag.merge === 'function');
+    if (mergeable.length === 0 || this.storedId === undefined) return;
+    const fresh = await this.store.storageCache.getMany(mergeable.map((bag) => `${storageId}.${BAG_PREFIX}${bag.getStorageKey()}`));
+    mergeable.forEach((bag, i) => {
+      const slot = this.bags.get(bag.getName())!;
+      if (fresh[i] === slot.storedRaw) return;
+      bag.merge!(fresh[i] === undefined ? undefined : this.store.storageCache.decode(fresh[i]!));
+      this.changes.set(BAG_PREFIX + bag.getStorageKey(), this.bagRaw(bag));
+    });
+  }
+
+  private bagRaw(bag: SessionBagInterface): string | null {
+    const storable = bag.getStorableData();
+    return storable === undefined ? null : this.encodeValue(`${BAG_PREFIX}${bag.getStorageKey()}`, storable);
+  }
+
+  private encodeValue(key: string, value: unknown): string {
+    try {
+      return this.store.storageCache.encode(value);
+    } catch (error) {
+      throw DataNotSerializableException.create(key, (error as Error).message);
+    }
+  }
+
   // ---- locking (Aerys) -------------------------------------------------------------------
 
   getLockState(): SessionLockState {
@@ -463,6 +608,7 @@ export class Session implements SessionInterface {
    */
   async commit(): Promise<void> {
     if (!this.started || this.metadata === undefined) return;
+    const changedBags = this.collectBagChanges();
     const meta = this.metadata;
     const now = Date.now();
     const create = this.storedId === undefined;
@@ -488,6 +634,7 @@ export class Session implements SessionInterface {
           metadata = this.merge(fresh, now);
         }
       }
+      if (changedBags.length > 0) await this.mergeBags(meta.storageId, changedBags);
       const plan: CommitPlan = {
         sessionId: this.id!,
         metadata,
@@ -528,6 +675,10 @@ export class Session implements SessionInterface {
       }
     }
     if (written !== undefined) this.metadata = { ...written, tags: [...written.tags] };
+    for (const slot of this.bags.values()) {
+      const change = this.changes.get(BAG_PREFIX + slot.bag.getStorageKey());
+      if (change !== undefined) slot.storedRaw = change ?? undefined;
+    }
     this.storedId = this.id;
     this.changes.clear();
     this.addedTags.clear();
@@ -557,6 +708,8 @@ export class Session implements SessionInterface {
   }
 
   private async reload(): Promise<void> {
+    // Bags are re-initialized from the fresh data on their next getBag().
+    for (const slot of this.bags.values()) slot.initialized = false;
     const fresh = await this.store.loadMetadata(this.storedId!);
     if (fresh === undefined) {
       this.reset();

@@ -1,0 +1,86 @@
+import type { FlashMessages } from './flash.bag.js';
+import type { SessionBagInterface } from './session-bag.interface.js';
+
+interface Stored {
+  display: FlashMessages;
+  new: FlashMessages;
+}
+
+/**
+ * Symfony's `AutoExpireFlashBag`: messages added in one request are shown in the next one
+ * and dropped after it, read or not. `peek`/`get`/`all` see the messages for display now;
+ * `add` queues messages for the next request.
+ */
+export class AutoExpireFlashBag implements SessionBagInterface {
+  private display: FlashMessages = {};
+  private next: FlashMessages = {};
+
+  /**
+   * @param name bag name for `getBag()`. @default 'flashes'
+   * @param storageKey storage entry key. @default 'flashes_auto'
+   */
+  constructor(
+    private readonly name = 'flashes',
+    private readonly storageKey = 'flashes_auto',
+  ) {}
+
+  getName(): string {
+    return this.name;
+  }
+  getStorageKey(): string {
+    return this.storageKey;
+  }
+  initialize(data: unknown): void {
+    const stored = (data ?? {}) as Partial<Stored>;
+    // What the previous request queued is for display now; what was displayed then is dropped.
+    this.display = { ...(stored.new ?? {}) };
+    this.next = {};
+  }
+  add(type: string, message: unknown): void {
+    (this.next[type] ??= []).push(message);
+  }
+  peek(type: string, defaultValue: unknown[] = []): unknown[] {
+    return [...(this.display[type] ?? defaultValue)];
+  }
+  peekAll(): FlashMessages {
+    return { ...this.display };
+  }
+  get(type: string, defaultValue: unknown[] = []): unknown[] {
+    const messages = this.display[type];
+    if (messages === undefined) return defaultValue;
+    delete this.display[type];
+    return messages;
+  }
+  all(): FlashMessages {
+    const all = this.display;
+    this.display = {};
+    return all;
+  }
+  set(type: string, messages: unknown[] | unknown): void {
+    this.next[type] = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
+  }
+  setAll(messages: FlashMessages): void {
+    this.next = { ...messages };
+  }
+  has(type: string): boolean {
+    return (this.display[type]?.length ?? 0) > 0;
+  }
+  keys(): string[] {
+    return Object.keys(this.display);
+  }
+  clear(): FlashMessages {
+    const old = this.all();
+    this.next = {};
+    return old;
+  }
+  getStorableData(): Stored | undefined {
+    // Only what is queued survives this request: displayed messages expire with it.
+    return Object.keys(this.next).length === 0 ? undefined : { display: {}, new: this.next };
+  }
+  merge(fresh: unknown): void {
+    const stored = (fresh ?? {}) as Partial<Stored>;
+    const merged: FlashMessages = { ...(stored.new ?? {}) };
+    for (const [type, list] of Object.entries(this.next)) merged[type] = [...(merged[type] ?? []), ...list];
+    this.next = merged;
+  }
+}
