@@ -23,10 +23,10 @@ export interface RedisCommandClient {
 /** Options of {@link RedisBackend}. */
 export interface RedisBackendOptions {
   /**
-   * A connected node-redis v5 client (`createClient()`, standalone Redis or Valkey, or the
-   * primary of a Sentinel set-up). The backend never connects or closes it. Give it its own
-   * `reconnectStrategy`/`disableOfflineQueue` settings: while Redis is unreachable, every
-   * operation fails with `StoreUnavailableException`.
+   * A connected node-redis v5 client (`createClient()`) of a standalone Redis or Valkey, not a
+   * `createCluster()` or `createSentinel()` client. The backend never connects or closes it. The
+   * client's reconnect and offline-queue settings decide how long an operation waits while
+   * Redis is unreachable; an operation that fails throws `StoreUnavailableException`.
    */
   client: RedisCommandClient;
   /**
@@ -83,15 +83,17 @@ const HEADER_BYTES = 32;
  * Redis answers NOSCRIPT after a restart or failover), so on one Redis each operation is atomic
  * and costs one round trip: entries, tag sets and the expiry index change together or not at all.
  *
- * Redis Cluster: the layout above is cluster-ready, this class drives a standalone client only.
- * In a cluster a script may only touch keys of one slot, so there the atomic parts keep to one
- * slot - `write()` with a guard (entries, guard and same-group tag sets of one session) and
- * `getByTag()` of a storage tag, whose members share its group - while the index upkeep that
- * crosses slots runs as per-key commands in the same pipeline: ZADD/ZREM on the single global
- * expiry set, SADD/SREM on tag sets of other groups (metadata tags such as "all sessions").
- * Garbage collection and multi-group operations (flushByTag of a tag spanning groups) then run
- * as pipelines of per-key commands rather than one script. Tag sets are already treated as
- * hints that readers verify against the entries (see below), which is what makes that safe.
+ * Redis Cluster: the layout is cluster-ready, but this class drives a standalone client only;
+ * here a script also updates keys of other slots (the global expiry set, metadata tag sets). In
+ * a cluster a script may only touch keys of one slot, so a cluster driver keeps the scripts that
+ * must be atomic to one slot - `write()` with a guard (entries, guard and same-group tag sets of
+ * one session) and `getByTag()` of a storage tag, whose members share its group - and sends the
+ * index upkeep that crosses slots as per-key commands in the same pipeline: ZADD/ZREM on the
+ * single global expiry set, SADD on tag sets of other groups (metadata tags such as "all
+ * sessions"). Garbage collection and multi-group operations (flushByTag of a tag spanning
+ * groups) then run as pipelines of per-key commands rather than one script. Readers already
+ * verify tag sets and GC already verifies expiry records against the entries (see below), which
+ * is what makes that upkeep safe outside the atomic script.
  *
  * Tag sets are pruned lazily: a reader drops members whose entry is gone or no longer carries the
  * tag, so a membership left behind by anything (a native-TTL expiry, a manual DEL) costs one
