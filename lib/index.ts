@@ -33,6 +33,8 @@ export { SessionSerializer } from './cache/session-serializer.interface.js';
 export { DevalueSerializer } from './cache/devalue.serializer.js';
 export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } from './cache/memory.backend.js';
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
+export { RedisBackend, type RedisBackendOptions, type RedisCommandClient } from './cache/redis.backend.js';
+export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache/cache-manager.backend.js';
 
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
