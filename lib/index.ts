@@ -9,6 +9,8 @@ export type {
   SessionCookieOptions,
   SessionLockOptions,
   ResolvedSessionOptions,
+  SessionGarbageCollectionOptions,
+  SessionIpLockOptions,
 } from './session/session-module.options.js';
 
 // Session
@@ -19,6 +21,19 @@ export { CurrentSession } from './session/current-session.decorator.js';
 export { SessionIdGenerator } from './session/session-id-generator.interface.js';
 export { RandomIdGenerator } from './session/random-id.generator.js';
 export { userTag } from './session/user-tag.js';
+
+// SessionManager and garbage collection
+export { SessionManager, type SessionInfo } from './manager/session.manager.js';
+export { GC_CRON_JOB_NAME } from './manager/gc.scheduler.js';
+export type {
+  SessionEvent,
+  SessionStartedEvent,
+  SessionRenewedEvent,
+  SessionDestroyedEvent,
+  SessionExpiredEvent,
+  SessionUserBoundEvent,
+  SessionGcEvent,
+} from './manager/session-events.js';
 
 // Caches
 export type {

@@ -19,6 +19,8 @@ import { SessionInterface } from './session/session.interface.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from './session/session-module.options.js';
 import { resolveSessionOptions } from './session/session-options.resolver.js';
 import { SessionStore } from './session/session.store.js';
+import { GcScheduler } from './manager/gc.scheduler.js';
+import { SessionManager } from './manager/session.manager.js';
 import { SessionBagRegistry } from './bags/session-bag.registry.js';
 import type { SessionBagFactory } from './bags/session-bag.interface.js';
 
@@ -56,11 +58,13 @@ export class SessionFeatureModule {}
     { provide: SessionInterface, useFactory: (context: SessionContext) => new CurrentSessionProxy(context), inject: [SessionContext] },
     {
       provide: SessionHttpHandler,
-      useFactory: (store: SessionStore, context: SessionContext) => new SessionHttpHandler(store, context),
-      inject: [SessionStore, SessionContext],
+      useFactory: (store: SessionStore, context: SessionContext, manager: SessionManager) => new SessionHttpHandler(store, context, manager),
+      inject: [SessionStore, SessionContext, SessionManager],
     },
+    SessionManager,
+    GcScheduler,
   ],
-  exports: [SessionInterface, SessionStore, SessionContext, SessionBagRegistry, SESSION_OPTIONS],
+  exports: [SessionInterface, SessionManager, SessionStore, SessionContext, SessionBagRegistry, SESSION_OPTIONS],
 })
 export class SessionModule extends SessionConfigurableModule implements NestModule, OnApplicationShutdown {
   private readonly logger = new Logger('SessionModule');

@@ -14,6 +14,14 @@ export interface HttpRequestInfo {
   readonly ip: string | undefined;
 }
 
+/** Probabilistic garbage collection after responses (implemented by SessionManager). */
+export interface RequestGarbageCollector {
+  /** Rolls the configured GC probability for one request. */
+  isGarbageCollectionDue(): boolean;
+  /** One GC run; failures are logged by the implementation. */
+  collectGarbage(): Promise<number>;
+}
+
 /** An error turned into an HTTP answer. */
 export interface HttpErrorAnswer {
   readonly status: number;
@@ -30,6 +38,7 @@ export class SessionHttpHandler {
   constructor(
     private readonly store: SessionStore,
     readonly context: SessionContext,
+    private readonly gc?: RequestGarbageCollector,
   ) {}
 
   /**
@@ -40,7 +49,7 @@ export class SessionHttpHandler {
   async begin(request: HttpRequestInfo): Promise<Session> {
     const options = this.store.options;
     const ids = readSessionCookies(request.cookieHeader, options.cookie.name, (id) => options.idGenerator.isValid(id));
-    const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name });
+    const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name, clientIp: request.ip });
     if (ids.length > 0) await session.resume();
     return session;
   }
@@ -54,6 +63,11 @@ export class SessionHttpHandler {
       await session.commit();
     } finally {
       await session.dispose();
+    }
+    if (this.gc?.isGarbageCollectionDue()) {
+      // Fire and forget: runs once the response has gone out, never delaying it.
+      const gc = this.gc;
+      setImmediate(() => void gc.collectGarbage().catch(() => undefined));
     }
     return this.cookieHeader(session, session.getCookieAction(), secure);
   }

@@ -6,6 +6,7 @@ import { StoreUnavailableException } from '../errors/store-unavailable.exception
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { LockException } from '../errors/lock.exception.js';
 import type { LockOptions, SessionLock } from '../locking/session-locker.interface.js';
+import { SessionEventBus } from '../manager/session-events.js';
 import type { ResolvedSessionOptions } from './session-module.options.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 
@@ -38,6 +39,8 @@ export interface CommitPlan {
 export class SessionStore {
   readonly metadataCache: VariableFrontend;
   readonly storageCache: VariableFrontend;
+  /** Lifecycle events of this store's sessions (`SessionManager.events$`). */
+  readonly events = new SessionEventBus();
 
   constructor(
     readonly options: ResolvedSessionOptions,

@@ -12,6 +12,7 @@ import type { SessionInterface } from './session.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { CommitPlan, SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
+import { ipLockAllows, ipLockValue } from '../manager/ip-lock.js';
 import { SessionAttributes } from '../bags/session-attributes.js';
 import { MetadataBag } from '../bags/metadata.bag.js';
 import { assertStorageKey } from '../bags/session-bag.registry.js';
@@ -43,6 +44,8 @@ export interface SessionOrigin {
   readonly cookieName: string;
   /** Remote sessions (SessionManager) write through on every change. */
   readonly remote?: boolean;
+  /** Client address as the HTTP framework sees it (for the IP lock). */
+  readonly clientIp?: string;
 }
 
 /**
@@ -106,6 +109,8 @@ export class Session implements SessionInterface {
     const now = Date.now();
     this.id = this.store.options.idGenerator.generate();
     this.metadata = { storageId: newStorageId(), createdAt: now, lastActivity: now, tags: [] };
+    const ipLock = this.ipLockValue();
+    if (ipLock !== undefined) this.metadata.ipLock = ipLock;
     this.storedId = undefined;
     this.data = new Map();
     this.started = true;
@@ -114,7 +119,8 @@ export class Session implements SessionInterface {
   async canBeResumed(): Promise<boolean> {
     if (this.started && this.storedId !== undefined) return true;
     for (const id of this.origin.cookieIds) {
-      if ((await this.store.loadMetadata(id)) !== undefined) return true;
+      const metadata = await this.store.loadMetadata(id);
+      if (metadata !== undefined && this.ipAllowed(metadata)) return true;
     }
     return false;
   }
@@ -129,7 +135,8 @@ export class Session implements SessionInterface {
   private async doResume(): Promise<number | undefined> {
     for (const id of this.origin.cookieIds) {
       const metadata = await this.store.loadMetadata(id);
-      if (metadata === undefined) continue;
+      // A session locked to another client address is treated as no session (IP lock).
+      if (metadata === undefined || !this.ipAllowed(metadata)) continue;
       this.adopt(id, metadata);
       return metadata.lastActivity;
     }
@@ -189,8 +196,8 @@ export class Session implements SessionInterface {
   async destroy(reason?: string): Promise<void> {
     this.requireStarted('destroy the session');
     this.assertNotPending('destroy the session');
-    void reason; // reported through SessionManager events
     const meta = this.meta();
+    const sessionId = this.storedId ?? this.id!;
     const ids = [...this.retiredIds];
     if (this.storedId !== undefined) ids.push(this.storedId);
     if (ids.length > 0) {
@@ -202,6 +209,7 @@ export class Session implements SessionInterface {
         this.lockState = 'unlocked';
         await lock.release();
       }
+      this.store.events.emit({ type: 'destroyed', sessionId, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
     this.reset();
     this.cookie = { kind: 'clear' };
@@ -360,6 +368,11 @@ export class Session implements SessionInterface {
     }
     meta.userId = userId;
     this.changedFields.add('userId');
+    const ipLock = this.ipLockValue();
+    if (ipLock !== undefined && meta.ipLock !== ipLock) {
+      meta.ipLock = ipLock;
+      this.changedFields.add('ipLock');
+    }
     const tag = userTag(userId);
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
     this.removedTags.delete(tag);
@@ -667,6 +680,8 @@ export class Session implements SessionInterface {
 
   private afterCommit(written: SessionMetadata | undefined, created: boolean): void {
     const renewed = this.retiredIds.length > 0;
+    const previousIds = [...new Set(this.retiredIds)];
+    const boundUser = this.changedFields.has('userId') ? this.metadata?.userId : undefined;
     const data = this.data;
     if (data !== undefined) {
       for (const [key, value] of this.changes) {
@@ -693,6 +708,27 @@ export class Session implements SessionInterface {
     if (created || renewed || (written !== undefined && meta.permanent)) {
       this.cookie = { kind: 'set', id: this.id!, maxAge: this.cookieMaxAge(meta) };
     }
+    this.emitCommitEvents(created, previousIds, boundUser);
+  }
+
+  private emitCommitEvents(created: boolean, previousIds: readonly string[], boundUser: string | undefined): void {
+    const events = this.store.events;
+    const sessionId = this.id!;
+    const timestamp = Date.now();
+    if (created) events.emit({ type: 'started', sessionId, userId: this.metadata?.userId, timestamp });
+    if (previousIds.length > 0) events.emit({ type: 'renewed', sessionId, previousIds, timestamp });
+    if (boundUser !== undefined) events.emit({ type: 'userBound', sessionId, userId: boundUser, timestamp });
+  }
+
+  /** IP-lock value of this request's client; undefined when the lock is off or for remote sessions. */
+  private ipLockValue(): string | undefined {
+    const lock = this.store.options.ipLock;
+    return lock === undefined || this.isRemote() ? undefined : ipLockValue(this.origin.clientIp, lock);
+  }
+
+  /** Whether this request's client may resume a session with `metadata` (IP lock). */
+  private ipAllowed(metadata: SessionMetadata): boolean {
+    return this.isRemote() || ipLockAllows(metadata.ipLock, this.origin.clientIp, this.store.options.ipLock);
   }
 
   private cookieMaxAge(meta: SessionMetadata): number | undefined {

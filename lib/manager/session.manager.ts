@@ -1,0 +1,327 @@
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import { assertIdentifier } from '../cache/identifier.js';
+import type { BackendEntry } from '../cache/taggable-backend.interface.js';
+import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
+import type { RequestGarbageCollector } from '../http/session-http.handler.js';
+import type { SessionLock } from '../locking/session-locker.interface.js';
+import { SessionContext } from '../session/session.context.js';
+import type { SessionInterface } from '../session/session.interface.js';
+import { Session } from '../session/session.js';
+import type { SessionMetadata } from '../session/session-metadata.interface.js';
+import { ALL_SESSIONS_TAG, SessionStore } from '../session/session.store.js';
+import { userTag } from '../session/user-tag.js';
+import type { SessionEvent } from './session-events.js';
+
+/** Sessions loaded per backend round trip when iterating. */
+const DEFAULT_PAGE_SIZE = 100;
+/** Key of the cluster-wide GC lock in the configured locker (session lock keys never start with `~`). */
+const GC_LOCK_KEY = '~gc';
+/** The GC lock expires by itself after this long if its holder dies; it is extended per batch. */
+const GC_LOCK_TTL_MS = 60_000;
+/** Expired sessions taken from the backend at a time within one run. */
+const GC_BATCH = 100;
+/** Destroy-by-tag repeats its lookup to catch sessions renewed (new id, same tag) meanwhile. */
+const DESTROY_PASSES = 3;
+
+/**
+ * What `listSessions()` answers per session: its metadata, never its data or storage id.
+ * The `id` is the session's cookie value, a credential: do not show it to anyone but its owner.
+ */
+export interface SessionInfo {
+  readonly id: string;
+  /** Epoch ms. */
+  readonly createdAt: number;
+  /** Epoch ms. */
+  readonly lastActivity: number;
+  /** Epoch ms at which the session expires unless it is used again. */
+  readonly expiresAt: number;
+  /** Custom tags, including the `user-...` tag of a user-bound session. */
+  readonly tags: readonly string[];
+  readonly userId?: string;
+  readonly permanent: boolean;
+}
+
+/**
+ * Sessions seen from outside a request (Flow's `SessionManager`): admin tooling, jobs, "log out
+ * everywhere". Sessions it answers are **remote**: every change is written through at once
+ * (under the session's lock), and `renewId()`/`regenerate()`/`bindToUser()` throw
+ * `OperationNotSupportedException` because the id belongs to another client.
+ *
+ * Costs follow what is touched, never the total number of sessions: look-ups by tag are
+ * O(matches) (loaded in pages), garbage collection is O(expired).
+ */
+@Injectable()
+export class SessionManager implements RequestGarbageCollector, BeforeApplicationShutdown {
+  private readonly logger = new Logger('SessionManager');
+  private readonly running = new Set<Promise<number>>();
+  private closed = false;
+
+  /**
+   * Lifecycle events of all sessions of this module: started, renewed, destroyed (with reason),
+   * expired (collected), userBound, and one `gc` event per GC run. Subscribers must not throw.
+   */
+  readonly events$: Observable<SessionEvent>;
+
+  constructor(
+    @Inject(SessionStore) private readonly store: SessionStore,
+    @Inject(SessionContext) private readonly context: SessionContext,
+  ) {
+    this.events$ = store.events.events$;
+  }
+
+  /**
+   * The session of the request being handled (the same object `@CurrentSession()` gives).
+   * @throws SessionOutsideRequestException outside a request.
+   */
+  getCurrentSession(): SessionInterface {
+    return this.context.require('get the current session');
+  }
+
+  /** A remote session by its public id; `undefined` for unknown, malformed, destroyed or expired ids. */
+  async getSession(id: string): Promise<SessionInterface | undefined> {
+    if (typeof id !== 'string' || !this.store.options.idGenerator.isValid(id)) return undefined;
+    const metadata = await this.store.loadMetadata(id);
+    return metadata === undefined ? undefined : this.remote(id, metadata);
+  }
+
+  /**
+   * Every live session as a remote session, loaded `pageSize` at a time. The ids are listed
+   * once at the start (a few dozen bytes each); sessions destroyed or expired meanwhile are
+   * skipped, sessions started meanwhile are not included.
+   */
+  getActiveSessions(pageSize = DEFAULT_PAGE_SIZE): AsyncIterable<SessionInterface> {
+    return this.sessions(ALL_SESSIONS_TAG, checkPageSize(pageSize));
+  }
+
+  /**
+   * The live sessions carrying `tag`, loaded `pageSize` at a time; O(matches).
+   * @throws InvalidArgumentException for an invalid tag (at once, not on iteration).
+   */
+  getSessionsByTag(tag: string, pageSize = DEFAULT_PAGE_SIZE): AsyncIterable<SessionInterface> {
+    assertIdentifier(tag, 'session tag');
+    return this.sessions(SessionStore.customTag(tag), checkPageSize(pageSize));
+  }
+
+  /** The live sessions bound to a user (`bindToUser`). @throws InvalidArgumentException */
+  async getSessionsForUser(userId: string): Promise<SessionInterface[]> {
+    const sessions: SessionInterface[] = [];
+    for await (const session of this.sessions(SessionStore.customTag(userTag(checkUserId(userId))), DEFAULT_PAGE_SIZE)) {
+      sessions.push(session);
+    }
+    return sessions;
+  }
+
+  /**
+   * Metadata of the live sessions (all, or those carrying `tag`), `pageSize` at a time, without
+   * loading session objects: for admin listings.
+   * @throws InvalidArgumentException for an invalid tag or page size.
+   */
+  listSessions(options: { tag?: string; pageSize?: number } = {}): AsyncIterable<SessionInfo> {
+    let cacheTag = ALL_SESSIONS_TAG;
+    if (options.tag !== undefined) {
+      assertIdentifier(options.tag, 'session tag');
+      cacheTag = SessionStore.customTag(options.tag);
+    }
+    return this.infos(cacheTag, checkPageSize(options.pageSize ?? DEFAULT_PAGE_SIZE));
+  }
+
+  /**
+   * Destroys every session carrying `tag` (each under its own lock, briefly) and answers how
+   * many were destroyed. Looks again afterwards (up to 3 passes) for sessions that got a new id
+   * meanwhile, so none escapes by being renewed during the call.
+   * @throws the first failure (e.g. `LockTimeoutException` when a session stayed locked longer
+   *   than `lock.waitTimeout`) after destroying all others; call again to retry.
+   */
+  async destroySessionsByTag(tag: string, reason?: string): Promise<number> {
+    assertIdentifier(tag, 'session tag');
+    return this.destroyTagged(SessionStore.customTag(tag), reason);
+  }
+
+  /**
+   * "Log out everywhere" (e.g. on a password change): destroys every session bound to the user.
+   * Same guarantees and errors as `destroySessionsByTag`.
+   */
+  async destroySessionsForUser(userId: string, reason?: string): Promise<number> {
+    return this.destroyTagged(SessionStore.customTag(userTag(checkUserId(userId))), reason);
+  }
+
+  /**
+   * One garbage collection run: removes up to `garbageCollection.maximumPerRun` expired
+   * sessions (metadata, tag memberships, every data entry) and answers how many. O(expired).
+   * Answers 0 at once when another run (in any app instance sharing the locker) holds the GC lock.
+   * @throws StoreUnavailableException when the store fails (also logged as a warning).
+   */
+  async collectGarbage(): Promise<number> {
+    if (this.closed) return 0;
+    const run = this.runGarbageCollection();
+    this.running.add(run);
+    try {
+      return await run;
+    } finally {
+      this.running.delete(run);
+    }
+  }
+
+  /** Rolls `garbageCollection.probability` for one request (used by the HTTP layer). */
+  isGarbageCollectionDue(): boolean {
+    const probability = this.store.options.garbageCollection.probability;
+    return !this.closed && probability > 0 && Math.random() * 100 < probability;
+  }
+
+  /** Waits for GC runs in flight, so the backends are not closed under them; no new runs start. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private remote(id: string, metadata: SessionMetadata): Session {
+    return Session.fromMetadata(this.store, id, metadata, {
+      cookieIds: [],
+      cookieName: this.store.options.cookie.name,
+      remote: true,
+    });
+  }
+
+  /**
+   * Live sessions with a cache tag, a page at a time: the id list (O(matches)) first, then
+   * `getMany` per page. Entries gone or expired since the listing are skipped.
+   */
+  private async *pages(cacheTag: string, pageSize: number): AsyncGenerator<Array<readonly [string, SessionMetadata]>> {
+    const cache = this.store.metadataCache;
+    const ids = await cache.findIdentifiersByTag(cacheTag);
+    for (let offset = 0; offset < ids.length; offset += pageSize) {
+      const pageIds = ids.slice(offset, offset + pageSize);
+      const raw = await cache.getMany(pageIds);
+      const now = Date.now();
+      const page: Array<readonly [string, SessionMetadata]> = [];
+      for (let i = 0; i < pageIds.length; i++) {
+        const data = raw[i];
+        if (data === undefined) continue;
+        const metadata = cache.decode<SessionMetadata>(data);
+        if (!this.store.isExpired(metadata, now)) page.push([pageIds[i]!, metadata]);
+      }
+      if (page.length > 0) yield page;
+    }
+  }
+
+  private async *sessions(cacheTag: string, pageSize: number): AsyncGenerator<SessionInterface> {
+    for await (const page of this.pages(cacheTag, pageSize)) {
+      for (const [id, metadata] of page) yield this.remote(id, metadata);
+    }
+  }
+
+  private async *infos(cacheTag: string, pageSize: number): AsyncGenerator<SessionInfo> {
+    for await (const page of this.pages(cacheTag, pageSize)) {
+      for (const [id, m] of page) {
+        yield {
+          id,
+          createdAt: m.createdAt,
+          lastActivity: m.lastActivity,
+          expiresAt: m.lastActivity + this.store.timeoutOf(m) * 1000,
+          tags: [...m.tags],
+          ...(m.userId === undefined ? {} : { userId: m.userId }),
+          permanent: m.permanent === true,
+        };
+      }
+    }
+  }
+
+  private async destroyTagged(cacheTag: string, reason: string | undefined): Promise<number> {
+    let destroyed = 0;
+    for (let pass = 1; ; pass++) {
+      let found = 0;
+      const failures: unknown[] = [];
+      for await (const page of this.pages(cacheTag, DEFAULT_PAGE_SIZE)) {
+        found += page.length;
+        const results = await Promise.allSettled(page.map(([id, metadata]) => this.remote(id, metadata).destroy(reason)));
+        for (const result of results) {
+          if (result.status === 'fulfilled') destroyed++;
+          else failures.push(result.reason);
+        }
+      }
+      if (found === 0) return destroyed;
+      if (pass === DESTROY_PASSES) {
+        if (failures.length === 0) return destroyed;
+        this.logger.warn(`${failures.length} session(s) could not be destroyed (${describe(failures[0])}); ${destroyed} were.`);
+        throw failures[0];
+      }
+    }
+  }
+
+  private async runGarbageCollection(): Promise<number> {
+    const started = performance.now();
+    let lock: SessionLock;
+    try {
+      lock = await this.store.lock(GC_LOCK_KEY, { waitTimeout: 0, ttl: GC_LOCK_TTL_MS });
+    } catch (error) {
+      if (error instanceof LockTimeoutException) {
+        this.logger.debug('Garbage collection skipped: another run holds the GC lock.');
+        return 0;
+      }
+      this.logger.warn(`Garbage collection failed: ${describe(error)}`);
+      throw error;
+    }
+    const maximum = this.store.options.garbageCollection.maximumPerRun;
+    let removed = 0;
+    let orphaned = 0;
+    try {
+      while (removed < maximum) {
+        const wanted = Math.min(GC_BATCH, maximum - removed);
+        const batch = await this.store.metadataCache.collectGarbage(wanted);
+        removed += batch.length;
+        const results = await Promise.allSettled(batch.map((entry) => this.removeExpired(entry)));
+        orphaned += results.filter((r) => r.status === 'rejected').length;
+        if (batch.length < wanted) break;
+        if (!(await lock.extend(GC_LOCK_TTL_MS))) {
+          this.logger.warn('Garbage collection stopped early: its lock expired (the store is slow); the next run continues.');
+          break;
+        }
+      }
+    } catch (error) {
+      this.logger.warn(`Garbage collection failed after removing ${removed} expired session(s): ${describe(error)}`);
+      throw error;
+    } finally {
+      await lock.release().catch(() => false);
+    }
+    if (orphaned > 0) {
+      this.logger.warn(`Garbage collection could not remove the data of ${orphaned} expired session(s); it stays stored but unreachable.`);
+    }
+    this.store.events.emit({ type: 'gc', removed, durationMs: performance.now() - started, timestamp: Date.now() });
+    return removed;
+  }
+
+  /** Removes the data of a session whose metadata the backend has just collected. */
+  private async removeExpired(entry: BackendEntry): Promise<void> {
+    let metadata: Partial<SessionMetadata> | undefined;
+    try {
+      metadata = this.store.metadataCache.decode<Partial<SessionMetadata>>(entry.data);
+    } catch {
+      metadata = undefined;
+    }
+    const storageId = metadata?.storageId;
+    if (typeof storageId === 'string' && storageId.length > 0) await this.store.storageCache.flushByTag(storageId);
+    this.store.events.emit({ type: 'expired', sessionId: entry.id, userId: metadata?.userId, timestamp: Date.now() });
+  }
+}
+
+function checkPageSize(pageSize: number): number {
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1) {
+    throw new InvalidArgumentException(`Invalid page size ${String(pageSize)}: use a whole number >= 1.`);
+  }
+  return pageSize;
+}
+
+function checkUserId(userId: string): string {
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > 1024) {
+    throw new InvalidArgumentException('A user id must be a non-empty string of at most 1024 characters.');
+  }
+  return userId;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
