@@ -1,5 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { SessionModule, type SessionModuleOptions } from 'nest-session';
+import { AdminController } from './admin.controller.js';
+import { ADMIN_TOKEN, AdminTokenGuard } from './admin-token.guard.js';
 import { AuthController } from './auth.controller.js';
 import { CounterController } from './counter.controller.js';
 import { FlashController } from './flash.controller.js';
@@ -11,6 +13,8 @@ import { SessionController } from './session.controller.js';
 export interface SampleAppConfig {
   /** Extra SessionModule options (tests pass small timeouts, backends, ...). */
   readonly session?: SessionModuleOptions;
+  /** Token the admin routes require in `x-admin-token`; default env `ADMIN_TOKEN`; unset/empty = admin routes answer 403. */
+  readonly adminToken?: string;
 }
 
 @Module({})
@@ -18,8 +22,9 @@ export class AppModule {
   static forRoot(config: SampleAppConfig = {}): DynamicModule {
     return {
       module: AppModule,
+      providers: [{ provide: ADMIN_TOKEN, useFactory: () => config.adminToken ?? process.env.ADMIN_TOKEN ?? '' }, AdminTokenGuard],
       imports: [SessionModule.forRoot({ ...config.session, isGlobal: true }), CartModule],
-      controllers: [HealthController, SessionController, AuthController, CounterController, FlashController],
+      controllers: [HealthController, SessionController, AuthController, AdminController, CounterController, FlashController],
     };
   }
 }

@@ -1,0 +1,73 @@
+import { BadRequestException, Controller, Delete, Get, HttpCode, Inject, Post, Query, UseGuards } from '@nestjs/common';
+import { SessionManager, type SessionInfo } from 'nest-session';
+import { AdminTokenGuard } from './admin-token.guard.js';
+
+/** One session as the admin listing shows it. */
+export interface AdminSessionView {
+  readonly createdAt: string;
+  readonly lastActivity: string;
+  readonly expiresAt: string;
+  readonly tags: readonly string[];
+  readonly user: string | null;
+  readonly permanent: boolean;
+}
+
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+
+/**
+ * Admin routes over `SessionManager` (DESIGN.md section 7), guarded by `x-admin-token`.
+ *
+ * The listing shows metadata only, and on purpose not the session id: an id is the cookie value,
+ * so whoever reads it can take over the session; an admin acts on sessions by tag (every
+ * user-bound session carries `userTag(user)`), never by copying ids around.
+ */
+@Controller('admin')
+@UseGuards(AdminTokenGuard)
+export class AdminController {
+  constructor(@Inject(SessionManager) private readonly manager: SessionManager) {}
+
+  /** `?tag=T` filters by tag; `?limit=N` (default 100, at most 1000) caps the answer, `truncated` says whether more exist. */
+  @Get('sessions')
+  async list(@Query('tag') tag?: string, @Query('limit') limit?: string): Promise<{ sessions: AdminSessionView[]; truncated: boolean }> {
+    const max = parseLimit(limit);
+    const sessions: AdminSessionView[] = [];
+    for await (const info of this.manager.listSessions({ tag: tag === '' ? undefined : tag, pageSize: Math.min(max + 1, 100) })) {
+      if (sessions.length === max) return { sessions, truncated: true };
+      sessions.push(view(info));
+    }
+    return { sessions, truncated: false };
+  }
+
+  /** Destroys every session with `?tag=T` (required: there is no "destroy all" route). */
+  @Delete('sessions')
+  async destroy(@Query('tag') tag?: string): Promise<{ destroyed: number }> {
+    if (tag === undefined || tag === '') throw new BadRequestException('Give the tag of the sessions to destroy: DELETE /admin/sessions?tag=T.');
+    return { destroyed: await this.manager.destroySessionsByTag(tag, 'admin') };
+  }
+
+  /** Runs garbage collection now (skipped, answering 0, while another run holds the GC lock). */
+  @Post('gc')
+  @HttpCode(200)
+  async gc(): Promise<{ removed: number }> {
+    return { removed: await this.manager.collectGarbage() };
+  }
+}
+
+function parseLimit(limit: string | undefined): number {
+  if (limit === undefined) return DEFAULT_LIMIT;
+  const n = Number(limit);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT) throw new BadRequestException(`limit must be a whole number from 1 to ${MAX_LIMIT}.`);
+  return n;
+}
+
+function view(info: SessionInfo): AdminSessionView {
+  return {
+    createdAt: new Date(info.createdAt).toISOString(),
+    lastActivity: new Date(info.lastActivity).toISOString(),
+    expiresAt: new Date(info.expiresAt).toISOString(),
+    tags: info.tags,
+    user: info.userId ?? null,
+    permanent: info.permanent,
+  };
+}
