@@ -60,7 +60,8 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
 
   /**
    * Lifecycle events of all sessions of this module: started, renewed, destroyed (with reason),
-   * expired (collected), userBound, and one `gc` event per GC run. Subscribers must not throw.
+   * expired (collected), userBound, and one `gc` event per GC run. Emitted synchronously after
+   * the store write they report; subscribers must not throw. Completes on app shutdown.
    */
   readonly events$: Observable<SessionEvent>;
 
@@ -170,10 +171,14 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
     return !this.closed && probability > 0 && Math.random() * 100 < probability;
   }
 
-  /** Waits for GC runs in flight, so the backends are not closed under them; no new runs start. */
+  /**
+   * Waits for GC runs in flight, so the backends are not closed under them; no new runs start.
+   * Then completes `events$` (events of requests still finishing are dropped).
+   */
   async beforeApplicationShutdown(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.running]);
+    this.store.events.complete();
   }
 
   // ---- internals -------------------------------------------------------------------------

@@ -103,10 +103,12 @@ describe('scheduled garbage collection', () => {
     await expect(boot({ garbageCollection: { cron: '*/5 * * *' } })).rejects.toThrow('"garbageCollection.cron"');
   });
 
-  it('shutdown waits for a GC run in flight and refuses new ones', async () => {
+  it('shutdown waits for a GC run in flight, refuses new ones and completes events$', async () => {
     const metadataBackend = new MemoryBackend();
     moduleRef = await boot({ metadataBackend, garbageCollection: { probability: 0, cron: false } });
     const manager = moduleRef.get(SessionManager);
+    let completed = false;
+    manager.events$.subscribe({ complete: () => (completed = true) });
     const collect = metadataBackend.collectGarbage.bind(metadataBackend);
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -123,8 +125,10 @@ describe('scheduled garbage collection', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(finished).toBe(false);
     release();
+    expect(completed).toBe(false);
     await closing;
     expect(finished).toBe(true);
+    expect(completed).toBe(true);
     expect(await run).toBe(0);
     expect(await manager.collectGarbage()).toBe(0);
   });
