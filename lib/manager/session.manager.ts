@@ -308,7 +308,12 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
       metadata = undefined;
     }
     const storageId = metadata?.storageId;
-    if (typeof storageId === 'string' && storageId.length > 0) await this.store.storageCache.flushByTag(storageId);
+    if (typeof storageId === 'string' && storageId.length > 0) {
+      // Another live id may share this storage (a renewal whose removal of the old id failed):
+      // then the data is still in use and only the expired id goes.
+      const owners = await this.store.metadataCache.findIdentifiersByTag(SessionStore.storageOwnerTag(storageId));
+      if (owners.length === 0) await this.store.storageCache.flushByTag(storageId);
+    }
     this.store.events.emit({ type: 'expired', sessionId: entry.id, userId: metadata?.userId, timestamp: Date.now() });
   }
 }

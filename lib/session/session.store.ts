@@ -14,6 +14,8 @@ import type { SessionMetadata } from './session-metadata.interface.js';
 export const ALL_SESSIONS_TAG = 'session';
 /** Prefix of custom session tags in the metadata cache, so they never clash with internal tags. */
 const CUSTOM_TAG_PREFIX = 'tag-';
+/** Prefix of the metadata cache tag naming a session's storage id (never shown to clients). */
+const STORAGE_OWNER_PREFIX = 'storage-';
 /** Storage-entry suffix of the write guard; `~` cannot occur in a user key. */
 const GUARD_SUFFIX = '.~guard';
 
@@ -55,6 +57,15 @@ export class SessionStore {
   /** Cache tag of a custom session tag in the metadata cache. */
   static customTag(tag: string): string {
     return CUSTOM_TAG_PREFIX + tag;
+  }
+
+  /**
+   * Cache tag that every metadata entry pointing at a storage id carries, so GC can tell
+   * whether storage is still referenced (by an id renewed while the old entry's removal
+   * failed) before it flushes it.
+   */
+  static storageOwnerTag(storageId: string): string {
+    return STORAGE_OWNER_PREFIX + storageId;
   }
 
   /** Inactivity timeout of a session in seconds. */
@@ -145,7 +156,7 @@ export class SessionStore {
   }
 
   private async writeMetadata(sessionId: string, metadata: SessionMetadata): Promise<void> {
-    const tags = [ALL_SESSIONS_TAG];
+    const tags = [ALL_SESSIONS_TAG, SessionStore.storageOwnerTag(metadata.storageId)];
     for (const tag of metadata.tags) tags.push(SessionStore.customTag(tag));
     const remaining = Math.max(1, Math.ceil((metadata.lastActivity + this.timeoutOf(metadata) * 1000 - Date.now()) / 1000));
     await this.metadataCache.set(sessionId, metadata, tags, remaining);

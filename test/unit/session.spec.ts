@@ -18,6 +18,8 @@ import {
 import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
+import { SessionContext } from '../../lib/session/session.context.js';
+import { SessionManager } from '../../lib/manager/session.manager.js';
 
 function makeStore(options: SessionModuleOptions = {}): SessionStore {
   return new SessionStore(resolveSessionOptions({ lock: { waitTimeout: 200, ttl: 2000 }, ...options }));
@@ -113,6 +115,29 @@ describe('Session', () => {
     expect(() => remote.renewId()).toThrow(OperationNotSupportedException);
     await remote.putData('b', 2); // writes through
     expect(await (await resumed(store, id)).getData('b')).toBe(2);
+  });
+
+  it('GC keeps data still referenced by a renewed id when removing the old id had failed', async () => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'setTimeout', 'setInterval', 'queueMicrotask'] });
+    try {
+      const metadataBackend = new MemoryBackend();
+      const renewing = makeStore({ metadataBackend, inactivityTimeout: 100, updateGracePeriod: 10 });
+      const manager = new SessionManager(renewing, new SessionContext());
+      const oldId = await created(renewing, { cart: ['book'] });
+      jest.setSystemTime(Date.now() + 50_000);
+      const session = await resumed(renewing, oldId);
+      const newId = session.renewId();
+      const remove = metadataBackend.remove.bind(metadataBackend);
+      metadataBackend.remove = () => Promise.reject(new Error('connection reset'));
+      await expect(session.commit()).rejects.toBeInstanceOf(StoreUnavailableException);
+      metadataBackend.remove = remove;
+      // The old entry expires 50 s before the new one; GC collects it but must keep the data.
+      jest.setSystemTime(Date.now() + 60_000);
+      expect(await manager.collectGarbage()).toBe(1);
+      expect(await (await resumed(renewing, newId)).getData('cart')).toEqual(['book']);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   describe('Aerys locking', () => {
