@@ -50,6 +50,11 @@ export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } fro
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
 export { RedisBackend, type RedisBackendOptions, type RedisCommandClient } from './cache/redis.backend.js';
 export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache/cache-manager.backend.js';
+export {
+  createRedisSessionStores,
+  type RedisSessionStores,
+  type RedisSessionStoresOptions,
+} from './cache/redis-session.factory.js';
 
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';

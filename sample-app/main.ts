@@ -1,13 +1,15 @@
-import { Logger } from '@nestjs/common';
 import { createSampleApp, type HttpAdapterName } from './app.factory.js';
+import { sessionConfigFromEnv } from './session-env.config.js';
 
 async function main(): Promise<void> {
   const adapter = (process.env.HTTP_ADAPTER ?? 'express') as HttpAdapterName;
   if (adapter !== 'express' && adapter !== 'fastify') throw new Error(`HTTP_ADAPTER must be express or fastify, not ${String(adapter)}`);
   const port = Number(process.env.PORT ?? 3000);
-  const app = await createSampleApp(adapter);
+  const backend = sessionConfigFromEnv(process.env);
+  const app = await createSampleApp(adapter, backend.config);
   await app.listen(port, '0.0.0.0');
-  new Logger('SampleApp').log(`Listening on http://localhost:${port} (${adapter}, sessions in memory)`);
+  // console, not Logger.log: createSampleApp keeps Nest's logger at warn and error.
+  console.log(`[SampleApp] Listening on http://localhost:${port} (${adapter}, sessions ${backend.description})`);
 }
 
 main().catch((error: unknown) => {

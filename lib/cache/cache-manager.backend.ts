@@ -4,7 +4,7 @@ import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionError } from '../errors/session.error.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { assertIdentifier } from './identifier.js';
+import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -224,7 +224,7 @@ export class CacheManagerBackend implements TaggableBackend {
     const now = Date.now();
     const planned: Array<[string, StoredEntry]> = [];
     for (const write of sets) {
-      assertIdentifier(write.id, 'cache entry identifier');
+      assertCacheIdentifier(write.id, 'cache entry identifier');
       if (typeof write.data !== 'string') {
         throw new InvalidArgumentException(
           `Cannot store cache entry "${write.id}": its data must be a string, got ${typeof write.data}.`,
@@ -235,9 +235,9 @@ export class CacheManagerBackend implements TaggableBackend {
       const lifetimeMs = lifetimeMsOf(write.id, write.lifetime);
       planned.push([write.id, { d: write.data, t: tags, x: lifetimeMs === 0 ? 0 : now + lifetimeMs }]);
     }
-    removes.forEach((id) => assertIdentifier(id, 'cache entry identifier'));
+    removes.forEach((id) => assertCacheIdentifier(id, 'cache entry identifier'));
     if (guard !== undefined) {
-      assertIdentifier(guard.id, 'cache entry identifier');
+      assertCacheIdentifier(guard.id, 'cache entry identifier');
       if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
         throw new InvalidArgumentException(
           `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,

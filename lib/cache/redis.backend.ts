@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { assertIdentifier } from './identifier.js';
+import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -450,7 +450,7 @@ export class RedisBackend implements TaggableBackend {
     if (guard === undefined) {
       args.push('', '0', '0', '');
     } else {
-      assertIdentifier(guard.id, 'cache entry identifier');
+      assertCacheIdentifier(guard.id, 'cache entry identifier');
       if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
         throw new InvalidArgumentException(
           `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
@@ -462,7 +462,7 @@ export class RedisBackend implements TaggableBackend {
     }
     args.push(String(sets.length));
     for (const write of sets) {
-      assertIdentifier(write.id, 'cache entry identifier');
+      assertCacheIdentifier(write.id, 'cache entry identifier');
       if (typeof write.data !== 'string') {
         throw new InvalidArgumentException(
           `Cannot store cache entry "${write.id}": its data must be a string, got ${typeof write.data}.`,
@@ -476,7 +476,7 @@ export class RedisBackend implements TaggableBackend {
       args.push(write.id, `${expiry}\n${tags.join(' ')}\n${write.data}`, String(nativeTtl));
     }
     for (const id of removes) {
-      assertIdentifier(id, 'cache entry identifier');
+      assertCacheIdentifier(id, 'cache entry identifier');
       args.push(id);
     }
 

@@ -1,20 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { MemoryBackend } from 'nest-session';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { Browser } from '../support/http.js';
+import { createTestSessionStores, onEveryBackend, type TestSessionStores } from '../support/session-backends.js';
 
-const WAIT_TIMEOUT = 300;
-
-describe.each<HttpAdapterName>(['express', 'fastify'])('locking through real HTTP on %s', (adapter) => {
+describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))('locking through real HTTP on %s, sessions in %s', (adapter, backend) => {
   let app: INestApplication;
-  const metadataBackend = new MemoryBackend();
-  const storageBackend = new MemoryBackend();
+  let stores: TestSessionStores;
+  // Redis: 100 requests queue on one lock through a real round trip each.
+  const WAIT_TIMEOUT = backend === 'redis' ? 1500 : 300;
 
   beforeAll(async () => {
+    stores = await createTestSessionStores(backend);
+    const { metadataBackend, storageBackend, locker } = stores;
     app = await createSampleApp(adapter, {
-      session: { metadataBackend, storageBackend, lock: { waitTimeout: WAIT_TIMEOUT, ttl: 5000 } },
+      session: { metadataBackend, storageBackend, locker, lock: { waitTimeout: WAIT_TIMEOUT, ttl: 5000 } },
     });
     await app.listen(0, '127.0.0.1');
   });
@@ -60,7 +61,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('locking through real HTT
   });
 
   it('a logout issued while a slow request of the same session runs leaves the session destroyed', async () => {
-    const storageBefore = storageBackend.stats().entries;
+    const storageBefore = await stores.storageEntries();
     const browser = await newSession();
     const id = browser.cookie!;
     const slow = request(app.getHttpServer()).put('/session/data/late?delay=400').set('Cookie', `sid=${id}`).send({ value: 'written after logout' });
@@ -73,16 +74,16 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('locking through real HTT
     expect(slowRes.body.message).toMatch(/destroyed/);
     const after = await request(app.getHttpServer()).get('/session').set('Cookie', `sid=${id}`);
     expect(after.body.started).toBe(false);
-    expect(await metadataBackend.has(id)).toBe(false);
+    expect(await stores.metadataBackend.has(id)).toBe(false);
     // Nothing of the old session's storage was written back.
-    expect(storageBackend.stats().entries).toBe(storageBefore);
+    expect(await stores.storageEntries()).toBe(storageBefore);
   });
 
   it.each(['/counter/n/increment?lock=1', '/counter/n/increment-locked'])(
     'a lock held past the wait time answers 423 within the wait time plus a margin (%s)',
     async (path) => {
       const browser = await newSession();
-      const holder = post(browser, `${path}${path.includes('?') ? '&' : '?'}delay=1500`).then((r) => r);
+      const holder = post(browser, `${path}${path.includes('?') ? '&' : '?'}delay=${WAIT_TIMEOUT + 1200}`).then((r) => r);
       await new Promise((r) => setTimeout(r, 100));
       const started = Date.now();
       const waiter = await post(browser, path);

@@ -1,0 +1,274 @@
+import type { RedisClientOptions } from 'redis';
+import { InvalidOptionException } from '../errors/invalid-option.exception.js';
+import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { RedisLocker, type RedisLockerClient, type RedisLockerOptions } from '../locking/redis.locker.js';
+import { RedisBackend, type RedisCommandClient } from './redis.backend.js';
+
+/** Options of {@link createRedisSessionStores}. Give `url` or `client`, not both. */
+export interface RedisSessionStoresOptions {
+  /**
+   * `redis[s]://[[user][:password]@]host[:port][/db]`: a node-redis client is created,
+   * connected, and owned (closed by `close()`, which `SessionModule` calls on shutdown).
+   */
+  url?: string;
+  /**
+   * A connected node-redis v5 client of a standalone Redis or Valkey, owned by you: never
+   * closed here. Its reconnect, offline-queue and timeout settings decide what a request does
+   * while Redis is unreachable (see README "Running on many instances").
+   */
+  client?: RedisLockerClient;
+  /**
+   * Key prefix. Metadata entries go under `${prefix}m:`, data entries under `${prefix}s:`, locks
+   * under `${prefix}l:`. Must not contain `{` or `}`.
+   * @default 'sess:'
+   */
+  prefix?: string;
+  /**
+   * Milliseconds a Redis command of the backends or the locker may take before the operation
+   * fails with `StoreUnavailableException` (the request answers 503), so a Redis that stops
+   * answering (overloaded, a long script, a network partition) cannot hang requests. The command
+   * itself is not withdrawn: if Redis runs it later, it runs whole (every write is one atomic
+   * script). `0` = wait as long as the client does.
+   * @default 2000
+   */
+  commandTimeout?: number;
+  /**
+   * With `url`: milliseconds one connection attempt may take, at boot and on reconnects.
+   * @default 5000
+   */
+  connectTimeout?: number;
+  /**
+   * With `url`: longest pause between reconnection attempts while Redis is down; attempts back
+   * off exponentially from 50 ms to this (with jitter).
+   * @default 2000
+   */
+  maxReconnectDelay?: number;
+  /**
+   * With `url`: further node-redis client options (TLS, credentials, `name`, `database`, ...).
+   * `url`, `disableOfflineQueue`, `socket.connectTimeout` and `socket.reconnectStrategy` are
+   * set by this helper.
+   */
+  clientOptions?: Omit<RedisClientOptions, 'url'>;
+  /** Seconds added to entry lifetimes for Redis-native TTLs (see `RedisBackendOptions`). @default 3600 */
+  safetyTtlMargin?: number;
+  /** Locker settings: `fenceTtl`, `waiterTtl` (see `RedisLockerOptions`). */
+  locker?: Pick<RedisLockerOptions, 'fenceTtl' | 'waiterTtl' | 'subscriber'>;
+}
+
+/** What {@link createRedisSessionStores} answers: spread it into the `SessionModule` options. */
+export interface RedisSessionStores {
+  readonly metadataBackend: RedisBackend;
+  readonly storageBackend: RedisBackend;
+  readonly locker: RedisLocker;
+  /** The client in use (the one passed in, or the one created from `url`). */
+  readonly client: RedisLockerClient;
+  /**
+   * Closes the locker and, if the client was created from `url`, the client. Idempotent; the
+   * locker's own `close()` (called by `SessionModule` on shutdown) does the same.
+   */
+  close(): Promise<void>;
+}
+
+const DEFAULT_PREFIX = 'sess:';
+const DEFAULT_COMMAND_TIMEOUT = 2000;
+const DEFAULT_CONNECT_TIMEOUT = 5000;
+const DEFAULT_MAX_RECONNECT_DELAY = 2000;
+
+/**
+ * A RedisLocker that also closes the client it runs on, once, after the locker itself has
+ * closed: `SessionModule` closes the metadata backend, the storage backend and the locker in
+ * parallel on shutdown, and only the locker has work to finish (pending waiters) before the
+ * connection may go.
+ */
+class ClientOwningRedisLocker extends RedisLocker {
+  private ended: Promise<void> | undefined;
+
+  constructor(
+    options: RedisLockerOptions,
+    private readonly closeClient: () => Promise<void>,
+  ) {
+    super(options);
+  }
+
+  override close(): Promise<void> {
+    this.ended ??= super.close().finally(() => this.closeClient());
+    return this.ended;
+  }
+}
+
+/**
+ * Redis backends and locker for `SessionModule`, on one node-redis client:
+ *
+ * ```ts
+ * SessionModule.forRootAsync({
+ *   useFactory: async () => ({ ...(await createRedisSessionStores({ url: process.env.REDIS_URL })) }),
+ * })
+ * ```
+ *
+ * With `url` the client is created with settings for many app instances: it reconnects with
+ * backoff when Redis comes back, while commands fail at once during an outage (no offline
+ * queue) or after `commandTimeout` when Redis hangs, so requests answer 503 instead of waiting.
+ * `redis` (node-redis v5) is loaded only when this function runs with `url`.
+ *
+ * @throws InvalidOptionException for bad options (also when neither or both of url and client are given).
+ * @throws StoreUnavailableException when Redis cannot be reached at boot; the message names the
+ *   URL with its password replaced by `***`.
+ */
+export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores> {
+  const { url, client: given } = options ?? {};
+  if ((url === undefined) === (given === undefined)) {
+    throw InvalidOptionException.create('redis', 'needs exactly one of `url` (a redis:// URL) and `client` (a connected node-redis client)');
+  }
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+    throw InvalidOptionException.create('redis.prefix', `must be a string without "{" and "}", got ${JSON.stringify(prefix)}`);
+  }
+  const commandTimeout = durationOption('redis.commandTimeout', options.commandTimeout, DEFAULT_COMMAND_TIMEOUT);
+  const connectTimeout = durationOption('redis.connectTimeout', options.connectTimeout, DEFAULT_CONNECT_TIMEOUT);
+  const maxReconnectDelay = durationOption('redis.maxReconnectDelay', options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY);
+
+  let client: RedisLockerClient;
+  let owned = false;
+  if (given !== undefined) {
+    if (typeof given?.sendCommand !== 'function' || typeof given.duplicate !== 'function') {
+      throw InvalidOptionException.create('redis.client', 'must be a node-redis v5 client (createClient())');
+    }
+    if (!given.isOpen) {
+      throw InvalidOptionException.create('redis.client', 'must be connected: await client.connect() first');
+    }
+    client = given;
+  } else {
+    if (typeof url !== 'string' || url.length === 0) {
+      throw InvalidOptionException.create('redis.url', `must be a redis:// or rediss:// URL, got ${typeof url}`);
+    }
+    client = await connect(url, options.clientOptions ?? {}, { connectTimeout, maxReconnectDelay });
+    owned = true;
+  }
+
+  const commands: RedisCommandClient =
+    commandTimeout > 0 ? { sendCommand: (args) => withDeadline(client.sendCommand(args as string[]), commandTimeout) } : client;
+  const lockerClient = commandTimeout > 0 ? withScriptDeadline(client, commandTimeout) : client;
+  const lockerOptions: RedisLockerOptions = { ...options.locker, client: lockerClient, prefix: `${prefix}l:` };
+  let locker: RedisLocker;
+  try {
+    const metadataBackend = new RedisBackend({ client: commands, prefix: `${prefix}m:`, safetyTtlMargin: options.safetyTtlMargin });
+    const storageBackend = new RedisBackend({ client: commands, prefix: `${prefix}s:`, safetyTtlMargin: options.safetyTtlMargin });
+    locker = owned ? new ClientOwningRedisLocker(lockerOptions, onceOnly(() => closeClient(client))) : new RedisLocker(lockerOptions);
+    return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
+  } catch (error) {
+    if (owned) await closeClient(client);
+    throw error;
+  }
+}
+
+interface ConnectionSettings {
+  readonly connectTimeout: number;
+  readonly maxReconnectDelay: number;
+}
+
+async function connect(url: string, extra: Omit<RedisClientOptions, 'url'>, settings: ConnectionSettings): Promise<RedisLockerClient> {
+  let createClient: (options: RedisClientOptions) => RedisLockerClient;
+  try {
+    // Loaded here, not at the top: `redis` is an optional peer dependency, and importing the
+    // package must work without it.
+    ({ createClient } = (await import('redis')) as unknown as { createClient: typeof createClient });
+  } catch (error) {
+    throw InvalidOptionException.create(
+      'redis.url',
+      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
+    );
+  }
+
+  // Boot fails at the first error (a wrong URL should not look like a slow start); after the
+  // first successful connection every loss is retried with backoff until Redis is back.
+  let connectedOnce = false;
+  const reconnectStrategy = (retries: number): number | false => {
+    if (!connectedOnce) return false;
+    const backoff = Math.min(settings.maxReconnectDelay, 50 * 2 ** Math.min(retries, 16));
+    return Math.round(backoff / 2 + Math.random() * (backoff / 2));
+  };
+  const client = createClient({
+    ...extra,
+    url,
+    // Commands sent while the connection is down fail at once (the request answers 503)
+    // instead of queueing until Redis returns.
+    disableOfflineQueue: true,
+    socket: { ...extra.socket, connectTimeout: settings.connectTimeout, reconnectStrategy },
+  } as RedisClientOptions);
+  // node-redis emits 'error' for every failed attempt; without a listener the process would
+  // crash. Failures reach callers as failing commands (StoreUnavailableException, HTTP 503).
+  client.on('error', () => undefined);
+  client.on('ready', () => {
+    connectedOnce = true;
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    if (client.isOpen) client.destroy();
+    throw StoreUnavailableException.create(`connect to ${redactUrl(url)}`, error);
+  }
+  return client;
+}
+
+/** A URL with its password (if any) replaced by `***`: `redis://user:***@host:6379`. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
+}
+
+/**
+ * Drops the connection. By the time SessionModule shuts down, the HTTP server is closed, GC
+ * runs have finished and the locker has settled its waiters, so nothing is pending; `destroy()`
+ * (unlike `close()`, which waits for replies) cannot hang on a Redis that stopped answering.
+ */
+async function closeClient(client: RedisLockerClient): Promise<void> {
+  if (client.isOpen) client.destroy();
+}
+
+/**
+ * The reply, or a rejection after `ms`. node-redis' own `timeout` command option only covers the
+ * wait before a command is written to the socket, not the wait for the reply of a Redis that
+ * stopped answering; this covers both.
+ */
+function withDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms (commandTimeout)`)), ms);
+  });
+  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The client as the locker sees it: its scripts (`evalSha`, `eval`, all its commands) get the
+ * deadline; everything else, including `duplicate()` for Pub/Sub, is the client itself.
+ */
+function withScriptDeadline(client: RedisLockerClient, ms: number): RedisLockerClient {
+  return new Proxy(client, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      if (property === 'evalSha' || property === 'eval') {
+        return (...args: unknown[]) => withDeadline((value as (...a: unknown[]) => Promise<unknown>).apply(target, args), ms);
+      }
+      return (value as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+}
+
+function onceOnly(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= fn());
+}
+
+function durationOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw InvalidOptionException.create(name, `must be a number of milliseconds >= 0, got ${String(value)}`);
+  }
+  return value;
+}

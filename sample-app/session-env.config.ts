@@ -1,0 +1,42 @@
+import type { SampleAppConfig } from './app.module.js';
+
+/** The sample app's session settings, from the environment (DESIGN.md section 7). */
+export interface SessionEnvConfig {
+  readonly config: SampleAppConfig;
+  /** Where sessions live, for the start-up log line; never contains a password. */
+  readonly description: string;
+}
+
+/**
+ * - `SESSION_BACKEND=memory|redis` (default memory).
+ * - With redis: `REDIS_URL` (default redis://127.0.0.1:6379) and `SESSION_PREFIX` (key prefix,
+ *   default `sess:`), so several apps or test runs can share one Redis.
+ * - `SESSION_GC=manual`: no probabilistic and no scheduled garbage collection, only
+ *   `POST /admin/gc` (e.g. one cron job for a whole fleet of instances).
+ * @throws Error for an unknown SESSION_BACKEND or SESSION_GC.
+ */
+export function sessionConfigFromEnv(env: NodeJS.ProcessEnv): SessionEnvConfig {
+  const gc = env.SESSION_GC ?? 'auto';
+  if (gc !== 'auto' && gc !== 'manual') throw new Error(`SESSION_GC must be auto or manual, not ${JSON.stringify(gc)}`);
+  const session = gc === 'manual' ? { garbageCollection: { probability: 0, cron: false as const } } : {};
+  const backend = env.SESSION_BACKEND ?? 'memory';
+  if (backend === 'memory') return { config: { session }, description: 'in memory' };
+  if (backend !== 'redis') throw new Error(`SESSION_BACKEND must be memory or redis, not ${JSON.stringify(backend)}`);
+  const url = env.REDIS_URL || 'redis://127.0.0.1:6379';
+  const prefix = env.SESSION_PREFIX || 'sess:';
+  return {
+    config: { session, redis: { url, prefix } },
+    description: `in Redis at ${redactUrl(url)} (key prefix ${JSON.stringify(prefix)})`,
+  };
+}
+
+/** The URL with its password replaced by `***`, for logs. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable REDIS_URL)';
+  }
+}

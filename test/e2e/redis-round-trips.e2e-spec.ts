@@ -1,0 +1,195 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import type { INestApplication } from '@nestjs/common';
+import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
+import { Browser } from '../support/http.js';
+import { CommandRecorder, isWrite, RedisServer, type RoundTripCommand } from '../support/redis-server.js';
+
+/**
+ * What a request costs in Redis, counted from MONITOR on a private redis-server while the
+ * sample app (SESSION_BACKEND=redis, through createRedisSessionStores) serves real HTTP. Every
+ * command a client sends is one entry (node-redis may pipeline several into one round trip, so
+ * commands are an upper bound of round trips); what a Lua script runs is listed under it.
+ */
+const PREFIX = 'rt:';
+
+type Area = 'metadata' | 'storage' | 'lock' | 'other';
+
+function areaOf(command: RoundTripCommand): Area {
+  const text = command.args.join(' ');
+  if (text.includes(`${PREFIX}l:`)) return 'lock';
+  if (text.includes(`${PREFIX}m:`)) return 'metadata';
+  if (text.includes(`${PREFIX}s:`)) return 'storage';
+  return 'other';
+}
+
+/** `GET metadata`, `EVALSHA storage write`, ...: one line per command, in order. */
+function describeCommands(commands: RoundTripCommand[]): string[] {
+  return commands.map((c) => `${c.args[0]} ${areaOf(c)}${isWrite(c) ? ' write' : ''}`);
+}
+
+function cost(commands: RoundTripCommand[]) {
+  const cache = commands.filter((c) => areaOf(c) === 'metadata' || areaOf(c) === 'storage');
+  return {
+    cacheReads: cache.filter((c) => !isWrite(c)).length,
+    cacheWrites: cache.filter((c) => isWrite(c)).length,
+    lock: commands.filter((c) => areaOf(c) === 'lock').length,
+    other: commands.filter((c) => areaOf(c) === 'other').length,
+  };
+}
+
+/** Only Date is fake (to pass the update grace period): HTTP, Redis and timers stay real. */
+function fakeDate(): void {
+  jest.useFakeTimers({
+    doNotFake: [
+      'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'requestAnimationFrame', 'cancelAnimationFrame',
+      'requestIdleCallback', 'cancelIdleCallback', 'setImmediate', 'clearImmediate', 'setInterval',
+      'clearInterval', 'setTimeout', 'clearTimeout',
+    ],
+  });
+}
+
+let server: RedisServer;
+let recorder: CommandRecorder;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+  recorder = await CommandRecorder.attach(server.url);
+});
+afterAll(async () => {
+  await recorder?.close();
+  await server?.stop();
+});
+
+describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per request through the sample app on %s', (adapter) => {
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    app = await createSampleApp(adapter, {
+      redis: { url: server.url, prefix: PREFIX },
+      // No probabilistic or scheduled GC: only the request's own commands are counted.
+      session: { updateGracePeriod: 60, garbageCollection: { probability: 0, cron: false } },
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  /** A stored session with two keys; every script was used once (SCRIPT LOAD is not counted below). */
+  async function storedSession(): Promise<Browser> {
+    const browser = new Browser(app);
+    expect((await browser.put('/session/data/a', { value: 1 })).status).toBe(200);
+    expect((await browser.put('/session/data/b', { value: 2 })).status).toBe(200);
+    expect((await browser.get('/session')).status).toBe(200);
+    expect((await browser.post('/counter/warm/increment?lock=1')).status).toBe(200);
+    return browser;
+  }
+
+  it('resuming a session and reading its data: 2 commands (GET metadata, one script reading all data entries), no write, no lock', async () => {
+    const browser = await storedSession();
+    let body: unknown;
+    const commands = await recorder.between(async () => {
+      body = (await browser.get('/session')).body;
+    });
+    expect(body).toMatchObject({ started: true, data: { a: 1, b: 2 } });
+    expect(describeCommands(commands)).toEqual(['GET metadata', 'EVALSHA storage']);
+  });
+
+  it('a request that changes nothing within the grace period: no write (resuming alone is 1 GET)', async () => {
+    const browser = await storedSession();
+    const commands = await recorder.between(async () => {
+      expect((await browser.get('/health')).status).toBe(200);
+    });
+    expect(describeCommands(commands)).toEqual(['GET metadata']);
+  });
+
+  it('committing a changed key: 1 write, plus the lock (acquire, release)', async () => {
+    const browser = await storedSession();
+    const commands = await recorder.between(async () => {
+      expect((await browser.put('/session/data/a', { value: 42 })).status).toBe(200);
+    });
+    // The handler reads the key before writing it: the resume's 2 reads, then the commit.
+    expect(describeCommands(commands)).toEqual([
+      'GET metadata',
+      'EVALSHA storage',
+      'EVALSHA lock write',
+      'EVALSHA storage write',
+      'EVALSHA lock write',
+    ]);
+    expect(cost(commands)).toEqual({ cacheReads: 2, cacheWrites: 1, lock: 2, other: 0 });
+    expect((await browser.get('/session')).body.data).toEqual({ a: 42, b: 2, warm: 1 });
+  });
+
+  it('a read-modify-write under the session lock (open()): the metadata is read again under the lock, then 1 write', async () => {
+    const browser = await storedSession();
+    const commands = await recorder.between(async () => {
+      expect((await browser.post('/counter/n/increment?lock=1')).body).toEqual({ key: 'n', value: 1 });
+    });
+    // Aerys' open(): lock, then read fresh. The resume's GET (before the handler knew it would
+    // lock) is repeated under the lock, so this costs 3 reads instead of 2.
+    expect(describeCommands(commands)).toEqual([
+      'GET metadata',
+      'EVALSHA lock write',
+      'GET metadata',
+      'EVALSHA storage',
+      'EVALSHA storage write',
+      'EVALSHA lock write',
+    ]);
+  });
+
+  it('once the grace period has passed: an unchanged session is rewritten once (metadata only), a changed one writes data and metadata', async () => {
+    const browser = await storedSession();
+    fakeDate();
+    jest.setSystemTime(Date.now() + 61_000);
+    const touch = await recorder.between(async () => {
+      expect((await browser.get('/session')).status).toBe(200);
+    });
+    // The metadata is re-read under the lock and merged, so a concurrent login or tag change
+    // is not overwritten by this request's older copy.
+    expect(describeCommands(touch)).toEqual([
+      'GET metadata',
+      'EVALSHA storage',
+      'EVALSHA lock write',
+      'GET metadata',
+      'EVALSHA metadata write',
+      'EVALSHA lock write',
+    ]);
+    const again = await recorder.between(async () => {
+      expect((await browser.get('/session')).status).toBe(200);
+    });
+    expect(cost(again).cacheWrites).toBe(0); // within the new grace period
+
+    jest.setSystemTime(Date.now() + 61_000);
+    const change = await recorder.between(async () => {
+      expect((await browser.put('/session/data/b', { value: 3 })).status).toBe(200);
+    });
+    expect(describeCommands(change)).toEqual([
+      'GET metadata',
+      'EVALSHA storage',
+      'EVALSHA lock write',
+      'GET metadata',
+      'EVALSHA storage write',
+      'EVALSHA metadata write',
+      'EVALSHA lock write',
+    ]);
+  });
+
+  it('a new session costs 2 writes (metadata, then data with its guard) plus the lock; a visitor who stores nothing costs nothing', async () => {
+    const visitor = await recorder.between(async () => {
+      expect((await new Browser(app).get('/session')).status).toBe(200);
+    });
+    expect(visitor).toEqual([]);
+    const browser = new Browser(app);
+    const created = await recorder.between(async () => {
+      expect((await browser.put('/session/data/a', { value: 1 })).status).toBe(200);
+    });
+    expect(describeCommands(created)).toEqual([
+      'EVALSHA lock write',
+      'EVALSHA metadata write',
+      'EVALSHA storage write',
+      'EVALSHA lock write',
+    ]);
+  });
+});
