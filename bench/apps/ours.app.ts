@@ -1,0 +1,96 @@
+import { Controller, Get, HttpCode, Inject, Module, Post, type DynamicModule } from '@nestjs/common';
+import {
+  MemoryBackend,
+  MemoryLocker,
+  RedisBackend,
+  RedisLocker,
+  SessionInterface,
+  SessionLock,
+  SessionModule,
+  type SessionModuleOptions,
+} from '../../lib/index.js';
+import type { AppEnv, HttpAdapterName, StoreKind } from '../variants.js';
+import { COOKIE_NAME, SESSION_TTL } from '../variants.js';
+import { connectRedis, createNestApp, next, type BenchApp } from './nest.js';
+
+/** The same trivial routes as every other app, through the public SessionInterface. */
+@Controller()
+class OursController {
+  constructor(@Inject(SessionInterface) private readonly session: SessionInterface) {}
+
+  @Get('anon')
+  anon(): { ok: boolean } {
+    return { ok: true };
+  }
+
+  @Get('read')
+  async read(): Promise<{ value: number | null }> {
+    const session = this.session;
+    if (!session.isStarted()) return { value: null };
+    return { value: ((await session.getData('n')) as number | undefined) ?? null };
+  }
+
+  @Post('write')
+  @HttpCode(200)
+  async write(): Promise<{ ok: boolean }> {
+    this.session.start();
+    await this.session.putData('n', next());
+    return { ok: true };
+  }
+
+  /** Login: bind to a user, which renews the id (fixation defence) and tags the session. */
+  @Post('login')
+  @HttpCode(200)
+  login(): { ok: boolean } {
+    this.session.bindToUser(`user${next()}`);
+    return { ok: true };
+  }
+
+  /**
+   * Locked read-modify-write (ours only): @SessionLock() takes the lock and re-reads before
+   * the handler; the commit at the end of the request writes and unlocks.
+   */
+  @Post('incr')
+  @HttpCode(200)
+  @SessionLock()
+  async incr(): Promise<{ value: number }> {
+    const value = (((await this.session.getData('n')) as number | undefined) ?? 0) + 1;
+    await this.session.putData('n', value);
+    return { value };
+  }
+}
+
+@Module({})
+class OursModule {
+  static forRoot(options: SessionModuleOptions): DynamicModule {
+    return { module: OursModule, imports: [SessionModule.forRoot(options)], controllers: [OursController] };
+  }
+}
+
+export async function buildOursApp(adapter: HttpAdapterName, store: StoreKind, env: AppEnv): Promise<BenchApp> {
+  const common: SessionModuleOptions = { cookie: { name: COOKIE_NAME }, inactivityTimeout: SESSION_TTL };
+  if (store === 'memory') {
+    const options = { ...common, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend(), locker: new MemoryLocker() };
+    const app = await createNestApp(OursModule.forRoot(options), adapter);
+    return { app, info: 'defaults (MemoryBackend x2, MemoryLocker, DevalueSerializer)', close: () => app.close() };
+  }
+  const client = await connectRedis(env.redisUrl);
+  // One client for both caches and the locker (the locker duplicates it for Pub/Sub when a
+  // caller has to wait), as a user with one Redis would configure it.
+  const locker = new RedisLocker({ client, prefix: env.redisPrefix });
+  const options = {
+    ...common,
+    metadataBackend: new RedisBackend({ client, prefix: `${env.redisPrefix}m:` }),
+    storageBackend: new RedisBackend({ client, prefix: `${env.redisPrefix}s:` }),
+    locker,
+  };
+  const app = await createNestApp(OursModule.forRoot(options), adapter);
+  return {
+    app,
+    info: 'RedisBackend x2 and RedisLocker on one node-redis client, DevalueSerializer',
+    close: async () => {
+      await app.close();
+      await client.quit().catch(() => undefined);
+    },
+  };
+}
