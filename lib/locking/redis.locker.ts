@@ -59,22 +59,35 @@ const DEFAULT_WAITER_TTL_MS = 1000;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * KEYS: lock, fence, queue, lease. ARGV: token, ttl ms, fence ttl ms, waiter ttl ms, enqueue.
- * Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
+ * Lua prelude of the scripts that look at the queue: drops the tickets of waiters that stopped
+ * refreshing them (process died or stalled) and sets `now` (Redis time, ms) and `dead` (the
+ * tickets it dropped).
+ */
+function dropDeadWaiters(queue: string, lease: string): string {
+  return `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGE', ${lease}, '-inf', now, 'BYSCORE', 'LIMIT', 0, 100)
+if #dead > 0 then
+  redis.call('ZREM', ${lease}, unpack(dead))
+  redis.call('ZREM', ${queue}, unpack(dead))
+end
+`;
+}
+
+/**
+ * KEYS: lock, fence, queue, lease. ARGV: token, ttl ms, fence ttl ms, waiter ttl ms, enqueue,
+ * channel. Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
  *
  * The queue (ZSET token -> arrival number) makes waiting fair across processes: a free lock
  * goes only to the first queued token, or to anyone when nobody queues. `lease` (ZSET token ->
- * deadline, Redis time) drops tickets of waiters that stopped refreshing them.
+ * deadline, Redis time) drops tickets of waiters that stopped refreshing them. Wake-ups name
+ * one waiter: the channel message is the token of the waiter whose turn it is. When dropping
+ * dead tickets leaves a free lock to somebody else, that waiter is woken here, since no release
+ * will come to do it.
  */
-const ACQUIRE = `
+const ACQUIRE = `${dropDeadWaiters('KEYS[3]', 'KEYS[4]')}
 local token = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT', 0, 100)
-if #dead > 0 then
-  redis.call('ZREM', KEYS[4], unpack(dead))
-  redis.call('ZREM', KEYS[3], unpack(dead))
-end
 local held = redis.call('EXISTS', KEYS[1]) == 1
 if not held then
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
@@ -88,6 +101,7 @@ if not held then
     if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
     return {1, fence}
   end
+  if #dead > 0 then redis.call('PUBLISH', ARGV[6], head) end
 end
 if ARGV[5] ~= '1' then return {0, 0} end
 local waiterTtl = tonumber(ARGV[4])
@@ -105,11 +119,19 @@ local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 return {0, tonumber(redis.call('ZSCORE', KEYS[4], head)) - now}
 `;
 
-/** KEYS: lock, queue. ARGV: token, channel. Publishes only when somebody queues. */
+/**
+ * KEYS: lock, queue, lease. ARGV: token, channel. Wakes only the first live waiter,
+ * by publishing its token: waking all of them would make every release cost one acquire
+ * attempt per waiter, O(waiters^2) per queue. Dead tickets are dropped first, so a waiter that
+ * died long ago is not the one woken; one that died recently (ticket still valid) is, and the
+ * others get past it by refreshing their tickets (within `waiterTtl`).
+ */
 const RELEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], 'released') end
+${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if head then redis.call('PUBLISH', ARGV[2], head) end
 return 1
 `;
 
@@ -127,8 +149,10 @@ return 1
 const CANCEL = `
 local removed = redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if removed == 1 and redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PUBLISH', ARGV[2], 'cancelled')
+if removed == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+  ${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head then redis.call('PUBLISH', ARGV[2], head) end
 end
 return removed
 `;
@@ -162,6 +186,9 @@ class Sleeper {
   private signalled = false;
   private wake: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
+
+  /** @param token the waiter's ticket: a release message naming it wakes this sleeper. */
+  constructor(readonly token: string) {}
 
   signal(): void {
     const wake = this.wake;
@@ -199,10 +226,14 @@ class Sleeper {
   }
 }
 
+/** This process's subscription to one key's channel, shared by its waiters on that key. */
 interface ChannelEntry {
-  readonly sleepers: Set<Sleeper>;
-  readonly listener: () => void;
+  /** Waiters by token: a message wakes only the one it names. */
+  readonly sleepers: Map<string, Sleeper>;
+  readonly listener: (message: string) => void;
   readonly ready: Promise<void>;
+  /** SUBSCRIBE has been answered: from now on every message published reaches `listener`. */
+  subscribed: boolean;
 }
 
 type ScriptRunner = (
@@ -225,8 +256,8 @@ class RedisLock implements SessionLock {
   }
 
   async release(): Promise<boolean> {
-    const { lock, queue, channel } = this.keys;
-    const reply = await this.run('release lock', SCRIPTS.release, [lock, queue], [
+    const { lock, queue, lease, channel } = this.keys;
+    const reply = await this.run('release lock', SCRIPTS.release, [lock, queue, lease], [
       this.token,
       channel,
     ]);
@@ -251,15 +282,20 @@ class RedisLock implements SessionLock {
  *   counter, which lives in the same hash slot (`{key}` hash tag).
  * - Release and extend compare the token in Lua, so an expired holder can never free or
  *   prolong the next holder's lock.
- * - Waiting does not poll: a waiter subscribes to its key's channel before retrying and the
- *   release script publishes there when someone queues. Expiry publishes nothing, so a waiter
- *   also wakes when the lock's PTTL runs out, and at least every `waiterTtl / 3` ms to refresh
- *   its ticket.
+ * - Waiting does not poll, and a release wakes one waiter: waiters listen on their key's
+ *   channel, and the release script publishes the token of the first in line, so only that
+ *   waiter (in whichever process) looks again. A contended handoff costs about three scripts:
+ *   the waiter's look that queues it, the look that takes the lock, the release. Expiry
+ *   publishes nothing, so a waiter also wakes when the lock's PTTL runs out, and at least
+ *   every `waiterTtl / 3` ms to refresh its ticket.
  * - Fairness: waiters are served in the order their first attempt reached Redis, across all
  *   processes (a FIFO ticket queue stored next to the lock); a free lock is never taken by a
  *   newcomer while someone queues. A waiter that stops refreshing its ticket for `waiterTtl`
  *   ms (process died or stalled) loses its place, so a dead waiter delays the others by at
- *   most `waiterTtl`.
+ *   most `waiterTtl`. Expired tickets are dropped before anyone is woken; a release whose
+ *   first in line died but still has a valid ticket wakes nobody, and the others' refreshes
+ *   drop that ticket once it expires (a look that drops it and leaves a free lock to somebody
+ *   else wakes that waiter).
  */
 export class RedisLocker implements SessionLocker {
   private readonly client: RedisLockerClient;
@@ -332,21 +368,16 @@ export class RedisLocker implements SessionLocker {
   private async take(key: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const keys = this.keysFor(key);
     const token = randomUUID();
-    const deadline = performance.now() + waitTimeout;
-    const queue = waitTimeout > 0;
-    const first = await this.attempt(keys, token, ttl, queue);
-    if (this.closing !== null) {
-      // Closed while the first look was under way: undo what it did.
-      if (first.fence !== null) {
-        await new RedisLock(this.runScript, keys, token, first.fence).release().catch(() => false);
-      } else if (queue) {
-        await this.cancel(keys, token).catch(() => undefined);
-      }
-      throw closedError();
+    if (waitTimeout > 0) return this.wait(keys, token, ttl, waitTimeout);
+    const result = await this.attempt(keys, token, ttl, false);
+    if (result.fence === null) {
+      throw this.closing === null ? LockTimeoutException.create(waitTimeout) : closedError();
     }
-    if (first.fence !== null) return new RedisLock(this.runScript, keys, token, first.fence);
-    if (!queue) throw LockTimeoutException.create(waitTimeout);
-    return this.wait(keys, token, ttl, waitTimeout, deadline);
+    const lock = new RedisLock(this.runScript, keys, token, result.fence);
+    if (this.closing === null) return lock;
+    // Closed while the look was under way: undo it.
+    await lock.release().catch(() => false);
+    throw closedError();
   }
 
   /**
@@ -397,29 +428,39 @@ export class RedisLocker implements SessionLocker {
       'acquire lock',
       SCRIPTS.acquire,
       [keys.lock, keys.fence, keys.queue, keys.lease],
-      [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0'],
+      [
+        token,
+        String(ttl),
+        String(this.fenceTtl),
+        String(this.waiterTtl),
+        queue ? '1' : '0',
+        keys.channel,
+      ],
     )) as unknown[];
     return Number(reply[0]) === 1
       ? { fence: Number(reply[1]), retryIn: 0 }
       : { fence: null, retryIn: Number(reply[1]) };
   }
 
+  /**
+   * Queues and sleeps until a message names this waiter or a timer runs out, then looks again.
+   * The waiter must listen on the key's channel before a look that leaves it waiting, or the
+   * release right after that look could go unheard. When this process already listens there
+   * (other waiters on the key: the contended case), it joins before its first look, so a
+   * handoff costs one failed look, one successful one and the release. Otherwise it subscribes
+   * after the first look and looks again.
+   */
   private async wait(
     keys: LockKeys,
     token: string,
     ttl: number,
     waitTimeout: number,
-    deadline: number,
   ): Promise<SessionLock> {
-    if (performance.now() >= deadline) {
-      await this.cancel(keys, token);
-      throw LockTimeoutException.create(waitTimeout);
-    }
-    const sleeper = new Sleeper();
+    const deadline = performance.now() + waitTimeout;
+    const sleeper = new Sleeper(token);
     this.sleepers.add(sleeper);
+    let listening = this.joinListeners(keys.channel, sleeper);
     try {
-      // Subscribe before the next look, so a release after that look cannot go unnoticed.
-      await this.subscribe(keys.channel, sleeper);
       for (;;) {
         if (this.closing !== null) throw closedError();
         sleeper.reset();
@@ -432,6 +473,11 @@ export class RedisLocker implements SessionLocker {
         }
         const remaining = deadline - performance.now();
         if (remaining <= 0) break;
+        if (!listening) {
+          await this.subscribe(keys.channel, sleeper);
+          listening = true;
+          continue; // a release between that look and the subscription went unheard
+        }
         // Expiry publishes nothing: look again when the lock's PTTL (or the first waiter's
         // ticket) runs out, and often enough to keep our own ticket alive.
         // PTTL -1 (a lock without expiry, set by hand) gives no hint: fall back to refreshing.
@@ -456,40 +502,69 @@ export class RedisLocker implements SessionLocker {
     ]);
   }
 
+  /**
+   * Adds `sleeper` to the key's listeners if this process's subscription to `channel` is
+   * already in place; answers whether it did.
+   */
+  private joinListeners(channel: string, sleeper: Sleeper): boolean {
+    const entry = this.channels.get(channel);
+    const subscriber = this.givenSubscriber ?? this.ownedSubscriber;
+    if (entry === undefined || !entry.subscribed || subscriber === null || !subscriber.isOpen) {
+      return false;
+    }
+    entry.sleepers.set(sleeper.token, sleeper);
+    return true;
+  }
+
   private async subscribe(channel: string, sleeper: Sleeper): Promise<void> {
     let entry = this.channels.get(channel);
     if (entry === undefined) {
       const subscriber = await this.subscriber();
       entry = this.channels.get(channel); // another waiter may have subscribed meanwhile
       if (entry === undefined) {
-        const sleepers = new Set<Sleeper>();
-        const listener = (): void => {
-          for (const s of sleepers) s.signal();
+        const sleepers = new Map<string, Sleeper>();
+        // The message is the token of the waiter whose turn it is (in this process or another):
+        // only that one wakes. Any other text (older versions of this locker published
+        // 'released' / 'cancelled') wakes every waiter, as those versions expect.
+        const listener = (message: string): void => {
+          const named = sleepers.get(message);
+          if (named !== undefined) named.signal();
+          else if (message === 'released' || message === 'cancelled') {
+            for (const s of sleepers.values()) s.signal();
+          }
         };
         const created: ChannelEntry = {
           sleepers,
           listener,
           ready: subscriber.subscribe(channel, listener),
+          subscribed: false,
         };
-        created.ready.catch(() => {
-          if (this.channels.get(channel) === created) this.channels.delete(channel);
-        });
+        created.ready.then(
+          () => {
+            created.subscribed = true;
+          },
+          () => {
+            if (this.channels.get(channel) === created) this.channels.delete(channel);
+          },
+        );
         this.channels.set(channel, created);
         entry = created;
       }
     }
-    entry.sleepers.add(sleeper);
+    entry.sleepers.set(sleeper.token, sleeper);
     try {
       await entry.ready;
     } catch (error) {
-      entry.sleepers.delete(sleeper);
+      entry.sleepers.delete(sleeper.token);
       throw StoreUnavailableException.create('acquire lock', error);
     }
   }
 
   private unsubscribe(channel: string, sleeper: Sleeper): void {
     const entry = this.channels.get(channel);
-    if (entry === undefined || !entry.sleepers.delete(sleeper) || entry.sleepers.size > 0) return;
+    if (entry?.sleepers.get(sleeper.token) !== sleeper) return;
+    entry.sleepers.delete(sleeper.token);
+    if (entry.sleepers.size > 0) return;
     this.channels.delete(channel);
     const subscriber = this.givenSubscriber ?? this.ownedSubscriber;
     if (subscriber === null || !subscriber.isOpen) return;

@@ -9,7 +9,7 @@ describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))('locking 
   let app: INestApplication;
   let stores: TestSessionStores;
   // Redis: 100 requests queue on one lock through a real round trip each.
-  const WAIT_TIMEOUT = backend === 'redis' ? 1500 : 300;
+  const WAIT_TIMEOUT = backend === 'redis' ? 2000 : 300;
 
   beforeAll(async () => {
     stores = await createTestSessionStores(backend);
