@@ -380,8 +380,9 @@ export function sessionManagerContract(
         expect(await keeper.getData('keep')).toBe('me');
         expect(await stores.metadataBackend.findIdentifiersByTag(SessionStore.customTag('doomed'))).toEqual([live[0]]);
         if (tagsBefore !== undefined) {
-          // `tag-gone-with-them` and erin's user tag carried only expired sessions: both are gone.
-          expect(await stores.storedTagCount!()).toBe(tagsBefore - 2);
+          // `tag-gone-with-them` and erin's user tag carried only expired sessions: both are gone,
+          // and so is each expired session's own storage-owner tag.
+          expect(await stores.storedTagCount!()).toBe(tagsBefore - 2 - expired.length);
         }
         expect(await manager.collectGarbage()).toBe(0);
       });
