@@ -8,7 +8,7 @@
  *   --quick              memory stores only, fewer scenarios, shorter slices (under 2 minutes)
  *   --duration=S         seconds per slice, i.e. per app, scenario and round (default 1.5; quick 1)
  *   --warmup=S           seconds of warm-up load per app and scenario before round 1 (default 1; quick 0.5)
- *   --rounds=N           rounds over all app/scenario pairs, order rotating (default 5; quick 3);
+ *   --rounds=N           rounds over all app/scenario pairs, order rotating (default 4; quick 3);
  *                        the table shows medians over the rounds
  *   --connections=N      autocannon connections (default 32)
  *   --only=a,b           scenarios by name: anonymous, read, write, login, incr, create
@@ -19,7 +19,7 @@
  *   --memory-sessions=N  sessions for the memory measurement (default 100000); 0 skips it
  *   --redis-url=URL      default $REDIS_URL or redis://127.0.0.1:6379
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -83,7 +83,7 @@ function parseOptions(argv: readonly string[]): Options {
     quick,
     duration: number('duration', quick ? 1 : 1.5),
     warmup: number('warmup', quick ? 0.5 : 1),
-    rounds: Math.max(1, Math.floor(number('rounds', quick ? 3 : 5))),
+    rounds: Math.max(1, Math.floor(number('rounds', quick ? 3 : 4))),
     connections: Math.max(1, Math.floor(number('connections', 32))),
     scenarios,
     variants,
@@ -91,6 +91,17 @@ function parseOptions(argv: readonly string[]): Options {
     memorySessions: Math.floor(number('memory-sessions', 100_000)),
     redisUrl: flags.get('redis-url') ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   };
+}
+
+/** The commit the measured lib/ comes from, and whether lib/ had uncommitted changes. */
+function libVersion(): string {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--', 'lib').length > 0;
+    return `lib/ at commit ${git('rev-parse', '--short', 'HEAD')}${dirty ? ' plus uncommitted changes' : ''}`;
+  } catch {
+    return 'lib/ version unknown (no git)';
+  }
 }
 
 function log(message: string): void {
@@ -264,6 +275,7 @@ async function main(): Promise<void> {
   const runId = `${process.pid}-${started.toString(36)}`;
   const redisPrefix = `nsbench-${runId}:`;
   const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const version = libVersion();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   mkdirSync(outDir, { recursive: true });
   const profileDir = path.join(outDir, 'profiles');
@@ -331,7 +343,7 @@ async function main(): Promise<void> {
     const total = runs.length * options.rounds;
     log(
       `${runs.length} app/scenario pairs x ${options.rounds} round(s) of ${options.duration} s, ${options.connections} connections; ` +
-        `about ${Math.ceil((runs.length * (options.rounds * (options.duration + 0.15) + options.warmup + 0.1)) / 60)} min of load`,
+        `about ${Math.ceil((runs.length * (options.rounds * (options.duration + 0.3) + options.warmup + 0.3)) / 60)} min`,
     );
     const results = new Map<string, LoadResult[]>();
     const profiles: { scenario: Scenario; file: string; requests: number }[] = [];
@@ -393,7 +405,7 @@ async function main(): Promise<void> {
     out.push(
       `## Benchmark results`,
       '',
-      `Machine: ${os.availableParallelism()} cores (nproc), ${cpu}, Node ${process.version}, ${os.platform()} ${os.release()}; load average at start ${loadAtStart}.`,
+      `Machine: ${os.availableParallelism()} cores (nproc), ${cpu}, Node ${process.version}, ${os.platform()} ${os.release()}; load average at start ${loadAtStart}; ${version}.`,
       `Command: \`${command}\` (${options.rounds} round(s) of ${options.duration} s per app and scenario, ${options.connections} connections, autocannon 9 in the runner process, each app in its own process; finished in ${Math.round((Date.now() - started) / 1000)} s).`,
       '',
       table,
@@ -415,6 +427,7 @@ async function main(): Promise<void> {
       JSON.stringify(
         {
           command,
+          version,
           machine: { cores: os.availableParallelism(), cpu, node: process.version, loadAtStart },
           options: { ...options, scenarios: options.scenarios.map((s) => s.name), variants: options.variants.map((v) => v.name) },
           results: measurements.map((m) => ({ app: m.variant.name, scenario: m.scenario.name, summary: summarize(m.rounds), rounds: m.rounds })),
