@@ -1,5 +1,6 @@
 import type { Cache } from 'cache-manager';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { lifetimeMs } from './lifetime.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionError } from '../errors/session.error.js';
@@ -232,8 +233,8 @@ export class CacheManagerBackend implements TaggableBackend {
       }
       const tags = [...new Set(write.tags ?? NO_TAGS)];
       tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
-      const lifetimeMs = lifetimeMsOf(write.id, write.lifetime);
-      planned.push([write.id, { d: write.data, t: tags, x: lifetimeMs === 0 ? 0 : now + lifetimeMs }]);
+      const entryLifetimeMs = lifetimeMs(write.id, write.lifetime);
+      planned.push([write.id, { d: write.data, t: tags, x: entryLifetimeMs === 0 ? 0 : now + entryLifetimeMs }]);
     }
     removes.forEach((id) => assertCacheIdentifier(id, 'cache entry identifier'));
     if (guard !== undefined) {
@@ -604,17 +605,6 @@ function getOrCreate<K, V>(map: Map<K, V>, key: K, create: () => V): V {
     map.set(key, value);
   }
   return value;
-}
-
-/** A lifetime in seconds as ms; 0 = never. Same rules as MemoryBackend. */
-function lifetimeMsOf(id: string, lifetime: number | undefined): number {
-  if (lifetime === undefined || lifetime === 0) return 0;
-  if (typeof lifetime !== 'number' || !(lifetime > 0) || lifetime === Infinity) {
-    throw new InvalidArgumentException(
-      `Invalid lifetime ${String(lifetime)} for cache entry "${id}": use seconds > 0, or 0 for no expiry.`,
-    );
-  }
-  return Math.max(1, Math.round(lifetime * 1000));
 }
 
 function seconds(option: string, value: number, zeroAllowed: boolean): number {

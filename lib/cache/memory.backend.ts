@@ -1,4 +1,5 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { lifetimeMs } from './lifetime.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -459,13 +460,8 @@ function isExpired(entry: Entry, now: number): boolean {
 
 /** Epoch ms of expiry for a lifetime in seconds; 0 = never. */
 function expiryOf(id: string, lifetime: number | undefined, now: number): number {
-  if (lifetime === undefined || lifetime === 0) return 0;
-  if (typeof lifetime !== 'number' || !(lifetime > 0) || lifetime === Infinity) {
-    throw new InvalidArgumentException(
-      `Invalid lifetime ${String(lifetime)} for cache entry "${id}": use seconds > 0, or 0 for no expiry.`,
-    );
-  }
-  return now + lifetime * 1000;
+  const ms = lifetimeMs(id, lifetime);
+  return ms === 0 ? 0 : now + ms;
 }
 
 /**

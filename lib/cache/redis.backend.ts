@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { lifetimeMs } from './lifetime.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
@@ -470,9 +471,9 @@ export class RedisBackend implements TaggableBackend {
       }
       const tags = write.tags ?? NO_TAGS;
       tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
-      const lifetimeMs = lifetimeMsOf(write.id, write.lifetime);
-      const expiry = lifetimeMs === 0 ? 0 : now + lifetimeMs;
-      const nativeTtl = lifetimeMs === 0 ? 0 : Math.ceil(lifetimeMs + this.marginMs);
+      const entryLifetimeMs = lifetimeMs(write.id, write.lifetime);
+      const expiry = entryLifetimeMs === 0 ? 0 : now + entryLifetimeMs;
+      const nativeTtl = entryLifetimeMs === 0 ? 0 : Math.ceil(entryLifetimeMs + this.marginMs);
       args.push(write.id, `${expiry}\n${tags.join(' ')}\n${write.data}`, String(nativeTtl));
     }
     for (const id of removes) {
@@ -584,18 +585,6 @@ function decode(raw: unknown, now: number): string | undefined {
   if (b < 0) return undefined;
   const expiry = Number(raw.slice(0, a));
   return expiry !== 0 && expiry <= now ? undefined : raw.slice(b + 1);
-}
-
-/** A lifetime in seconds as ms; 0 = never. Same rules as MemoryBackend. */
-function lifetimeMsOf(id: string, lifetime: number | undefined): number {
-  if (lifetime === undefined || lifetime === 0) return 0;
-  if (typeof lifetime !== 'number' || !(lifetime > 0) || lifetime === Infinity) {
-    throw new InvalidArgumentException(
-      `Invalid lifetime ${String(lifetime)} for cache entry "${id}": use seconds > 0, or 0 for no expiry.`,
-    );
-  }
-  // Whole milliseconds keep the stored header and the expiry index integral.
-  return Math.max(1, Math.round(lifetime * 1000));
 }
 
 /** Escapes Redis glob metacharacters so a prefix matches only itself. */
