@@ -65,6 +65,7 @@ export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session
 
 // Bags
 export type { SessionBagInterface, SessionBagFactory } from './bags/session-bag.interface.js';
+export { AbstractBag } from './bags/abstract.bag.js';
 export { AttributeBag } from './bags/attribute.bag.js';
 export { FlashBag, type FlashMessages } from './bags/flash.bag.js';
 export { AutoExpireFlashBag } from './bags/auto-expire-flash.bag.js';

@@ -1,4 +1,4 @@
-import type { SessionBagInterface } from './session-bag.interface.js';
+import { AbstractBag } from './abstract.bag.js';
 
 /**
  * Symfony's `AttributeBag`: named values stored together in one entry. The session's own
@@ -6,7 +6,7 @@ import type { SessionBagInterface } from './session-bag.interface.js';
  * `AttributeBag` for a namespaced group of values that a feature loads and saves as a whole.
  * Values must be serializable (checked at commit).
  */
-export class AttributeBag implements SessionBagInterface {
+export class AttributeBag extends AbstractBag {
   private attributes = new Map<string, unknown>();
   private readonly setKeys = new Set<string>();
   private readonly removedKeys = new Set<string>();
@@ -16,17 +16,10 @@ export class AttributeBag implements SessionBagInterface {
    * @param name bag name for `getBag()`. @default 'attributes_bag'
    * @param storageKey storage entry key. @default the name
    */
-  constructor(
-    private readonly name = 'attributes_bag',
-    private readonly storageKey = name,
-  ) {}
+  constructor(name = 'attributes_bag', storageKey = name) {
+    super(name, storageKey);
+  }
 
-  getName(): string {
-    return this.name;
-  }
-  getStorageKey(): string {
-    return this.storageKey;
-  }
   initialize(data: unknown): void {
     this.attributes = toMap(data);
   }

@@ -1,5 +1,5 @@
 import type { FlashMessages } from './flash.bag.js';
-import type { SessionBagInterface } from './session-bag.interface.js';
+import { AbstractBag } from './abstract.bag.js';
 
 interface Stored {
   display: FlashMessages;
@@ -11,7 +11,7 @@ interface Stored {
  * and dropped after it, read or not. `peek`/`get`/`all` see the messages for display now;
  * `add` queues messages for the next request.
  */
-export class AutoExpireFlashBag implements SessionBagInterface {
+export class AutoExpireFlashBag extends AbstractBag {
   private display: FlashMessages = {};
   private next: FlashMessages = {};
 
@@ -19,17 +19,10 @@ export class AutoExpireFlashBag implements SessionBagInterface {
    * @param name bag name for `getBag()`. @default 'flashes'
    * @param storageKey storage entry key. @default 'flashes_auto'
    */
-  constructor(
-    private readonly name = 'flashes',
-    private readonly storageKey = 'flashes_auto',
-  ) {}
+  constructor(name = 'flashes', storageKey = 'flashes_auto') {
+    super(name, storageKey);
+  }
 
-  getName(): string {
-    return this.name;
-  }
-  getStorageKey(): string {
-    return this.storageKey;
-  }
   initialize(data: unknown): void {
     const stored = (data ?? {}) as Partial<Stored>;
     // What the previous request queued is for display now; what was displayed then is dropped.

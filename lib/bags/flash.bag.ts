@@ -1,4 +1,4 @@
-import type { SessionBagInterface } from './session-bag.interface.js';
+import { AbstractBag } from './abstract.bag.js';
 
 /** Flash messages by type. */
 export type FlashMessages = Record<string, unknown[]>;
@@ -8,7 +8,7 @@ export type FlashMessages = Record<string, unknown[]>;
  * (`get`/`all` consume them; `peek`/`peekAll` do not). Concurrent requests that add messages
  * lose none: at commit, additions and consumptions are re-applied onto what is stored.
  */
-export class FlashBag implements SessionBagInterface {
+export class FlashBag extends AbstractBag {
   protected flashes: Map<string, unknown[]> = new Map();
   private readonly added = new Map<string, unknown[]>();
   /** Per type, how many of the initially loaded messages this request consumed. */
@@ -20,17 +20,10 @@ export class FlashBag implements SessionBagInterface {
    * @param name bag name for `getBag()`. @default 'flashes'
    * @param storageKey storage entry key. @default the name
    */
-  constructor(
-    private readonly name = 'flashes',
-    private readonly storageKey = name,
-  ) {}
+  constructor(name = 'flashes', storageKey = name) {
+    super(name, storageKey);
+  }
 
-  getName(): string {
-    return this.name;
-  }
-  getStorageKey(): string {
-    return this.storageKey;
-  }
   initialize(data: unknown): void {
     this.flashes = toFlashMap(data);
   }
