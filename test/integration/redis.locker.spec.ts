@@ -31,13 +31,44 @@ describe('RedisLocker', () => {
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
   let n = 0;
   const freshKey = () => `rk${++n}`;
+  /** Waits (up to 2 s) until `count` waiters queue for `key`. */
+  const queued = async (key: string, count: number): Promise<void> => {
+    const until = Date.now() + 2000;
+    while ((await client.zCard(`${prefix}lock:{${key}}:queue`)) !== count) {
+      if (Date.now() > until) throw new Error(`expected ${count} waiters queued for ${key}`);
+      await sleep(5);
+    }
+  };
+  /** Redis time in ms, the clock of the waiters' tickets. */
+  const redisNow = async (): Promise<number> => {
+    const [seconds, micros] = (await client.sendCommand(['TIME'])) as [string, string];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  };
+  /** A view of `client` that counts the Lua scripts run through it (EVALSHA and EVAL). */
+  const countingClient = () => {
+    const counter = { scripts: 0 };
+    const counting = new Proxy(client, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        if (property === 'evalSha' || property === 'eval') {
+          return (...args: unknown[]) => {
+            counter.scripts++;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return value.bind(target);
+      },
+    });
+    return { client: counting, counter };
+  };
 
   it('keeps lock, fence and queue of a key in one hash slot and under the prefix', async () => {
     const locker = new RedisLocker({ client, prefix });
     const key = freshKey();
     const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
     const waiter = locker.acquire(key, { waitTimeout: 2000, ttl: 1000 });
-    await sleep(30);
+    await queued(key, 1);
     const keys: string[] = [];
     for await (const batch of client.scanIterator({ MATCH: `${prefix}lock:{${key}}*` })) {
       keys.push(...batch);
@@ -108,8 +139,7 @@ describe('RedisLocker', () => {
     const key = freshKey();
     const base = `${prefix}lock:{${key}}`;
     // A ticket of a waiter whose process died: never refreshed.
-    const [seconds, micros] = (await client.sendCommand(['TIME'])) as [string, string];
-    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const now = await redisNow();
     await client.zAdd(`${base}:queue`, { score: 1, value: 'dead-waiter' });
     await client.zAdd(`${base}:lease`, { score: now + 150, value: 'dead-waiter' });
     await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
@@ -133,6 +163,148 @@ describe('RedisLocker', () => {
     await (await waiter).release();
     // Its timers are 10 s away: only the release message can have woken it this fast.
     expect(Date.now() - released).toBeLessThan(100);
+    await locker.close();
+  });
+
+  // A release wakes only the first in line. Here the waiters' timers are 10 s away (waiterTtl
+  // 30 s, lock ttl 20 s), so every handoff within the 5 s waitTimeout came from a message: a
+  // lost wake-up fails the test.
+  it('8-way contention across two lockers: about 3 scripts per handoff, none lost', async () => {
+    const { client: counting, counter } = countingClient();
+    const lockers = [
+      new RedisLocker({ client: counting, prefix, waiterTtl: 30_000 }),
+      new RedisLocker({ client: counting, prefix, waiterTtl: 30_000 }),
+    ];
+    const key = freshKey();
+    const rounds = 20;
+    let inside = 0;
+    let acquisitions = 0;
+    const workers = Array.from({ length: 8 }, async (_, i) => {
+      const locker = lockers[i % 2]!;
+      for (let round = 0; round < rounds; round++) {
+        const lock = await locker.acquire(key, { waitTimeout: 5000, ttl: 20_000 });
+        expect(++inside).toBe(1);
+        acquisitions++;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        inside--;
+        expect(await lock.release()).toBe(true);
+      }
+    });
+    await Promise.all(workers);
+    expect(acquisitions).toBe(8 * rounds);
+    // Per acquisition: the look that queues, the look after the wake-up that takes the lock,
+    // the release; a little more while a locker first subscribes. Waking every waiter on each
+    // release cost about 9 here (one look per waiter).
+    const perAcquisition = counter.scripts / acquisitions;
+    expect(perAcquisition).toBeGreaterThanOrEqual(2);
+    expect(perAcquisition).toBeLessThan(3.5);
+    await Promise.all(lockers.map((locker) => locker.close()));
+  });
+
+  it('a release costs the queue one look: only the first in line wakes', async () => {
+    const { client: counting, counter } = countingClient();
+    const a = new RedisLocker({ client: counting, prefix, waiterTtl: 30_000 });
+    const b = new RedisLocker({ client: counting, prefix, waiterTtl: 30_000 });
+    const key = freshKey();
+    const holder = await a.acquire(key, { waitTimeout: 0, ttl: 20_000 });
+    const served: number[] = [];
+    const waiters = [a, b, a, b].map((locker, i) =>
+      locker.acquire(key, { waitTimeout: 5000, ttl: 20_000 }).then((lock) => {
+        served.push(i);
+        return lock;
+      }),
+    );
+    await queued(key, 4);
+    await sleep(20); // the waiters' looks after subscribing
+    const before = counter.scripts;
+    await holder.release();
+    const first = await waiters[0]!;
+    await sleep(50); // time for any other waiter to look, if it had been woken
+    expect(counter.scripts - before).toBe(2); // the release, the first waiter's look
+    expect(served).toEqual([0]);
+    // The next handoff goes to the other locker (another process), again by message only.
+    const released = Date.now();
+    await first.release();
+    const second = await waiters[1]!;
+    expect(Date.now() - released).toBeLessThan(100);
+    await sleep(50);
+    expect(served).toEqual([0, 1]);
+    await second.release();
+    await (await waiters[2]!).release();
+    await (await waiters[3]!).release();
+    expect(served).toEqual([0, 1, 2, 3]);
+    await a.close();
+    await b.close();
+  });
+
+  it('a release skips a dead waiter whose ticket expired and wakes the next one', async () => {
+    const locker = new RedisLocker({ client, prefix, waiterTtl: 30_000 });
+    const key = freshKey();
+    const base = `${prefix}lock:{${key}}`;
+    const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 20_000 });
+    // A ticket first in line whose owner died: it expires in 50 ms.
+    await client.zAdd(`${base}:queue`, { score: 0, value: 'dead-waiter' });
+    await client.zAdd(`${base}:lease`, { score: (await redisNow()) + 50, value: 'dead-waiter' });
+    const waiter = locker.acquire(key, { waitTimeout: 5000, ttl: 1000 });
+    await queued(key, 2);
+    await sleep(100);
+    const released = Date.now();
+    await holder.release();
+    // Its timers are 10 s away: the release had to name this waiter, not the dead one.
+    await (await waiter).release();
+    expect(Date.now() - released).toBeLessThan(100);
+    expect(await client.exists([`${base}:queue`, `${base}:lease`])).toBe(0);
+    await locker.close();
+  });
+
+  it('a look that drops a dead first waiter from a free lock wakes the next one', async () => {
+    const locker = new RedisLocker({ client, prefix, waiterTtl: 30_000 });
+    const key = freshKey();
+    const base = `${prefix}lock:{${key}}`;
+    const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 20_000 });
+    // Dead, first in line, ticket valid for 100 ms more: the release wakes nobody.
+    await client.zAdd(`${base}:queue`, { score: 0, value: 'dead-waiter' });
+    await client.zAdd(`${base}:lease`, { score: (await redisNow()) + 100, value: 'dead-waiter' });
+    let served = false;
+    const waiter = locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).then((lock) => {
+      served = true;
+      return lock;
+    });
+    await queued(key, 2);
+    await sleep(30); // its look after subscribing, still while the lock is held
+    await holder.release();
+    await sleep(150);
+    expect(served).toBe(false); // asleep: its timers are 10 s away
+    // Somebody else's look drops the expired ticket and, the lock being free, wakes the waiter.
+    const probe = new RedisLocker({ client, prefix });
+    await expect(probe.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
+      LockTimeoutException,
+    );
+    const looked = Date.now();
+    await (await waiter).release();
+    expect(Date.now() - looked).toBeLessThan(100);
+    await probe.close();
+    await locker.close();
+  });
+
+  it('a dead first waiter with a valid ticket delays the next by at most waiterTtl', async () => {
+    const locker = new RedisLocker({ client, prefix, waiterTtl: 150 });
+    const key = freshKey();
+    const base = `${prefix}lock:{${key}}`;
+    const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 20_000 });
+    const waiters = [1, 2].map(() => locker.acquire(key, { waitTimeout: 3000, ttl: 1000 }));
+    await queued(key, 2);
+    // The first waiter "dies": its ticket stays, unrefreshed, for the full waiterTtl.
+    const [first] = await client.zRange(`${base}:queue`, 0, 0);
+    await client.zAdd(`${base}:queue`, { score: 0, value: 'dead-waiter' });
+    await client.zAdd(`${base}:lease`, { score: (await redisNow()) + 150, value: 'dead-waiter' });
+    expect(first).toBeDefined();
+    const released = Date.now();
+    await holder.release(); // names the dead waiter: nobody wakes
+    const lock = await waiters[0]!;
+    expect(Date.now() - released).toBeLessThan(150 + 150);
+    await lock.release();
+    await (await waiters[1]!).release();
     await locker.close();
   });
 
