@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { lifetimeMs } from './lifetime.js';
+import { isNoScriptError, LuaScript } from './lua-script.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
@@ -317,13 +317,6 @@ end
 return result
 `;
 
-/** A Lua script and its SHA1, computed here so EVALSHA needs no round trip to learn it. */
-class LuaScript {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-}
 
 const SCRIPTS = {
   write: new LuaScript(WRITE_SCRIPT),
@@ -561,7 +554,7 @@ export class RedisBackend implements TaggableBackend {
         return await this.client.sendCommand(['EVALSHA', script.sha, ...tail]);
       } catch (error) {
         // Matched by message: the client may come from another copy of node-redis than ours.
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        if (!isNoScriptError(error)) throw error;
         // Redis lost its script cache (restart, failover, SCRIPT FLUSH): EVAL runs and caches it.
         return await this.client.sendCommand(['EVAL', script.source, ...tail]);
       }

@@ -1,4 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { isNoScriptError, LuaScript } from '../cache/lua-script.js';
 import type { RedisClientType } from 'redis';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
@@ -157,18 +158,11 @@ end
 return removed
 `;
 
-class Script {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-}
-
 const SCRIPTS = {
-  acquire: new Script(ACQUIRE),
-  release: new Script(RELEASE),
-  extend: new Script(EXTEND),
-  cancel: new Script(CANCEL),
+  acquire: new LuaScript(ACQUIRE),
+  release: new LuaScript(RELEASE),
+  extend: new LuaScript(EXTEND),
+  cancel: new LuaScript(CANCEL),
 };
 
 /** Redis names used for one lock key. */
@@ -238,7 +232,7 @@ interface ChannelEntry {
 
 type ScriptRunner = (
   operation: string,
-  script: Script,
+  script: LuaScript,
   keys: string[],
   args: string[],
 ) => Promise<unknown>;
@@ -396,7 +390,7 @@ export class RedisLocker implements SessionLocker {
       try {
         return await this.client.evalSha(script.sha, { keys, arguments: args });
       } catch (error) {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        if (!isNoScriptError(error)) throw error;
         // Not cached yet (first use, restart, SCRIPT FLUSH): EVAL runs it and caches it.
         return await this.client.eval(script.source, { keys, arguments: args });
       }
