@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Session } from '../session/session.js';
+import { Session } from '../session/session.js';
 import type { SessionHttpHandler } from './session-http.handler.js';
 import { SESSION_REQUEST_KEY } from './session-request.key.js';
 
@@ -23,20 +23,28 @@ type EndArgs = Parameters<ServerResponse['end']>;
 export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
   return function sessionMiddleware(req: ExpressRequest, res: ServerResponse, next: Next): void {
     const secure = req.secure === true;
-    handler.begin({ cookieHeader: req.headers.cookie, secure, ip: req.ip }).then(
-      (session) => {
-        req[SESSION_REQUEST_KEY] = session;
-        hookResponse(res, session, handler, secure);
-        handler.context.run(session, next);
-      },
-      (error: unknown) => {
-        const answer = handler.answerFor(error);
-        res.statusCode = answer.status;
-        res.setHeader('content-type', 'application/json; charset=utf-8');
-        res.end(answer.body);
-      },
-    );
+    const proceed = (session: Session): void => {
+      req[SESSION_REQUEST_KEY] = session;
+      hookResponse(res, session, handler, secure);
+      handler.context.run(session, next);
+    };
+    let begun: Session | Promise<Session>;
+    try {
+      begun = handler.begin({ cookieHeader: req.headers.cookie, secure, ip: req.ip });
+    } catch (error) {
+      fail(res, handler, error);
+      return;
+    }
+    if (begun instanceof Session) proceed(begun);
+    else begun.then(proceed, (error: unknown) => fail(res, handler, error));
   };
+}
+
+function fail(res: ServerResponse, handler: SessionHttpHandler, error: unknown): void {
+  const answer = handler.answerFor(error);
+  res.statusCode = answer.status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.end(answer.body);
 }
 
 function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
@@ -56,6 +64,8 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
   res.end = function end(this: ServerResponse, ...args: EndArgs): ServerResponse {
     if (finishing) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
     finishing = true;
+    // Nothing to write and no cookie: end now, without waiting a tick.
+    if (handler.finishIfIdle(session)) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
     const streamed = res.headersSent;
     handler.finish(session, secure).then(
       (cookie) => {

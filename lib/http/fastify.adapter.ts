@@ -1,4 +1,4 @@
-import type { Session } from '../session/session.js';
+import { Session } from '../session/session.js';
 import type { SessionHttpHandler } from './session-http.handler.js';
 import { SESSION_REQUEST_KEY } from './session-request.key.js';
 
@@ -16,9 +16,12 @@ interface FastifyReplyLike {
 }
 type Done = (error?: Error) => void;
 export interface FastifyInstanceLike {
-  addHook(name: 'onRequest', hook: (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>): unknown;
+  addHook(name: 'onRequest', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void): unknown;
   addHook(name: 'preHandler', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void): unknown;
-  addHook(name: 'onSend', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, payload: unknown) => Promise<unknown>): unknown;
+  addHook(
+    name: 'onSend',
+    hook: (request: FastifyRequestLike, reply: FastifyReplyLike, payload: unknown, done: (error: Error | null, payload?: unknown) => void) => void,
+  ): unknown;
   addHook(name: 'onRequestAbort', hook: (request: FastifyRequestLike) => Promise<void>): unknown;
 }
 
@@ -29,18 +32,29 @@ export interface FastifyInstanceLike {
  * the cookie through the reply (a raw `setHeader` can be dropped by Fastify).
  */
 export function installFastifySessionHooks(instance: FastifyInstanceLike, handler: SessionHttpHandler): void {
-  instance.addHook('onRequest', async (request, reply) => {
-    try {
-      request[SESSION_REQUEST_KEY] = await handler.begin({
-        cookieHeader: request.headers.cookie,
-        secure: request.protocol === 'https',
-        ip: request.ip,
-      });
-    } catch (error) {
+  // Callback-style hooks: an anonymous or read-only request passes them synchronously,
+  // without the promise an async hook costs on every request.
+  instance.addHook('onRequest', (request, reply, done) => {
+    const fail = (error: unknown): void => {
       const answer = handler.answerFor(error);
-      return reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
+      reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
+    };
+    let begun: Session | Promise<Session>;
+    try {
+      begun = handler.begin({ cookieHeader: request.headers.cookie, secure: request.protocol === 'https', ip: request.ip });
+    } catch (error) {
+      fail(error);
+      return;
     }
-    return undefined;
+    if (begun instanceof Session) {
+      request[SESSION_REQUEST_KEY] = begun;
+      done();
+      return;
+    }
+    begun.then((session) => {
+      request[SESSION_REQUEST_KEY] = session;
+      done();
+    }, fail);
   });
 
   instance.addHook('preHandler', (request, _reply, done) => {
@@ -49,19 +63,28 @@ export function installFastifySessionHooks(instance: FastifyInstanceLike, handle
     else handler.context.run(session, done);
   });
 
-  instance.addHook('onSend', async (request, reply, payload) => {
+  instance.addHook('onSend', (request, reply, payload, done) => {
     const session = request[SESSION_REQUEST_KEY];
-    if (session === undefined) return payload;
-    request[SESSION_REQUEST_KEY] = undefined;
-    try {
-      const cookie = await handler.finish(session, request.protocol === 'https');
-      if (cookie !== undefined) reply.header('set-cookie', cookie);
-      return payload;
-    } catch (error) {
-      const answer = handler.answerFor(error);
-      reply.code(answer.status).header('content-type', 'application/json; charset=utf-8');
-      return answer.body;
+    if (session === undefined) {
+      done(null, payload);
+      return;
     }
+    request[SESSION_REQUEST_KEY] = undefined;
+    if (handler.finishIfIdle(session)) {
+      done(null, payload);
+      return;
+    }
+    handler.finish(session, request.protocol === 'https').then(
+      (cookie) => {
+        if (cookie !== undefined) reply.header('set-cookie', cookie);
+        done(null, payload);
+      },
+      (error: unknown) => {
+        const answer = handler.answerFor(error);
+        reply.code(answer.status).header('content-type', 'application/json; charset=utf-8');
+        done(null, answer.body);
+      },
+    );
   });
 
   instance.addHook('onRequestAbort', async (request) => {

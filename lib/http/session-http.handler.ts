@@ -43,17 +43,29 @@ export class SessionHttpHandler {
 
   /**
    * Creates the request's session and resumes it when the request carries a well-formed
-   * cookie. Unknown, expired or malformed ids are never adopted.
-   * @throws StoreUnavailableException when the store cannot be read.
+   * cookie (then asynchronously). Unknown, expired or malformed ids are never adopted.
+   * @throws StoreUnavailableException (as a rejection) when the store cannot be read.
    */
-  async begin(request: HttpRequestInfo): Promise<Session> {
+  begin(request: HttpRequestInfo): Session | Promise<Session> {
     const options = this.store.options;
-    const ids = readSessionCookies(request.cookieHeader, options.cookie.name, (id) => options.idGenerator.isValid(id));
+    const ids = readSessionCookies(request.cookieHeader, options.cookie.name, this.isValidId);
     const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name, clientIp: request.ip });
-    if (ids.length > 0) await session.resume();
-    return session;
+    // No cookie, no I/O: answered synchronously so anonymous requests wait for nothing.
+    if (ids.length === 0) return session;
+    return session.resume().then(() => session);
   }
 
+  private readonly isValidId = (id: string): boolean => this.store.options.idGenerator.isValid(id);
+
+  /**
+   * Finishes an idle session (nothing to write, no lock, no cookie; see `Session.isIdle`)
+   * synchronously and answers true; answers false when `finish` must run.
+   */
+  finishIfIdle(session: Session): boolean {
+    if (!session.isIdle()) return false;
+    this.maybeCollectGarbage();
+    return true;
+  }
   /**
    * Commits the session and answers the Set-Cookie value to send, if any. Any lock still
    * held is released, whatever happens.
@@ -64,12 +76,16 @@ export class SessionHttpHandler {
     } finally {
       await session.dispose();
     }
+    this.maybeCollectGarbage();
+    return this.cookieHeader(session, session.getCookieAction(), secure);
+  }
+
+  private maybeCollectGarbage(): void {
     if (this.gc?.isGarbageCollectionDue()) {
       // Fire and forget: runs once the response has gone out, never delaying it.
       const gc = this.gc;
       setImmediate(() => void gc.collectGarbage().catch(() => undefined));
     }
-    return this.cookieHeader(session, session.getCookieAction(), secure);
   }
 
   private cookieHeader(session: Session, action: CookieAction, secure: boolean): string | undefined {

@@ -615,6 +615,25 @@ export class Session implements SessionInterface {
   }
 
   /**
+   * True when a commit would write nothing, no lock is held or pending and no cookie must be
+   * sent: the HTTP layer then finishes the response without waiting for anything (the common
+   * anonymous and read-only requests). Conservative: a bag used in the request makes it false.
+   */
+  isIdle(): boolean {
+    if (this.heldLock !== undefined || this.lockState !== 'unlocked' || this.cookie.kind !== 'none') return false;
+    if (!this.started || this.metadata === undefined) return true;
+    if (this.changes.size > 0) return false;
+    for (const slot of this.bags.values()) if (slot.initialized) return false;
+    const meta = this.metadata;
+    if (this.storedId === undefined) return meta.tags.length === 0 && meta.userId === undefined;
+    return (
+      this.addedTags.size === 0 && this.removedTags.size === 0 && this.changedFields.size === 0 &&
+      this.retiredIds.length === 0 && this.retiredStorageId === undefined && !this.touchRequested &&
+      Date.now() - meta.lastActivity < this.store.options.updateGracePeriod * 1000
+    );
+  }
+
+  /**
    * Writes what changed, under the session lock (the held one, or a short critical section).
    * Does nothing (no I/O) when nothing changed and the grace period has not passed; a new
    * anonymous session without data, tags or user is not stored at all.
