@@ -282,6 +282,7 @@ async function main(): Promise<void> {
   if (options.profile !== undefined) mkdirSync(profileDir, { recursive: true });
 
   const notes: string[] = [];
+  if (options.profile !== undefined) notes.push(`${options.profile} ran under the CPU profiler: its numbers are lower than unprofiled.`);
   let variants = options.variants;
   if (variants.some((v) => v.store === 'redis')) {
     const problem = await redisReachable(options.redisUrl);
