@@ -30,13 +30,17 @@ export class VariableFrontend {
     return this.serializer.deserialize(data) as T;
   }
 
-  async get<T = unknown>(id: string): Promise<T | undefined> {
-    const data = await this.call('get', () => this.backend.get(id));
-    return data === undefined ? undefined : this.decode<T>(data);
+  get<T = unknown>(id: string): Promise<T | undefined> {
+    return this.call('get', () => this.backend.get(id)).then((data) => (data === undefined ? undefined : this.decode<T>(data)));
+  }
+
+  /** The raw (still serialized) data of an entry. */
+  getRaw(id: string): Promise<string | undefined> {
+    return this.call('get', () => this.backend.get(id));
   }
 
   /** Raw (still serialized) entries with `tag`, by id. */
-  async getRawByTag(tag: string): Promise<BackendEntry[]> {
+  getRawByTag(tag: string): Promise<BackendEntry[]> {
     return this.call('getByTag', () => this.backend.getByTag(tag));
   }
 
@@ -77,12 +81,20 @@ export class VariableFrontend {
     return this.call('flush', () => this.backend.flush());
   }
 
-  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  /** Maps backend failures to typed errors; no async wrapper, so a hit costs one promise. */
+  private call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    let pending: Promise<T>;
     try {
-      return await fn();
+      pending = fn();
     } catch (error) {
-      if (error instanceof SessionError) throw error;
-      throw StoreUnavailableException.create(`${this.backend.name} ${operation}`, error);
+      return Promise.reject(this.mapError(operation, error));
     }
+    return pending.catch((error: unknown) => {
+      throw this.mapError(operation, error);
+    });
   }
-}
+
+  private mapError(operation: string, error: unknown): unknown {
+    if (error instanceof SessionError) return error;
+    return StoreUnavailableException.create(`${this.backend.name} ${operation}`, error);
+  }}

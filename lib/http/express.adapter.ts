@@ -88,8 +88,7 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
     return res;
   } as ServerResponse['end'];
 
-  // A client that goes away before end() must not leave a lock behind.
-  res.once('close', () => {
-    if (!finishing) void session.dispose();
-  });
+  // No 'close' listener per request: a handler whose client went away still ends the response
+  // (Node accepts end() on a closed socket), which commits and releases; a handler that never
+  // ends leaves its lock to expire after lock.ttl.
 }

@@ -1,4 +1,5 @@
 import { VariableFrontend } from '../cache/variable.frontend.js';
+import { RandomIdGenerator } from './random-id.generator.js';
 import { SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { BackendWrite } from '../cache/taggable-backend.interface.js';
 import { SessionError } from '../errors/session.error.js';
@@ -54,6 +55,14 @@ export class SessionStore {
     this.storageCache = new VariableFrontend(options.storageBackend, options.serializer);
   }
 
+  /** Private storage ids: 128 random bits, pooled (one randomBytes call per id is slow). */
+  private readonly storageIds = new RandomIdGenerator(16);
+
+  /** A new private storage id (never sent to clients). */
+  newStorageId(): string {
+    return this.storageIds.generate();
+  }
+
   /** Cache tag of a custom session tag in the metadata cache. */
   static customTag(tag: string): string {
     return CUSTOM_TAG_PREFIX + tag;
@@ -82,6 +91,11 @@ export class SessionStore {
     const metadata = await this.metadataCache.get<SessionMetadata>(sessionId);
     if (metadata === undefined || this.isExpired(metadata)) return undefined;
     return metadata;
+  }
+
+  /** One data entry of a session (serialized), or undefined. */
+  loadValue(storageId: string, key: string): Promise<string | undefined> {
+    return this.storageCache.getRaw(`${storageId}.${key}`);
   }
 
   /** All data entries of a session (serialized values by key), in one backend call. */

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { assertIdentifier } from '../cache/identifier.js';
 import { DataNotSerializableException } from '../errors/data-not-serializable.exception.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
@@ -58,8 +57,10 @@ export class Session implements SessionInterface {
   /** Id the metadata is stored under; undefined until first stored. */
   private storedId: string | undefined;
   private metadata: Mutable<SessionMetadata> | undefined;
-  /** Stored data (serialized), loaded lazily on first data access. */
+  /** Stored data (serialized), loaded lazily when all of it is needed. */
   private data: Map<string, string> | undefined;
+  /** Keys read one at a time before `data` was loaded (undefined value = not stored). */
+  private singles: Map<string, string | undefined> | undefined;
   /** Pending changes: serialized value, or null for removal. */
   private readonly changes = new Map<string, string | null>();
   private readonly addedTags = new Set<string>();
@@ -108,7 +109,7 @@ export class Session implements SessionInterface {
     if (this.started) return;
     const now = Date.now();
     this.id = this.store.options.idGenerator.generate();
-    this.metadata = { storageId: newStorageId(), createdAt: now, lastActivity: now, tags: [] };
+    this.metadata = { storageId: this.store.newStorageId(), createdAt: now, lastActivity: now, tags: [] };
     const ipLock = this.ipLockValue();
     if (ipLock !== undefined) this.metadata.ipLock = ipLock;
     this.storedId = undefined;
@@ -149,6 +150,7 @@ export class Session implements SessionInterface {
     this.storedId = id;
     this.metadata = { ...metadata, tags: [...metadata.tags] };
     this.data = undefined;
+    this.singles = undefined;
     this.started = true;
   }
 
@@ -177,7 +179,7 @@ export class Session implements SessionInterface {
       for (const [key, value] of data) if (!this.changes.has(key)) this.changes.set(key, value);
       const meta = this.meta();
       this.retiredStorageId = meta.storageId;
-      meta.storageId = newStorageId();
+      meta.storageId = this.store.newStorageId();
       this.data = new Map();
       // Committed like a new session: metadata in full, then the new storage with a creating guard.
       this.renewId();
@@ -277,11 +279,20 @@ export class Session implements SessionInterface {
     assertIdentifier(key, 'session key');
     const change = this.changes.get(key);
     if (change !== undefined) return change ?? undefined;
-    return (await this.loadedData()).get(key);
+    if (this.data !== undefined) return this.data.get(key);
+    if (this.storedId === undefined) return undefined;
+    // One key before the whole session is needed: one plain read of that key (a GET on Redis)
+    // instead of loading every entry.
+    const singles = (this.singles ??= new Map());
+    if (singles.has(key)) return singles.get(key);
+    const raw = await this.store.loadValue(this.meta().storageId, key);
+    if (this.data === undefined) singles.set(key, raw);
+    return raw;
   }
 
   private async loadedData(): Promise<Map<string, string>> {
     if (this.data === undefined) {
+      this.singles = undefined;
       this.data = this.storedId === undefined ? new Map() : await this.store.loadData(this.meta().storageId);
     }
     return this.data;
@@ -702,10 +713,13 @@ export class Session implements SessionInterface {
     const previousIds = [...new Set(this.retiredIds)];
     const boundUser = this.changedFields.has('userId') ? this.metadata?.userId : undefined;
     const data = this.data;
-    if (data !== undefined) {
-      for (const [key, value] of this.changes) {
+    const singles = this.singles;
+    for (const [key, value] of this.changes) {
+      if (data !== undefined) {
         if (value === null) data.delete(key);
         else data.set(key, value);
+      } else if (singles !== undefined) {
+        singles.set(key, value ?? undefined);
       }
     }
     if (written !== undefined) this.metadata = { ...written, tags: [...written.tags] };
@@ -773,6 +787,7 @@ export class Session implements SessionInterface {
     const meta = this.meta();
     // Local tag and field changes stay on top of the fresh state.
     this.metadata = { ...this.merge(fresh, fresh.lastActivity), storageId: meta.storageId };
+    this.singles = undefined;
     this.data = await this.store.loadData(meta.storageId);
   }
 
@@ -803,6 +818,7 @@ export class Session implements SessionInterface {
     this.storedId = undefined;
     this.metadata = undefined;
     this.data = undefined;
+    this.singles = undefined;
     this.retiredIds.length = 0;
     this.retiredStorageId = undefined;
   }
@@ -831,6 +847,4 @@ export class Session implements SessionInterface {
   }
 }
 
-function newStorageId(): string {
-  return randomBytes(16).toString('base64url');
-}
+
