@@ -45,6 +45,26 @@ const COMPACTION_SLACK = 64;
 type Tags = string | readonly string[];
 
 /**
+ * The members of one tag. Most tags have one or two members (a session's storage tag, its
+ * storage-owner tag), so small groups are kept as the entry itself or a short array and only
+ * groups above SMALL_GROUP become a Set: about 300 bytes less per session.
+ */
+type Members = Entry | Entry[] | Set<Entry>;
+const SMALL_GROUP = 8;
+
+/** A tag's members to read (no copy for arrays and sets: do not remove while iterating). */
+function iterate(members: Members): Iterable<Entry> {
+  return members instanceof Entry ? [members] : members;
+}
+
+/** A snapshot of a tag's members, safe to iterate while they are removed. */
+function membersOf(members: Members | undefined): readonly Entry[] {
+  if (members === undefined) return [];
+  if (members instanceof Entry) return [members];
+  return Array.isArray(members) ? [...members] : [...members];
+}
+
+/**
  * One stored entry. A class (not object literals) so that every entry shares one hidden class
  * and stays small; it is updated in place on overwrite, so the tag sets and the expiry heap can
  * hold it by reference.
@@ -87,7 +107,7 @@ export class MemoryBackend implements TaggableBackend {
 
   private readonly maxEntryBytes: number;
   private readonly entries = new Map<string, Entry>();
-  private readonly tagIndex = new Map<string, Set<Entry>>();
+  private readonly tagIndex = new Map<string, Members>();
   /**
    * The expiry min-heap as two parallel arrays (expiry ms, entry), so a record costs no object
    * of its own and the key comparisons run over an unboxed array of doubles.
@@ -127,7 +147,7 @@ export class MemoryBackend implements TaggableBackend {
     const members = this.tagIndex.get(tag);
     if (members === undefined) return result;
     const now = Date.now();
-    for (const entry of members) {
+    for (const entry of iterate(members)) {
       if (!isExpired(entry, now)) result.push({ id: entry.id, data: entry.data });
     }
     return result;
@@ -208,8 +228,8 @@ export class MemoryBackend implements TaggableBackend {
     if (members === undefined) return 0;
     const now = Date.now();
     let removed = 0;
-    // `delete` mutates `members` (and drops it from the index when it empties): iterate a copy.
-    for (const entry of [...members]) {
+    // `delete` mutates the members (and drops the tag when it empties): iterate a snapshot.
+    for (const entry of membersOf(members)) {
       if (!isExpired(entry, now)) removed++;
       this.delete(entry);
     }
@@ -221,7 +241,7 @@ export class MemoryBackend implements TaggableBackend {
     const members = this.tagIndex.get(tag);
     if (members === undefined) return result;
     const now = Date.now();
-    for (const entry of members) {
+    for (const entry of iterate(members)) {
       if (!isExpired(entry, now)) result.push(entry.id);
     }
     return result;
@@ -352,8 +372,17 @@ export class MemoryBackend implements TaggableBackend {
 
   private addMember(tag: string, entry: Entry): void {
     const members = this.tagIndex.get(tag);
-    if (members === undefined) this.tagIndex.set(tag, new Set([entry]));
-    else members.add(entry);
+    if (members === undefined) {
+      this.tagIndex.set(tag, entry);
+    } else if (members instanceof Entry) {
+      if (members !== entry) this.tagIndex.set(tag, [members, entry]);
+    } else if (Array.isArray(members)) {
+      if (members.includes(entry)) return;
+      if (members.length < SMALL_GROUP) members.push(entry);
+      else this.tagIndex.set(tag, new Set([...members, entry]));
+    } else {
+      members.add(entry);
+    }
   }
 
   private removeTags(entry: Entry): void {
@@ -368,9 +397,19 @@ export class MemoryBackend implements TaggableBackend {
   private removeMember(tag: string, entry: Entry): void {
     const members = this.tagIndex.get(tag);
     if (members === undefined) return;
-    members.delete(entry);
-    // Drop empty sets so that tags that are gone (e.g. of destroyed sessions) cost nothing.
-    if (members.size === 0) this.tagIndex.delete(tag);
+    // Empty groups are dropped so that tags that are gone (e.g. of destroyed sessions) cost nothing.
+    if (members instanceof Entry) {
+      if (members === entry) this.tagIndex.delete(tag);
+    } else if (Array.isArray(members)) {
+      const i = members.indexOf(entry);
+      if (i === -1) return;
+      members.splice(i, 1);
+      if (members.length === 1) this.tagIndex.set(tag, members[0]!);
+    } else {
+      members.delete(entry);
+      if (members.size === 0) this.tagIndex.delete(tag);
+      else if (members.size <= SMALL_GROUP / 2) this.tagIndex.set(tag, [...members]);
+    }
   }
 
   private heapPush(expires: number, entry: Entry): void {

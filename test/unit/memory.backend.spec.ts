@@ -249,3 +249,42 @@ describe('MemoryBackend', () => {
     });
   });
 });
+
+describe('MemoryBackend tag index (small groups, arrays and sets)', () => {
+  it('agrees with a plain model through random sets, retags, removes and flushes', async () => {
+    const backend = new MemoryBackend();
+    const model = new Map<string, Set<string>>(); // id -> tags
+    let seed = 42;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const tags = ['a', 'b', 'c', 'd', 'e'];
+    for (let step = 0; step < 5000; step++) {
+      const id = `id${random(30)}`;
+      const op = random(10);
+      if (op < 6) {
+        const chosen = tags.filter(() => random(3) === 0);
+        await backend.set(id, 'x', chosen);
+        model.set(id, new Set(chosen));
+      } else if (op < 9) {
+        await backend.remove(id);
+        model.delete(id);
+      } else {
+        const tag = tags[random(tags.length)]!;
+        await backend.flushByTag(tag);
+        for (const [key, t] of model) if (t.has(tag)) model.delete(key);
+      }
+      if (step % 50 === 0) {
+        for (const tag of tags) {
+          const expected = [...model].filter(([, t]) => t.has(tag)).map(([key]) => key).sort();
+          expect((await backend.findIdentifiersByTag(tag)).sort()).toEqual(expected);
+          expect((await backend.getByTag(tag)).map((e) => e.id).sort()).toEqual(expected);
+        }
+      }
+    }
+    // Every tag with members is indexed once, and none without.
+    const used = new Set([...model.values()].flatMap((t) => [...t]));
+    expect(backend.stats().tags).toBe(used.size);
+  });
+});
