@@ -48,18 +48,31 @@ export { SessionSerializer } from './cache/session-serializer.interface.js';
 export { DevalueSerializer } from './cache/devalue.serializer.js';
 export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } from './cache/memory.backend.js';
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
-export { RedisBackend, type RedisBackendOptions, type RedisCommandClient } from './cache/redis.backend.js';
+export {
+  RedisBackend,
+  type RedisBackendOptions,
+  type RedisCommandClient,
+  type RedisClusterCommandClient,
+} from './cache/redis.backend.js';
 export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache/cache-manager.backend.js';
 export {
   createRedisSessionStores,
   type RedisSessionStores,
   type RedisSessionStoresOptions,
+  type RedisSessionClusterClient,
 } from './cache/redis-session.factory.js';
 
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
 export { MemoryLocker } from './locking/memory.locker.js';
-export { RedisLocker, type RedisLockerOptions, type RedisLockerClient } from './locking/redis.locker.js';
+export {
+  RedisLocker,
+  type RedisLockerOptions,
+  type RedisLockerClient,
+  type RedisLockerClusterClient,
+  type RedisScriptOptions,
+  type RedisShardedListener,
+} from './locking/redis.locker.js';
 export { SessionLock } from './locking/session-lock.decorator.js';
 export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session-lock.interceptor.js';
 

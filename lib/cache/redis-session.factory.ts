@@ -1,10 +1,26 @@
-import type { RedisClientOptions } from 'redis';
+import type { RedisClientOptions, RedisClusterOptions } from 'redis';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { RedisLocker, type RedisLockerClient, type RedisLockerOptions } from '../locking/redis.locker.js';
-import { RedisBackend, type RedisCommandClient } from './redis.backend.js';
+import {
+  RedisLocker,
+  type RedisLockerClient,
+  type RedisLockerClusterClient,
+  type RedisLockerOptions,
+} from '../locking/redis.locker.js';
+import {
+  isRedisClusterClient,
+  RedisBackend,
+  type RedisClusterCommandClient,
+  type RedisCommandClient,
+} from './redis.backend.js';
 
-/** Options of {@link createRedisSessionStores}. Give `url` or `client`, not both. */
+/**
+ * What the backends and the locker need of a node-redis v5 Redis Cluster client: every
+ * `createCluster()` client fits.
+ */
+export type RedisSessionClusterClient = RedisClusterCommandClient & RedisLockerClusterClient;
+
+/** Options of {@link createRedisSessionStores}. Give exactly one of `url`, `cluster` and `client`. */
 export interface RedisSessionStoresOptions {
   /**
    * `redis[s]://[[user][:password]@]host[:port][/db]`: a node-redis client is created,
@@ -12,11 +28,20 @@ export interface RedisSessionStoresOptions {
    */
   url?: string;
   /**
-   * A connected node-redis v5 client of a standalone Redis or Valkey, owned by you: never
-   * closed here. Its reconnect, offline-queue and timeout settings decide what a request does
-   * while Redis is unreachable (see README "Running on many instances").
+   * A Redis Cluster (>= 7) to connect to: node-redis `createCluster()` options, at least
+   * `rootNodes: [{ url: 'redis://host:port' }, ...]`. The cluster client is created, connected
+   * and owned like a client made from `url`; `defaults.disableOfflineQueue`,
+   * `defaults.socket.connectTimeout` and `defaults.socket.reconnectStrategy` are set by this
+   * helper (with `connectTimeout` and `maxReconnectDelay`).
    */
-  client?: RedisLockerClient;
+  cluster?: RedisClusterOptions;
+  /**
+   * A connected node-redis v5 client, owned by you: never closed here. Either `createClient()`
+   * (a standalone Redis or Valkey) or `createCluster()` (a Redis Cluster >= 7). Its reconnect,
+   * offline-queue and timeout settings decide what a request does while Redis is unreachable
+   * (see README "Running on many instances").
+   */
+  client?: RedisLockerClient | RedisSessionClusterClient;
   /**
    * Key prefix. Metadata entries go under `${prefix}m:`, data entries under `${prefix}s:`, locks
    * under `${prefix}l:`. Must not contain `{` or `}`.
@@ -56,15 +81,17 @@ export interface RedisSessionStoresOptions {
 }
 
 /** What {@link createRedisSessionStores} answers: spread it into the `SessionModule` options. */
-export interface RedisSessionStores {
+export interface RedisSessionStores<
+  Client extends RedisLockerClient | RedisSessionClusterClient = RedisLockerClient | RedisSessionClusterClient,
+> {
   readonly metadataBackend: RedisBackend;
   readonly storageBackend: RedisBackend;
   readonly locker: RedisLocker;
-  /** The client in use (the one passed in, or the one created from `url`). */
-  readonly client: RedisLockerClient;
+  /** The client in use (the one passed in, or the one created from `url` or `cluster`). */
+  readonly client: Client;
   /**
-   * Closes the locker and, if the client was created from `url`, the client. Idempotent; the
-   * locker's own `close()` (called by `SessionModule` on shutdown) does the same.
+   * Closes the locker and, if the client was created from `url` or `cluster`, the client.
+   * Idempotent; the locker's own `close()` (called by `SessionModule` on shutdown) does the same.
    */
   close(): Promise<void>;
 }
@@ -108,16 +135,30 @@ class ClientOwningRedisLocker extends RedisLocker {
  * With `url` the client is created with settings for many app instances: it reconnects with
  * backoff when Redis comes back, while commands fail at once during an outage (no offline
  * queue) or after `commandTimeout` when Redis hangs, so requests answer 503 instead of waiting.
- * `redis` (node-redis v5) is loaded only when this function runs with `url`.
+ * `redis` (node-redis v5) is loaded only when this function runs with `url` or `cluster`.
  *
- * @throws InvalidOptionException for bad options (also when neither or both of url and client are given).
+ * On a Redis Cluster (`cluster: { rootNodes: [{ url }] }`, or a connected `createCluster()`
+ * client as `client`) the same stores work unchanged: every script touches one slot (see
+ * `RedisBackend`), and the locker wakes waiters with sharded Pub/Sub.
+ *
+ * @throws InvalidOptionException for bad options (also when not exactly one of url, cluster and client is given).
  * @throws StoreUnavailableException when Redis cannot be reached at boot; the message names the
- *   URL with its password replaced by `***`.
+ *   URL (or the cluster's root node URLs) with passwords replaced by `***`.
  */
+export async function createRedisSessionStores(
+  options: RedisSessionStoresOptions & ({ cluster: RedisClusterOptions } | { client: RedisSessionClusterClient }),
+): Promise<RedisSessionStores<RedisSessionClusterClient>>;
+export async function createRedisSessionStores(
+  options: RedisSessionStoresOptions & { client?: RedisLockerClient; cluster?: undefined },
+): Promise<RedisSessionStores<RedisLockerClient>>;
+export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores> {
-  const { url, client: given } = options ?? {};
-  if ((url === undefined) === (given === undefined)) {
-    throw InvalidOptionException.create('redis', 'needs exactly one of `url` (a redis:// URL) and `client` (a connected node-redis client)');
+  const { url, cluster: clusterOptions, client: given } = options ?? {};
+  if ([url, clusterOptions, given].filter((o) => o !== undefined).length !== 1) {
+    throw InvalidOptionException.create(
+      'redis',
+      'needs exactly one of `url` (a redis:// URL), `cluster` (createCluster() options with rootNodes) and `client` (a connected node-redis client)',
+    );
   }
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
@@ -127,38 +168,121 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
   const connectTimeout = durationOption('redis.connectTimeout', options.connectTimeout, DEFAULT_CONNECT_TIMEOUT);
   const maxReconnectDelay = durationOption('redis.maxReconnectDelay', options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY);
 
-  let client: RedisLockerClient;
-  let owned = false;
+  let client: RedisLockerClient | RedisSessionClusterClient;
+  let closeOwned: (() => Promise<void>) | undefined;
   if (given !== undefined) {
-    if (typeof given?.sendCommand !== 'function' || typeof given.duplicate !== 'function') {
-      throw InvalidOptionException.create('redis.client', 'must be a node-redis v5 client (createClient())');
+    const cluster = isRedisClusterClient(given);
+    if (
+      typeof given?.sendCommand !== 'function' ||
+      (cluster ? typeof given.nodeClient !== 'function' || typeof given.sSubscribe !== 'function' : typeof given.duplicate !== 'function')
+    ) {
+      throw InvalidOptionException.create('redis.client', 'must be a node-redis v5 client (createClient() or createCluster())');
     }
     if (!given.isOpen) {
       throw InvalidOptionException.create('redis.client', 'must be connected: await client.connect() first');
     }
     client = given;
+  } else if (clusterOptions !== undefined) {
+    if (typeof clusterOptions !== 'object' || clusterOptions === null || !Array.isArray(clusterOptions.rootNodes) || clusterOptions.rootNodes.length === 0) {
+      throw InvalidOptionException.create('redis.cluster', 'must be createCluster() options with at least one root node: { rootNodes: [{ url }] }');
+    }
+    const created = await connectCluster(clusterOptions, { connectTimeout, maxReconnectDelay });
+    client = created;
+    closeOwned = onceOnly(async () => {
+      if (created.isOpen) created.destroy();
+    });
   } else {
     if (typeof url !== 'string' || url.length === 0) {
       throw InvalidOptionException.create('redis.url', `must be a redis:// or rediss:// URL, got ${typeof url}`);
     }
-    client = await connect(url, options.clientOptions ?? {}, { connectTimeout, maxReconnectDelay });
-    owned = true;
+    const created = await connect(url, options.clientOptions ?? {}, { connectTimeout, maxReconnectDelay });
+    client = created;
+    closeOwned = onceOnly(() => closeClient(created));
   }
 
-  const commands: RedisCommandClient =
-    commandTimeout > 0 ? { sendCommand: (args) => withDeadline(client.sendCommand(args as string[]), commandTimeout) } : client;
+  const commands = commandTimeout > 0 ? withCommandDeadline(client, commandTimeout) : client;
   const lockerClient = commandTimeout > 0 ? withScriptDeadline(client, commandTimeout) : client;
   const lockerOptions: RedisLockerOptions = { ...options.locker, client: lockerClient, prefix: `${prefix}l:` };
   let locker: RedisLocker;
   try {
     const metadataBackend = new RedisBackend({ client: commands, prefix: `${prefix}m:`, safetyTtlMargin: options.safetyTtlMargin });
     const storageBackend = new RedisBackend({ client: commands, prefix: `${prefix}s:`, safetyTtlMargin: options.safetyTtlMargin });
-    locker = owned ? new ClientOwningRedisLocker(lockerOptions, onceOnly(() => closeClient(client))) : new RedisLocker(lockerOptions);
+    locker = closeOwned !== undefined ? new ClientOwningRedisLocker(lockerOptions, closeOwned) : new RedisLocker(lockerOptions);
     return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
   } catch (error) {
-    if (owned) await closeClient(client);
+    await closeOwned?.();
     throw error;
   }
+}
+
+/**
+ * A cluster client created from `cluster` options, connected, with the same failure behaviour
+ * as a client from `url`: no offline queue, fail at the first error at boot, reconnect with
+ * backoff afterwards.
+ */
+async function connectCluster(options: RedisClusterOptions, settings: ConnectionSettings) {
+  let createCluster: typeof import('redis').createCluster;
+  try {
+    ({ createCluster } = await import('redis'));
+  } catch (error) {
+    throw InvalidOptionException.create(
+      'redis.cluster',
+      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
+    );
+  }
+  let connectedOnce = false;
+  const cluster = createCluster({
+    ...options,
+    defaults: {
+      ...options.defaults,
+      disableOfflineQueue: true,
+      socket: {
+        ...options.defaults?.socket,
+        connectTimeout: settings.connectTimeout,
+        reconnectStrategy: (retries: number) => reconnectDelay(connectedOnce, retries, settings.maxReconnectDelay),
+      },
+    },
+  });
+  cluster.on('error', () => undefined);
+  const where = options.rootNodes.map((node) => (typeof node.url === 'string' ? redactUrl(node.url) : 'a root node')).join(', ');
+  try {
+    await cluster.connect();
+  } catch (error) {
+    if (cluster.isOpen) cluster.destroy();
+    throw StoreUnavailableException.create(`connect to the Redis Cluster at ${where}`, error);
+  }
+  connectedOnce = true;
+  return cluster;
+}
+
+/**
+ * Boot fails at the first error (a wrong URL should not look like a slow start); after the
+ * first successful connection every loss is retried with backoff until Redis is back.
+ */
+function reconnectDelay(connectedOnce: boolean, retries: number, maxReconnectDelay: number): number | false {
+  if (!connectedOnce) return false;
+  const backoff = Math.min(maxReconnectDelay, 50 * 2 ** Math.min(retries, 16));
+  return Math.round(backoff / 2 + Math.random() * (backoff / 2));
+}
+
+/** The backends' view of the client, every command under the deadline. */
+function withCommandDeadline(
+  client: RedisLockerClient | RedisSessionClusterClient,
+  ms: number,
+): RedisCommandClient | RedisClusterCommandClient {
+  if (isRedisClusterClient(client)) {
+    return {
+      sendCommand: (firstKey, isReadonly, args) => withDeadline(client.sendCommand(firstKey, isReadonly, args), ms),
+      get masters() {
+        return client.masters;
+      },
+      nodeClient: async (node) => {
+        const nodeClient = await withDeadline(client.nodeClient(node), ms);
+        return { sendCommand: (args) => withDeadline(nodeClient.sendCommand(args), ms) };
+      },
+    };
+  }
+  return { sendCommand: (args: readonly string[]) => withDeadline(client.sendCommand([...args]), ms) };
 }
 
 interface ConnectionSettings {
@@ -179,14 +303,8 @@ async function connect(url: string, extra: Omit<RedisClientOptions, 'url'>, sett
     );
   }
 
-  // Boot fails at the first error (a wrong URL should not look like a slow start); after the
-  // first successful connection every loss is retried with backoff until Redis is back.
   let connectedOnce = false;
-  const reconnectStrategy = (retries: number): number | false => {
-    if (!connectedOnce) return false;
-    const backoff = Math.min(settings.maxReconnectDelay, 50 * 2 ** Math.min(retries, 16));
-    return Math.round(backoff / 2 + Math.random() * (backoff / 2));
-  };
+  const reconnectStrategy = (retries: number): number | false => reconnectDelay(connectedOnce, retries, settings.maxReconnectDelay);
   const client = createClient({
     ...extra,
     url,
@@ -247,7 +365,7 @@ function withDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
  * The client as the locker sees it: its scripts (`evalSha`, `eval`, all its commands) get the
  * deadline; everything else, including `duplicate()` for Pub/Sub, is the client itself.
  */
-function withScriptDeadline(client: RedisLockerClient, ms: number): RedisLockerClient {
+function withScriptDeadline<C extends RedisLockerClient | RedisSessionClusterClient>(client: C, ms: number): C {
   return new Proxy(client, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);

@@ -13,13 +13,39 @@ import type { LockOptions, SessionLock, SessionLocker } from './session-locker.i
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type RedisLockerClient = RedisClientType<any, any, any, any, any>;
 
+/** A script call as node-redis v5 takes it, on a client and on a cluster alike. */
+export interface RedisScriptOptions {
+  keys: string[];
+  arguments: string[];
+}
+
+/** A sharded Pub/Sub message listener (`message`, `channel`). */
+export type RedisShardedListener = (message: string, channel: string) => unknown;
+
+/**
+ * The part of a node-redis v5 Redis Cluster client (`createCluster()`, Redis >= 7) the locker
+ * uses: scripts routed by their first key, and sharded Pub/Sub, whose connections the cluster
+ * client opens and closes itself. Told apart from a standalone client by its `masters`.
+ */
+export interface RedisLockerClusterClient {
+  readonly isOpen: boolean;
+  /** The cluster's master nodes (`cluster.masters`). */
+  readonly masters: readonly unknown[];
+  evalSha(sha1: string, options: RedisScriptOptions): Promise<unknown>;
+  eval(script: string, options: RedisScriptOptions): Promise<unknown>;
+  sSubscribe(channel: string, listener: RedisShardedListener): Promise<void>;
+  sUnsubscribe(channel: string, listener?: RedisShardedListener): Promise<void>;
+}
+
 /** Options of {@link RedisLocker}. */
 export interface RedisLockerOptions {
   /**
-   * A connected node-redis client for the lock commands. The locker never closes it: close it
-   * yourself after `locker.close()`.
+   * A connected node-redis client for the lock commands: `createClient()` (standalone Redis or
+   * Valkey >= 6.2) or `createCluster()` (Redis Cluster >= 7; waiters then listen with sharded
+   * Pub/Sub, SSUBSCRIBE, on the node that holds their key). The locker never closes it: close
+   * it yourself after `locker.close()`.
    */
-  client: RedisLockerClient;
+  client: RedisLockerClient | RedisLockerClusterClient;
   /**
    * Prepended to every key and channel the locker uses; lock keys look like
    * `<prefix>lock:{<key>}` (the hash tag keeps a key's lock, fence and queue in one slot).
@@ -29,10 +55,12 @@ export interface RedisLockerOptions {
   /**
    * A connected client dedicated to Pub/Sub, used to wake waiters when a lock is released. The
    * locker does not close it. If omitted, the locker `duplicate()`s `client` the first time a
-   * caller has to wait, connects it, and closes it in `close()`.
-   * @default a duplicate of `client`, created on first contention
+   * caller has to wait, connects it, and closes it in `close()`. With a cluster `client` it
+   * must be a cluster client too; by default the cluster client itself serves (its sharded
+   * Pub/Sub runs on connections of its own).
+   * @default a duplicate of `client`, created on first contention (a cluster: `client`)
    */
-  subscriber?: RedisLockerClient;
+  subscriber?: RedisLockerClient | RedisLockerClusterClient;
   /**
    * Lifetime of a key's fence counter, refreshed on every acquire. It must be longer than a
    * session can stay idle and still be used, or a fence could start again from 1. `0` keeps
@@ -78,7 +106,8 @@ end
 
 /**
  * KEYS: lock, fence, queue, lease. ARGV: token, ttl ms, fence ttl ms, waiter ttl ms, enqueue,
- * channel. Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
+ * channel, publish command ('PUBLISH', or 'SPUBLISH' on a cluster: the channel shares the
+ * lock's hash tag, so the message stays on the lock's node). Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
  *
  * The queue (ZSET token -> arrival number) makes waiting fair across processes: a free lock
  * goes only to the first queued token, or to anyone when nobody queues. `lease` (ZSET token ->
@@ -102,7 +131,7 @@ if not held then
     if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
     return {1, fence}
   end
-  if #dead > 0 then redis.call('PUBLISH', ARGV[6], head) end
+  if #dead > 0 then redis.call(ARGV[7], ARGV[6], head) end
 end
 if ARGV[5] ~= '1' then return {0, 0} end
 local waiterTtl = tonumber(ARGV[4])
@@ -121,7 +150,7 @@ return {0, tonumber(redis.call('ZSCORE', KEYS[4], head)) - now}
 `;
 
 /**
- * KEYS: lock, queue, lease. ARGV: token, channel. Wakes only the first live waiter,
+ * KEYS: lock, queue, lease. ARGV: token, channel, publish command. Wakes only the first live waiter,
  * by publishing its token: waking all of them would make every release cost one acquire
  * attempt per waiter, O(waiters^2) per queue. Dead tickets are dropped first, so a waiter that
  * died long ago is not the one woken; one that died recently (ticket still valid) is, and the
@@ -132,7 +161,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 ${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-if head then redis.call('PUBLISH', ARGV[2], head) end
+if head then redis.call(ARGV[3], ARGV[2], head) end
 return 1
 `;
 
@@ -144,7 +173,7 @@ return 1
 `;
 
 /**
- * KEYS: lock, queue, lease. ARGV: token, channel. A waiter gives up its place; if that leaves a
+ * KEYS: lock, queue, lease. ARGV: token, channel, publish command. A waiter gives up its place; if that leaves a
  * free lock to the next in line, wake it.
  */
 const CANCEL = `
@@ -153,7 +182,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 if removed == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
   ${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
   local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if head then redis.call('PUBLISH', ARGV[2], head) end
+  if head then redis.call(ARGV[3], ARGV[2], head) end
 end
 return removed
 `;
@@ -173,6 +202,8 @@ interface LockKeys {
   readonly queue: string;
   readonly lease: string;
   readonly channel: string;
+  /** PUBLISH, or SPUBLISH on a cluster. */
+  readonly publish: string;
 }
 
 /** A waiting `acquire()`: sleeps until a message on its key's channel or a timer wakes it. */
@@ -220,6 +251,28 @@ class Sleeper {
   }
 }
 
+/** Where waiters listen: a standalone client's Pub/Sub, or a cluster's sharded Pub/Sub. */
+interface Listening {
+  readonly isOpen: boolean;
+  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  unsubscribe(channel: string, listener: (message: string) => void): Promise<void>;
+}
+
+/** A cluster's sharded Pub/Sub as {@link Listening}. */
+function shardedListening(cluster: RedisLockerClusterClient): Listening {
+  return {
+    get isOpen() {
+      return cluster.isOpen;
+    },
+    subscribe: (channel, listener) => cluster.sSubscribe(channel, listener),
+    unsubscribe: (channel, listener) => cluster.sUnsubscribe(channel, listener),
+  };
+}
+
+function isClusterClient(client: unknown): client is RedisLockerClusterClient {
+  return typeof client === 'object' && client !== null && 'masters' in client;
+}
+
 /** This process's subscription to one key's channel, shared by its waiters on that key. */
 interface ChannelEntry {
   /** Waiters by token: a message wakes only the one it names. */
@@ -250,10 +303,11 @@ class RedisLock implements SessionLock {
   }
 
   async release(): Promise<boolean> {
-    const { lock, queue, lease, channel } = this.keys;
+    const { lock, queue, lease, channel, publish } = this.keys;
     const reply = await this.run('release lock', SCRIPTS.release, [lock, queue, lease], [
       this.token,
       channel,
+      publish,
     ]);
     return Number(reply) === 1;
   }
@@ -269,9 +323,13 @@ class RedisLock implements SessionLock {
 }
 
 /**
- * Session locker on Redis (>= 6.2), for several processes sharing sessions. One primary with
- * random tokens and fencing numbers; no Redlock.
+ * Session locker on Redis (>= 6.2) or Redis Cluster (>= 7), for several processes sharing
+ * sessions. One primary per key with random tokens and fencing numbers; no Redlock.
  *
+ * - Every script touches the keys of one lock key only (lock, fence, queue, lease), which share
+ *   the `{key}` hash tag: one cluster slot. On a cluster, wake-ups use sharded Pub/Sub
+ *   (SPUBLISH from the script, SSUBSCRIBE through the cluster client) on a channel with the
+ *   same hash tag, so a release message only travels to the node holding the key.
  * - Acquire is one Lua script: `SET lock token NX PX ttl` plus `INCR` of the key's fence
  *   counter, which lives in the same hash slot (`{key}` hash tag).
  * - Release and extend compare the token in Lua, so an expired holder can never free or
@@ -292,15 +350,17 @@ class RedisLock implements SessionLock {
  *   else wakes that waiter).
  */
 export class RedisLocker implements SessionLocker {
-  private readonly client: RedisLockerClient;
+  private readonly client: RedisLockerClient | RedisLockerClusterClient;
+  /** On a cluster: SPUBLISH / SSUBSCRIBE; the cluster client is the subscriber. */
+  private readonly cluster: boolean;
   private readonly prefix: string;
   private readonly fenceTtl: number;
   private readonly waiterTtl: number;
   /** Longest sleep of a waiter: it refreshes its ticket at least this often. */
   private readonly refreshEvery: number;
-  private readonly givenSubscriber: RedisLockerClient | undefined;
+  private readonly givenSubscriber: Listening | undefined;
   private ownedSubscriber: RedisLockerClient | null = null;
-  private subscriberReady: Promise<RedisLockerClient> | null = null;
+  private subscriberReady: Promise<Listening> | null = null;
   private readonly channels = new Map<string, ChannelEntry>();
   private readonly sleepers = new Set<Sleeper>();
   private readonly pending = new Set<Promise<unknown>>();
@@ -315,10 +375,26 @@ export class RedisLocker implements SessionLocker {
       );
     }
     this.client = options.client;
+    this.cluster = isClusterClient(options.client);
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.fenceTtl = options.fenceTtl ?? DEFAULT_FENCE_TTL_MS;
     this.waiterTtl = options.waiterTtl ?? DEFAULT_WAITER_TTL_MS;
-    this.givenSubscriber = options.subscriber;
+    if (this.cluster) {
+      const subscriber = options.subscriber ?? options.client;
+      if (!isClusterClient(subscriber)) {
+        throw new InvalidArgumentException(
+          'RedisLocker: with a cluster `client`, `subscriber` must be a cluster client too (or omitted).',
+        );
+      }
+      this.givenSubscriber = shardedListening(subscriber);
+    } else {
+      if (isClusterClient(options.subscriber)) {
+        throw new InvalidArgumentException(
+          'RedisLocker: a cluster `subscriber` needs a cluster `client`.',
+        );
+      }
+      this.givenSubscriber = options.subscriber;
+    }
     if (!(Number.isSafeInteger(this.fenceTtl) && this.fenceTtl >= 0)) {
       throw new InvalidArgumentException(
         `RedisLocker: fenceTtl must be an integer >= 0 ms, got ${this.fenceTtl}.`,
@@ -386,13 +462,16 @@ export class RedisLocker implements SessionLocker {
 
   /** Runs a script by SHA, loading it on NOSCRIPT; Redis errors become typed. */
   private readonly runScript: ScriptRunner = async (operation, script, keys, args) => {
+    // Both client kinds take scripts the same way (a cluster routes by the first key).
+    const client: Pick<RedisLockerClusterClient, 'evalSha' | 'eval'> = this.client;
     try {
       try {
-        return await this.client.evalSha(script.sha, { keys, arguments: args });
+        return await client.evalSha(script.sha, { keys, arguments: args });
       } catch (error) {
         if (!isNoScriptError(error)) throw error;
-        // Not cached yet (first use, restart, SCRIPT FLUSH): EVAL runs it and caches it.
-        return await this.client.eval(script.source, { keys, arguments: args });
+        // Not cached yet (first use, restart, SCRIPT FLUSH, a cluster node that has not seen
+        // it): EVAL runs it and caches it.
+        return await client.eval(script.source, { keys, arguments: args });
       }
     } catch (error) {
       throw StoreUnavailableException.create(operation, error);
@@ -408,6 +487,7 @@ export class RedisLocker implements SessionLocker {
       queue: `${lock}:queue`,
       lease: `${lock}:lease`,
       channel: `${lock}:released`,
+      publish: this.cluster ? 'SPUBLISH' : 'PUBLISH',
     };
   }
 
@@ -429,6 +509,7 @@ export class RedisLocker implements SessionLocker {
         String(this.waiterTtl),
         queue ? '1' : '0',
         keys.channel,
+        keys.publish,
       ],
     )) as unknown[];
     return Number(reply[0]) === 1
@@ -493,6 +574,7 @@ export class RedisLocker implements SessionLocker {
     await this.runScript('acquire lock', SCRIPTS.cancel, [keys.lock, keys.queue, keys.lease], [
       token,
       keys.channel,
+      keys.publish,
     ]);
   }
 
@@ -568,7 +650,7 @@ export class RedisLocker implements SessionLocker {
   }
 
   /** The Pub/Sub connection; the locker's own one is created on first contention. */
-  private subscriber(): Promise<RedisLockerClient> {
+  private subscriber(): Promise<Listening> {
     if (this.closing !== null) return Promise.reject(closedError());
     if (this.givenSubscriber !== undefined) return Promise.resolve(this.givenSubscriber);
     const lost = this.ownedSubscriber !== null && !this.ownedSubscriber.isOpen;
@@ -579,7 +661,8 @@ export class RedisLocker implements SessionLocker {
       this.channels.clear();
     }
     if (this.subscriberReady === null) {
-      const duplicate = this.client.duplicate();
+      // Never a cluster here: a cluster client always serves as `givenSubscriber`.
+      const duplicate = (this.client as RedisLockerClient).duplicate();
       // Without a listener an 'error' event would crash the process; failures surface through
       // the failing subscribe, and waiters keep their timer fallback meanwhile.
       duplicate.on('error', () => undefined);

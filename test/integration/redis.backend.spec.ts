@@ -109,8 +109,8 @@ describe('RedisBackend', () => {
       expect(backend.entryKey('st1.cart')).toBe(`${p}{st1}.cart`);
       expect(backend.tagKey('st1')).toBe(`${p}{st1}#tag`);
       // Entries, guard and the session's tag set share the hash tag {st1}: one cluster slot.
-      expect((await client.sMembers(`${p}{st1}#tag`)).sort()).toEqual(['st1.cart', 'st1.fence', 'st1.user']);
-      expect(await client.sMembers(`${p}{all-sessions}#tag`)).toEqual(['st1.user']);
+      expect((await client.zRange(`${p}{st1}#tag`, 0, -1)).sort()).toEqual(['st1.cart', 'st1.fence', 'st1.user']);
+      expect(await client.zRange(`${p}{all-sessions}#tag`, 0, -1)).toEqual(['st1.user']);
       expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['st1.cart']);
     });
 
@@ -181,7 +181,7 @@ describe('RedisBackend', () => {
       expect(afterCreate).toEqual([...before, backend.entryKey('ws.fence')].sort());
       expect(await keysUnder(backend.prefix)).toEqual(afterCreate);
       expect(await client.get(backend.entryKey('ws.victim'))).toMatch(/\nws\nV$/);
-      expect((await client.sMembers(backend.tagKey('ws'))).sort()).toEqual(['ws.fence', 'ws.victim']);
+      expect((await client.zRange(backend.tagKey('ws'), 0, -1)).sort()).toEqual(['ws.fence', 'ws.victim']);
       expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['ws.victim']);
     });
 
@@ -210,12 +210,12 @@ describe('RedisBackend', () => {
 
       // Before GC the expired entry is still stored (invisible) and indexed.
       expect(await client.exists(backend.entryKey('gc.old'))).toBe(1);
-      expect(await client.sIsMember(backend.tagKey('gc-u'), 'gc.old')).toBe(1);
+      expect(await client.zScore(backend.tagKey('gc-u'), 'gc.old')).not.toBeNull();
 
       expect(await backend.collectGarbage()).toEqual([{ id: 'gc.old', data: 'O' }]);
 
       expect(await client.exists(backend.entryKey('gc.old'))).toBe(0);
-      expect(await client.sMembers(backend.tagKey('gc-t'))).toEqual(['gc.live']);
+      expect(await client.zRange(backend.tagKey('gc-t'), 0, -1)).toEqual(['gc.live']);
       expect(await client.exists(backend.tagKey('gc-u'))).toBe(0);
       expect(await client.zRange(backend.expiryIndexKey, 0, -1)).toEqual(['gc.live']);
     });
@@ -237,10 +237,13 @@ describe('RedisBackend', () => {
     it('prune members whose entry is gone or no longer carries the tag when read', async () => {
       await backend.set('pr.a', 'A', ['pr']);
       await backend.set('pr.b', 'B', ['other']);
-      await client.sAdd(backend.tagKey('pr'), ['pr.gone', 'pr.b']);
+      await client.zAdd(backend.tagKey('pr'), [
+        { score: 1, value: 'pr.gone' },
+        { score: 1, value: 'pr.b' },
+      ]);
 
       expect(await backend.findIdentifiersByTag('pr')).toEqual(['pr.a']);
-      expect(await client.sMembers(backend.tagKey('pr'))).toEqual(['pr.a']);
+      expect(await client.zRange(backend.tagKey('pr'), 0, -1)).toEqual(['pr.a']);
     });
   });
 
