@@ -41,8 +41,9 @@ export interface TaggableBackend {
   remove(id: string): Promise<boolean>;
 
   /**
-   * Applies `sets` and `removes` together: atomically where the backend can (memory, Redis),
-   * in one round trip. With a `guard`, the batch is applied only if the guard allows it:
+   * Applies `sets` and `removes` together: atomically where the backend can (memory; Redis for
+   * the ids, tag set and guard of the guard's group, with index upkeep in other slots pipelined
+   * beside it), in one round trip. With a `guard`, the batch is applied only if the guard allows it:
    * - the guard entry must exist (unless `guard.create`, which creates it),
    * - its stored fence must not be greater than `guard.fence`;
    * on success the guard entry's data becomes `String(guard.fence)` (keeping its tags, or
