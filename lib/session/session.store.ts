@@ -127,13 +127,14 @@ export class SessionStore {
   }
 
   /**
-   * Writes a commit plan under `lock` (held by the caller). New sessions: metadata, then data
+   * Writes a commit plan under the session lock held by the caller, whose fencing number is
+   * `fence` (0 for a new session, which nobody else can know yet). New sessions: metadata, then data
    * with a creating guard. Existing sessions: data guarded by the lock's fence (a destroyed
    * session's guard is gone, so nothing is written back), then metadata.
    * @throws SessionDestroyedException when the session was destroyed meanwhile.
    * @throws LockException when a newer lock holder has written (this lock expired).
    */
-  async write(storageId: string, plan: CommitPlan, lock: SessionLock): Promise<void> {
+  async write(storageId: string, plan: CommitPlan, fence: number): Promise<void> {
     if (plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata);
     if (plan.changes.size > 0 || plan.create) {
       const sets: BackendWrite[] = [];
@@ -145,7 +146,7 @@ export class SessionStore {
       }
       const result = await this.storageCache.write(
         { sets, removes },
-        { id: storageId + GUARD_SUFFIX, fence: lock.fence, create: plan.create, tags: [storageId] },
+        { id: storageId + GUARD_SUFFIX, fence, create: plan.create, tags: [storageId] },
       );
       if (result === 'missing') throw SessionDestroyedException.create('save the session');
       if (result === 'fenced') {

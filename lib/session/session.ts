@@ -663,7 +663,9 @@ export class Session implements SessionInterface {
     const writeMetadata = metadataChanged || this.touchRequested || graceOver;
     if (this.changes.size === 0 && !writeMetadata) return;
 
-    const lock = this.heldLock ?? (await this.store.lock(meta.storageId));
+    // A new session's storage id has never left this request, so nobody can contend for it:
+    // it is written without a lock (fence 0 is below every fence a locker hands out later).
+    const lock = this.heldLock ?? (create ? undefined : await this.store.lock(meta.storageId));
     try {
       let metadata: SessionMetadata | undefined;
       if (create || this.retiredStorageId !== undefined) {
@@ -685,13 +687,15 @@ export class Session implements SessionInterface {
         changes: this.changes,
         retiredIds: this.retiredIds,
       };
-      await this.store.write(meta.storageId, plan, lock);
+      await this.store.write(meta.storageId, plan, lock?.fence ?? 0);
       if (this.retiredStorageId !== undefined) {
         await this.store.destroy([], this.retiredStorageId);
       }
       this.afterCommit(metadata, create);
     } finally {
-      if (lock !== this.heldLock) await lock.release().catch(() => false);
+      // A short commit lock is released without waiting for the reply: the response need not
+      // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
+      if (lock !== undefined && lock !== this.heldLock) void lock.release().catch(() => false);
     }
   }
 
