@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import type { TaggableBackend } from '../../lib/cache/taggable-backend.interface.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 /** What a contract factory answers: a fresh, empty backend and how to dispose of it. */
 export interface BackendUnderTest {
@@ -40,25 +41,7 @@ export function backendContract(
     beforeEach(async () => {
       if (!realTime) {
         // Only Date: the store's client may rely on real timers and microtasks.
-        jest.useFakeTimers({
-          now: new Date('2031-03-04T05:06:07.000Z'),
-          doNotFake: [
-            'hrtime',
-            'nextTick',
-            'performance',
-            'queueMicrotask',
-            'requestAnimationFrame',
-            'cancelAnimationFrame',
-            'requestIdleCallback',
-            'cancelIdleCallback',
-            'setImmediate',
-            'clearImmediate',
-            'setInterval',
-            'clearInterval',
-            'setTimeout',
-            'clearTimeout',
-          ],
-        });
+        fakeOnlyDate(new Date('2031-03-04T05:06:07.000Z'));
       }
       const made = await factory();
       backend = made.backend;

@@ -13,6 +13,7 @@ import type { SessionModuleOptions } from '../../lib/session/session-module.opti
 import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 /** What a factory answers: fresh, empty stores (no entry of any other test visible) and their disposal. */
 export interface ManagerStoresUnderTest {
@@ -58,14 +59,7 @@ export function sessionManagerContract(
 
     beforeEach(async () => {
       if (!realTime) {
-        jest.useFakeTimers({
-          now: new Date('2031-03-04T05:06:07.000Z'),
-          doNotFake: [
-            'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'requestAnimationFrame', 'cancelAnimationFrame',
-            'requestIdleCallback', 'cancelIdleCallback', 'setImmediate', 'clearImmediate', 'setInterval',
-            'clearInterval', 'setTimeout', 'clearTimeout',
-          ],
-        });
+        fakeOnlyDate(new Date('2031-03-04T05:06:07.000Z'));
       }
       stores = await factory();
       ownLocker = stores.locker === undefined ? new MemoryLocker() : undefined;

@@ -8,21 +8,12 @@ import { MemoryBackend, SessionManager, userTag, type SessionEvent } from 'nest-
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { AppModule, type SampleAppConfig } from '../../sample-app/app.module.js';
 import { Browser } from '../support/http.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 const TOKEN = 'test-admin-token';
 /** No GC during the tests unless a test asks for it. */
 const NO_GC = { probability: 0, cron: false } as const;
 
-/** Only Date is fake: HTTP, timers and promises stay real. */
-function fakeDate(): void {
-  jest.useFakeTimers({
-    doNotFake: [
-      'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'requestAnimationFrame', 'cancelAnimationFrame',
-      'requestIdleCallback', 'cancelIdleCallback', 'setImmediate', 'clearImmediate', 'setInterval',
-      'clearInterval', 'setTimeout', 'clearTimeout',
-    ],
-  });
-}
 
 /** The sample app with the framework told to trust X-Forwarded-For from a local proxy. */
 async function createProxiedApp(adapter: HttpAdapterName, config: SampleAppConfig): Promise<INestApplication> {
@@ -131,7 +122,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
   });
 
   it('POST /admin/gc removes the expired sessions and answers how many', async () => {
-    fakeDate();
+    fakeOnlyDate();
     const app = await start({ adminToken: TOKEN, session: { inactivityTimeout: 600, garbageCollection: NO_GC } });
     const browsers = [new Browser(app), new Browser(app), new Browser(app)];
     for (const browser of browsers) await browser.put('/session/data/k', { value: 1 });
@@ -147,7 +138,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
   });
 
   it('probabilistic GC runs after the response, never delaying it', async () => {
-    fakeDate();
+    fakeOnlyDate();
     const metadataBackend = new MemoryBackend();
     const app = await start({ session: { metadataBackend, inactivityTimeout: 600, garbageCollection: { probability: 100, cron: false } } });
     const runs: SessionEvent[] = [];

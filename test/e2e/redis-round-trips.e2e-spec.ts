@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { Browser } from '../support/http.js';
 import { CommandRecorder, isWrite, RedisServer, type RoundTripCommand } from '../support/redis-server.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 /**
  * What a request costs in Redis, counted from MONITOR on a private redis-server while the
@@ -50,16 +51,6 @@ function cost(commands: RoundTripCommand[]) {
   };
 }
 
-/** Only Date is fake (to pass the update grace period): HTTP, Redis and timers stay real. */
-function fakeDate(): void {
-  jest.useFakeTimers({
-    doNotFake: [
-      'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'requestAnimationFrame', 'cancelAnimationFrame',
-      'requestIdleCallback', 'cancelIdleCallback', 'setImmediate', 'clearImmediate', 'setInterval',
-      'clearInterval', 'setTimeout', 'clearTimeout',
-    ],
-  });
-}
 
 let server: RedisServer;
 let recorder: CommandRecorder;
@@ -154,7 +145,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
 
   it('once the grace period has passed: an unchanged session is rewritten once (metadata only), a changed one writes data and metadata', async () => {
     const browser = await storedSession();
-    fakeDate();
+    fakeOnlyDate();
     jest.setSystemTime(Date.now() + 61_000);
     const touch = await recorder.between(async () => {
       expect((await browser.get('/session')).status).toBe(200);

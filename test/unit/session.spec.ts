@@ -20,6 +20,7 @@ import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { SessionContext } from '../../lib/session/session.context.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 function makeStore(options: SessionModuleOptions = {}): SessionStore {
   return new SessionStore(resolveSessionOptions({ lock: { waitTimeout: 200, ttl: 2000 }, ...options }));
@@ -90,7 +91,7 @@ describe('Session', () => {
   });
 
   it('an expired session cannot be resumed', async () => {
-    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'setTimeout', 'setInterval', 'queueMicrotask'] });
+    fakeOnlyDate();
     try {
       const short = makeStore({ inactivityTimeout: 10, updateGracePeriod: 1 });
       const id = await created(short, { a: 1 });
@@ -118,7 +119,7 @@ describe('Session', () => {
   });
 
   it('GC keeps data still referenced by a renewed id when removing the old id had failed', async () => {
-    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'setTimeout', 'setInterval', 'queueMicrotask'] });
+    fakeOnlyDate();
     try {
       const metadataBackend = new MemoryBackend();
       const renewing = makeStore({ metadataBackend, inactivityTimeout: 100, updateGracePeriod: 10 });
