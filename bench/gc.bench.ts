@@ -19,7 +19,7 @@ import { Logger } from '@nestjs/common';
 import { MemoryBackend } from '../lib/cache/memory.backend.js';
 import { SessionManager } from '../lib/manager/session.manager.js';
 import { SessionContext } from '../lib/session/session.context.js';
-import { resolveSessionOptions } from '../lib/session/session-options.resolver.js';
+import { resolveSessionOptions } from '../lib/nest/session-options.resolver.js';
 import { ALL_SESSIONS_TAG, SessionStore } from '../lib/session/session.store.js';
 
 const EXPIRED = 1_000;

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
 import { MemoryLocker } from '../lib/locking/memory.locker.js';
-import { RedisLocker, type RedisLockerClient } from '../lib/locking/redis.locker.js';
+import { RedisLocker, type RedisLockerClient } from '../lib/redis/redis.locker.js';
 import type { LockOptions, SessionLocker } from '../lib/locking/session-locker.interface.js';
 import type { AppSample } from './lock/app-child.js';
 

@@ -2,8 +2,8 @@
 // requires a deep import.
 
 // Module
-export { SessionModule } from './session.module.js';
-export { SESSION_OPTIONS } from './session.constants.js';
+export { SessionModule } from './nest/session.module.js';
+export { SESSION_OPTIONS } from './session/session.constants.js';
 export type {
   SessionModuleOptions,
   SessionCookieOptions,
@@ -17,7 +17,7 @@ export type {
 export { SessionInterface } from './session/session.interface.js';
 export type { SessionData, SessionLockState } from './session/session-data.interface.js';
 export type { SessionMetadata } from './session/session-metadata.interface.js';
-export { CurrentSession } from './session/current-session.decorator.js';
+export { CurrentSession } from './nest/current-session.decorator.js';
 export { SessionIdGenerator } from './session/session-id-generator.interface.js';
 export { RandomIdGenerator } from './session/random-id.generator.js';
 export { userTag } from './session/user-tag.js';
@@ -33,7 +33,7 @@ export type {
   SessionExpiredEvent,
   SessionUserBoundEvent,
   SessionGcEvent,
-} from './manager/session-events.js';
+} from './session/session-events.js';
 
 // Caches
 export type {
@@ -53,14 +53,14 @@ export {
   type RedisBackendOptions,
   type RedisCommandClient,
   type RedisClusterCommandClient,
-} from './cache/redis.backend.js';
-export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache/cache-manager.backend.js';
+} from './redis/redis.backend.js';
+export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache-manager/cache-manager.backend.js';
 export {
   createRedisSessionStores,
   type RedisSessionStores,
   type RedisSessionStoresOptions,
   type RedisSessionClusterClient,
-} from './cache/redis-session.factory.js';
+} from './redis/redis-session.factory.js';
 
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
@@ -72,9 +72,9 @@ export {
   type RedisLockerClusterClient,
   type RedisScriptOptions,
   type RedisShardedListener,
-} from './locking/redis.locker.js';
-export { SessionLock } from './locking/session-lock.decorator.js';
-export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './locking/session-lock.interceptor.js';
+} from './redis/redis.locker.js';
+export { SessionLock } from './nest/session-lock.decorator.js';
+export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './nest/session-lock.interceptor.js';
 
 // Bags
 export type { SessionBagInterface, SessionBagFactory } from './bags/session-bag.interface.js';
@@ -85,7 +85,7 @@ export { AutoExpireFlashBag } from './bags/auto-expire-flash.bag.js';
 export { MetadataBag } from './bags/metadata.bag.js';
 export { SessionAttributes } from './bags/session-attributes.js';
 export { SessionBagRegistry } from './bags/session-bag.registry.js';
-export { Flashes } from './bags/flashes.decorator.js';
+export { Flashes } from './nest/flashes.decorator.js';
 
 // Errors
 export { SessionError } from './errors/session.error.js';

@@ -94,7 +94,7 @@ const [adapterArg, lockerArg, prefix] = process.argv.slice(2);
 const adapter = adapterArg === 'fastify' ? 'fastify' : 'express';
 // Imported after the hook is registered, so `nest-session` resolves to the compiled lib.
 const { MemoryLocker } = await import('nest-session');
-const { RedisLocker } = await import('../../lib/locking/redis.locker.js');
+const { RedisLocker } = await import('../../lib/redis/redis.locker.js');
 const { createSampleApp } = await import('../../sample-app/app.factory.js');
 const { createClient } = await import('redis');
 

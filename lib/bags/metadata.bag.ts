@@ -1,8 +1,7 @@
-import type { SessionMetadata } from '../session/session-metadata.interface.js';
-
 /** How the metadata bag reaches the session it describes. */
 export interface MetadataBagSource {
-  metadata(): SessionMetadata;
+  /** The timestamps of the session's metadata entry (ms since the epoch). */
+  metadata(): { readonly createdAt: number; readonly lastActivity: number };
   cookieLifetime(): number;
   stampNew(lifetime?: number): void;
   updateThreshold(): number;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from '../session/session.js';
 import type { SessionHttpHandler } from './session-http.handler.js';
-import { SESSION_REQUEST_KEY } from './session-request.key.js';
+import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 
 /** The parts of an Express request the adapter reads (`secure` and `ip` honour `trust proxy`). */
 interface ExpressRequest extends IncomingMessage {

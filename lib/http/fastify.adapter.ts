@@ -1,6 +1,6 @@
 import { Session } from '../session/session.js';
 import type { SessionHttpHandler } from './session-http.handler.js';
-import { SESSION_REQUEST_KEY } from './session-request.key.js';
+import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 
 /** The parts of Fastify's request, reply and instance the adapter uses (no runtime import). */
 interface FastifyRequestLike {

@@ -3,6 +3,7 @@ import { SessionError } from '../errors/session.error.js';
 import { Session, type CookieAction } from '../session/session.js';
 import type { SessionContext } from '../session/session.context.js';
 import type { SessionStore } from '../session/session.store.js';
+import type { RequestGarbageCollector } from '../manager/request-garbage-collector.interface.js';
 import { readSessionCookies, serializeSessionCookie } from './session-cookie.js';
 
 /** What the adapters know about a request, framework-neutral. */
@@ -12,14 +13,6 @@ export interface HttpRequestInfo {
   readonly secure: boolean;
   /** Client address as the framework sees it. */
   readonly ip: string | undefined;
-}
-
-/** Probabilistic garbage collection after responses (implemented by SessionManager). */
-export interface RequestGarbageCollector {
-  /** Rolls the configured GC probability for one request. */
-  isGarbageCollectionDue(): boolean;
-  /** One GC run; failures are logged by the implementation. */
-  collectGarbage(): Promise<number>;
 }
 
 /** An error turned into an HTTP answer. */

@@ -8,7 +8,7 @@ import {
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { CronJob } from 'cron';
-import { SESSION_OPTIONS } from '../session.constants.js';
+import { SESSION_OPTIONS } from '../session/session.constants.js';
 import type { ResolvedSessionOptions } from '../session/session-module.options.js';
 import { SessionManager } from './session.manager.js';
 

@@ -4,7 +4,6 @@ import { assertIdentifier } from '../cache/identifier.js';
 import type { BackendEntry } from '../cache/taggable-backend.interface.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
-import type { RequestGarbageCollector } from '../http/session-http.handler.js';
 import type { SessionLock } from '../locking/session-locker.interface.js';
 import { SessionContext } from '../session/session.context.js';
 import type { SessionInterface } from '../session/session.interface.js';
@@ -12,7 +11,8 @@ import { Session } from '../session/session.js';
 import type { SessionMetadata } from '../session/session-metadata.interface.js';
 import { ALL_SESSIONS_TAG, SessionStore } from '../session/session.store.js';
 import { userTag } from '../session/user-tag.js';
-import type { SessionEvent } from './session-events.js';
+import type { RequestGarbageCollector } from './request-garbage-collector.interface.js';
+import type { SessionEvent } from '../session/session-events.js';
 
 /** Sessions loaded per backend round trip when iterating. */
 const DEFAULT_PAGE_SIZE = 100;

@@ -7,7 +7,7 @@ import { StoreUnavailableException } from '../errors/store-unavailable.exception
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { LockException } from '../errors/lock.exception.js';
 import type { LockOptions, SessionLock } from '../locking/session-locker.interface.js';
-import { SessionEventBus } from '../manager/session-events.js';
+import { SessionEventBus } from './session-events.js';
 import type { ResolvedSessionOptions } from './session-module.options.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 

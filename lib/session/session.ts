@@ -11,7 +11,7 @@ import type { SessionInterface } from './session.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { CommitPlan, SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
-import { ipLockAllows, ipLockValue } from '../manager/ip-lock.js';
+import { ipLockAllows, ipLockValue } from './ip-lock.js';
 import { SessionAttributes } from '../bags/session-attributes.js';
 import { MetadataBag } from '../bags/metadata.bag.js';
 import { assertStorageKey } from '../bags/session-bag.registry.js';

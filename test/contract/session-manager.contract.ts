@@ -4,13 +4,13 @@ import { OperationNotSupportedException } from '../../lib/errors/operation-not-s
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { MemoryLocker } from '../../lib/locking/memory.locker.js';
 import type { SessionLocker } from '../../lib/locking/session-locker.interface.js';
-import type { SessionEvent } from '../../lib/manager/session-events.js';
+import type { SessionEvent } from '../../lib/session/session-events.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
 import { SessionContext } from '../../lib/session/session.context.js';
 import type { SessionInterface } from '../../lib/session/session.interface.js';
 import type { SessionMetadata } from '../../lib/session/session-metadata.interface.js';
 import type { SessionModuleOptions } from '../../lib/session/session-module.options.js';
-import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { fakeOnlyDate } from '../support/fake-date.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { createRedisSessionStores, userTag, type RedisSessionStores } from 'nest-session';
-import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';

@@ -3,7 +3,7 @@ import KeyvRedis from '@keyv/redis';
 import { createCache, type Cache } from 'cache-manager';
 import Keyv, { type KeyvStoreAdapter } from 'keyv';
 import { createClient } from 'redis';
-import { CacheManagerBackend } from '../../lib/cache/cache-manager.backend.js';
+import { CacheManagerBackend } from '../../lib/cache-manager/cache-manager.backend.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';

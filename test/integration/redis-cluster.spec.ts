@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { RedisBackend, type RedisClusterCommandClient } from '../../lib/cache/redis.backend.js';
-import { createRedisSessionStores } from '../../lib/cache/redis-session.factory.js';
+import { RedisBackend, type RedisClusterCommandClient } from '../../lib/redis/redis.backend.js';
+import { createRedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
-import { RedisLocker } from '../../lib/locking/redis.locker.js';
+import { RedisLocker } from '../../lib/redis/redis.locker.js';
 import { backendContract } from '../contract/backend.contract.js';
 import { lockerContract } from '../contract/locker.contract.js';
 import { sessionManagerContract } from '../contract/session-manager.contract.js';

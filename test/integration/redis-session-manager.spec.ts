@@ -1,6 +1,6 @@
 import { afterAll, beforeAll } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { createRedisSessionStores } from '../../lib/cache/redis-session.factory.js';
+import { createRedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { sessionManagerContract } from '../contract/session-manager.contract.js';
 import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 

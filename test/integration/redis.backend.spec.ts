@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { RedisBackend, type RedisCommandClient } from '../../lib/cache/redis.backend.js';
+import { RedisBackend, type RedisCommandClient } from '../../lib/redis/redis.backend.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../../lib/errors/lock-timeout.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
-import { RedisLocker } from '../../lib/locking/redis.locker.js';
+import { RedisLocker } from '../../lib/redis/redis.locker.js';
 import { lockerContract } from '../contract/locker.contract.js';
 import { connectTestRedis, type TestRedisClient, uniquePrefix } from '../support/redis.js';
 

@@ -4,12 +4,12 @@ import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { MemoryBackend } from '../../lib/cache/memory.backend.js';
 import { GC_CRON_JOB_NAME } from '../../lib/manager/gc.scheduler.js';
-import type { SessionEvent } from '../../lib/manager/session-events.js';
+import type { SessionEvent } from '../../lib/session/session-events.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
 import type { SessionModuleOptions } from '../../lib/session/session-module.options.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
-import { SessionModule } from '../../lib/session.module.js';
+import { SessionModule } from '../../lib/nest/session.module.js';
 
 beforeAll(() => Logger.overrideLogger(['error', 'warn']));
 

@@ -2,8 +2,8 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { MemoryBackend } from '../../lib/cache/memory.backend.js';
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
-import { ipLockAllows, ipLockValue } from '../../lib/manager/ip-lock.js';
-import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
+import { ipLockAllows, ipLockValue } from '../../lib/session/ip-lock.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { sessionManagerContract } from '../contract/session-manager.contract.js';
 
 beforeAll(() => Logger.overrideLogger(['error', 'warn']));

@@ -15,7 +15,7 @@ import {
   StoreUnavailableException,
   type SessionModuleOptions,
 } from 'nest-session';
-import { resolveSessionOptions } from '../../lib/session/session-options.resolver.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { SessionContext } from '../../lib/session/session.context.js';

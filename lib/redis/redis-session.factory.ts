@@ -6,7 +6,7 @@ import {
   type RedisLockerClient,
   type RedisLockerClusterClient,
   type RedisLockerOptions,
-} from '../locking/redis.locker.js';
+} from './redis.locker.js';
 import {
   isRedisClusterClient,
   RedisBackend,

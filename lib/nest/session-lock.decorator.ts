@@ -1,5 +1,5 @@
 import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
-import type { LockOptions } from './session-locker.interface.js';
+import type { LockOptions } from '../locking/session-locker.interface.js';
 import { SESSION_LOCK_METADATA, SessionLockInterceptor } from './session-lock.interceptor.js';
 
 /**

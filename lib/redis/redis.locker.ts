@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { isNoScriptError, LuaScript } from '../cache/lua-script.js';
+import { isNoScriptError, LuaScript } from './lua-script.js';
 import type { RedisClientType } from 'redis';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import type { LockOptions, SessionLock, SessionLocker } from './session-locker.interface.js';
+import type { LockOptions, SessionLock, SessionLocker } from '../locking/session-locker.interface.js';
 
 /**
  * Any node-redis v5 client, whatever modules, scripts or RESP version it was created with

@@ -1,6 +1,6 @@
 import { createParamDecorator, type ExecutionContext, type PipeTransform } from '@nestjs/common';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../http/session-request.key.js';
+import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 import type { Session } from '../session/session.js';
 
 /** Resolves the promise the decorator factory returns (Nest awaits pipe results). */

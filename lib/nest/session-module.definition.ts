@@ -1,5 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
-import type { SessionModuleOptions } from './session/session-module.options.js';
+import type { SessionModuleOptions } from '../session/session-module.options.js';
 
 export const {
   ConfigurableModuleClass: SessionConfigurableModule,

@@ -8,21 +8,21 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { createExpressSessionMiddleware } from './http/express.adapter.js';
-import { installFastifySessionHooks, type FastifyInstanceLike } from './http/fastify.adapter.js';
-import { SessionHttpHandler } from './http/session-http.handler.js';
-import { SESSION_OPTIONS } from './session.constants.js';
+import { createExpressSessionMiddleware } from '../http/express.adapter.js';
+import { installFastifySessionHooks, type FastifyInstanceLike } from '../http/fastify.adapter.js';
+import { SessionHttpHandler } from '../http/session-http.handler.js';
+import { SESSION_OPTIONS } from '../session/session.constants.js';
 import { SESSION_MODULE_OPTIONS, SessionConfigurableModule } from './session-module.definition.js';
-import { CurrentSessionProxy } from './session/current-session.proxy.js';
-import { SessionContext } from './session/session.context.js';
-import { SessionInterface } from './session/session.interface.js';
-import type { ResolvedSessionOptions, SessionModuleOptions } from './session/session-module.options.js';
-import { resolveSessionOptions } from './session/session-options.resolver.js';
-import { SessionStore } from './session/session.store.js';
-import { GcScheduler } from './manager/gc.scheduler.js';
-import { SessionManager } from './manager/session.manager.js';
-import { SessionBagRegistry } from './bags/session-bag.registry.js';
-import type { SessionBagFactory } from './bags/session-bag.interface.js';
+import { CurrentSessionProxy } from '../session/current-session.proxy.js';
+import { SessionContext } from '../session/session.context.js';
+import { SessionInterface } from '../session/session.interface.js';
+import type { ResolvedSessionOptions, SessionModuleOptions } from '../session/session-module.options.js';
+import { resolveSessionOptions } from './session-options.resolver.js';
+import { SessionStore } from '../session/session.store.js';
+import { GcScheduler } from '../manager/gc.scheduler.js';
+import { SessionManager } from '../manager/session.manager.js';
+import { SessionBagRegistry } from '../bags/session-bag.registry.js';
+import type { SessionBagFactory } from '../bags/session-bag.interface.js';
 
 /** Host module of `SessionModule.forFeature()` registrations. */
 @Module({})

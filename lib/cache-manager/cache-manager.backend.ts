@@ -1,11 +1,11 @@
 import type { Cache } from 'cache-manager';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { lifetimeMs } from './lifetime.js';
+import { lifetimeMs } from '../cache/lifetime.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionError } from '../errors/session.error.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
+import { assertCacheIdentifier, assertIdentifier } from '../cache/identifier.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -13,7 +13,7 @@ import type {
   WriteBatch,
   WriteGuard,
   WriteResult,
-} from './taggable-backend.interface.js';
+} from '../cache/taggable-backend.interface.js';
 
 /*
  * A TaggableBackend over any cache-manager v7 `Cache` (Keyv stores: memory, Redis, Valkey,

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
-import type { ResolvedIpLockOptions, SessionIpLockOptions } from '../session/session-module.options.js';
+import type { ResolvedIpLockOptions, SessionIpLockOptions } from './session-module.options.js';
 
 /**
  * Default prefixes when `ipLock` is enabled: the full IPv4 address, and the /64 network of an

@@ -2,11 +2,11 @@ import { DevalueSerializer } from '../cache/devalue.serializer.js';
 import { MemoryBackend } from '../cache/memory.backend.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { MemoryLocker } from '../locking/memory.locker.js';
-import { RandomIdGenerator } from './random-id.generator.js';
+import { RandomIdGenerator } from '../session/random-id.generator.js';
 import { FlashBag } from '../bags/flash.bag.js';
 import { resolveGarbageCollectionOptions } from '../manager/gc.options.js';
-import { resolveIpLockOptions } from '../manager/ip-lock.js';
-import type { ResolvedSessionOptions, SessionModuleOptions } from './session-module.options.js';
+import { resolveIpLockOptions } from '../session/ip-lock.js';
+import type { ResolvedSessionOptions, SessionModuleOptions } from '../session/session-module.options.js';
 
 // RFC 6265 cookie-name token characters.
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

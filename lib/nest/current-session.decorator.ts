@@ -1,8 +1,8 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../http/session-request.key.js';
-import type { Session } from './session.js';
-import type { SessionInterface } from './session.interface.js';
+import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
+import type { Session } from '../session/session.js';
+import type { SessionInterface } from '../session/session.interface.js';
 
 /**
  * Handler parameter decorator for the current request's session:

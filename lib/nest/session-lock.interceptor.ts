@@ -2,9 +2,9 @@ import { Injectable, type CallHandler, type ExecutionContext, type NestIntercept
 import { Reflector } from '@nestjs/core';
 import { from, switchMap, type Observable } from 'rxjs';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../http/session-request.key.js';
+import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 import type { Session } from '../session/session.js';
-import type { LockOptions } from './session-locker.interface.js';
+import type { LockOptions } from '../locking/session-locker.interface.js';
 
 /** Metadata key of `@SessionLock()`. */
 export const SESSION_LOCK_METADATA = 'nest-session:lock';

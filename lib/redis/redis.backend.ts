@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { lifetimeMs } from './lifetime.js';
+import { lifetimeMs } from '../cache/lifetime.js';
 import { isNoScriptError, LuaScript } from './lua-script.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
+import { assertCacheIdentifier, assertIdentifier } from '../cache/identifier.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -12,7 +12,7 @@ import type {
   WriteBatch,
   WriteGuard,
   WriteResult,
-} from './taggable-backend.interface.js';
+} from '../cache/taggable-backend.interface.js';
 
 /**
  * The part of a standalone node-redis (v5) client the backend uses. Every `createClient()`
