@@ -10,6 +10,7 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^nest-session$': '<rootDir>/lib/index.ts',
+    '^nest-session/(redis|cache-manager|postgres)$': '<rootDir>/lib/$1/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   transform: {

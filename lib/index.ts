@@ -1,5 +1,6 @@
-// Public API of nest-session. Everything a user needs is exported here by name; nothing
-// requires a deep import.
+// Public API of nest-session's core. Everything a user needs is exported here by name; nothing
+// requires a deep import. The optional engines have their own entries, so that the core's
+// declarations name no optional peer: 'nest-session/redis' and 'nest-session/cache-manager'.
 
 // Module
 export { SessionModule } from './nest/session.module.js';
@@ -48,31 +49,10 @@ export { SessionSerializer } from './cache/session-serializer.interface.js';
 export { DevalueSerializer } from './cache/devalue.serializer.js';
 export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } from './cache/memory.backend.js';
 export { IDENTIFIER_PATTERN } from './cache/identifier.js';
-export {
-  RedisBackend,
-  type RedisBackendOptions,
-  type RedisCommandClient,
-  type RedisClusterCommandClient,
-} from './redis/redis.backend.js';
-export { CacheManagerBackend, type CacheManagerBackendOptions } from './cache-manager/cache-manager.backend.js';
-export {
-  createRedisSessionStores,
-  type RedisSessionStores,
-  type RedisSessionStoresOptions,
-  type RedisSessionClusterClient,
-} from './redis/redis-session.factory.js';
 
 // Locking
 export { SessionLocker, type SessionLock as SessionLockHandle, type LockOptions } from './locking/session-locker.interface.js';
 export { MemoryLocker } from './locking/memory.locker.js';
-export {
-  RedisLocker,
-  type RedisLockerOptions,
-  type RedisLockerClient,
-  type RedisLockerClusterClient,
-  type RedisScriptOptions,
-  type RedisShardedListener,
-} from './redis/redis.locker.js';
 export { SessionLock } from './nest/session-lock.decorator.js';
 export { SessionLockInterceptor, SESSION_LOCK_METADATA } from './nest/session-lock.interceptor.js';
 

@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { SessionModule, createRedisSessionStores, type RedisSessionStoresOptions, type SessionModuleOptions } from 'nest-session';
+import { SessionModule, type SessionModuleOptions } from 'nest-session';
+import { createRedisSessionStores, type RedisSessionStoresOptions } from 'nest-session/redis';
 import { AdminController } from './admin.controller.js';
 import { ADMIN_TOKEN, AdminTokenGuard } from './admin-token.guard.js';
 import { AuthController } from './auth.controller.js';

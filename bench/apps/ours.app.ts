@@ -2,13 +2,12 @@ import { Controller, Get, HttpCode, Inject, Module, Post, type DynamicModule } f
 import {
   MemoryBackend,
   MemoryLocker,
-  RedisBackend,
-  RedisLocker,
   SessionInterface,
   SessionLock,
   SessionModule,
   type SessionModuleOptions,
 } from '../../lib/index.js';
+import { RedisBackend, RedisLocker } from '../../lib/redis/index.js';
 import type { AppEnv, HttpAdapterName, StoreKind } from '../variants.js';
 import { COOKIE_NAME, SESSION_TTL } from '../variants.js';
 import { connectRedis, createNestApp, next, type BenchApp } from './nest.js';

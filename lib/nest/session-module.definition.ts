@@ -4,8 +4,6 @@ import type { SessionModuleOptions } from '../session/session-module.options.js'
 export const {
   ConfigurableModuleClass: SessionConfigurableModule,
   MODULE_OPTIONS_TOKEN: SESSION_MODULE_OPTIONS,
-  OPTIONS_TYPE: SESSION_OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE: SESSION_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<SessionModuleOptions>({ moduleName: 'Session' })
   .setClassMethodName('forRoot')
   .setFactoryMethodName('createSessionOptions')

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { createRedisSessionStores, userTag, type RedisSessionStores } from 'nest-session';
+import { userTag } from 'nest-session';
+import { createRedisSessionStores, type RedisSessionStores } from 'nest-session/redis';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';

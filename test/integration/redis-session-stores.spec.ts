@@ -2,14 +2,8 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { createClient } from 'redis';
-import {
-  createRedisSessionStores,
-  InvalidArgumentException,
-  InvalidOptionException,
-  RedisBackend,
-  RedisLocker,
-  StoreUnavailableException,
-} from 'nest-session';
+import { InvalidArgumentException, InvalidOptionException, StoreUnavailableException } from 'nest-session';
+import { createRedisSessionStores, RedisBackend, RedisLocker } from 'nest-session/redis';
 import { createSampleApp } from '../../sample-app/app.factory.js';
 import { Browser } from '../support/http.js';
 import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';

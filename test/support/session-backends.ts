@@ -1,4 +1,5 @@
-import { createRedisSessionStores, MemoryBackend, type SessionLocker, type TaggableBackend } from 'nest-session';
+import { MemoryBackend, type SessionLocker, type TaggableBackend } from 'nest-session';
+import { createRedisSessionStores } from 'nest-session/redis';
 import { TEST_REDIS_URL, uniquePrefix } from './redis.js';
 
 /** Where an e2e suite keeps its sessions. */
