@@ -55,14 +55,14 @@ export async function load(options: LoadOptions): Promise<LoadResult> {
     timeout: 10,
     setupClient: (client) => {
       if (cookies.length === 0) return;
-      let cookie = cookies[nextCookie++ % cookies.length]!;
+      let cookie = cookies[nextCookie++ % cookies.length];
       client.setHeaders({ cookie });
       if (!options.chain) return;
       (client as unknown as NodeJS.EventEmitter).on('headers', (info: ParserHeaders) => {
         const raw = info.headers ?? [];
         const setCookies: string[] = [];
         for (let i = 0; i + 1 < raw.length; i += 2) {
-          if (raw[i]!.toLowerCase() === 'set-cookie') setCookies.push(raw[i + 1]!);
+          if (raw[i].toLowerCase() === 'set-cookie') setCookies.push(raw[i + 1]);
         }
         const renewed = sessionCookieFrom(setCookies);
         if (renewed !== undefined && renewed !== cookie) {

@@ -161,7 +161,7 @@ async function connectRedis(): Promise<RedisSetup | string> {
     return `skipped (${REDIS_URL}: ${(error as Error).message || String(error)})`;
   }
   const setup: RedisSetup = {
-    client: client as unknown as RedisLockerClient,
+    client,
     prefix: `bench-lock:${process.pid}-${randomBytes(4).toString('hex')}:`,
     scripts: 0,
   };
@@ -179,8 +179,8 @@ async function connectRedis(): Promise<RedisSetup | string> {
 async function closeRedis(setup: RedisSetup): Promise<number> {
   let deleted = 0;
   for await (const batch of setup.client.scanIterator({ MATCH: `${setup.prefix}*`, COUNT: 500 })) {
-    const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
-    if (keys.length > 0) deleted += Number(await setup.client.del(keys));
+    const keys = Array.isArray(batch) ? batch : [batch];
+    if (keys.length > 0) deleted += await setup.client.del(keys);
   }
   await setup.client.close();
   return deleted;
@@ -239,7 +239,7 @@ class AppProcess {
         clearTimeout(timer);
         reject(new Error(`the ${adapter} app exited with code ${code} before listening`));
       });
-      child.on('message', (message: { type?: string; port?: number }) => {
+      child.on('message', (message: { type?: string; port?: number } | undefined) => {
         if (message?.type !== 'listening') return;
         clearTimeout(timer);
         child.removeAllListeners('exit');
@@ -251,7 +251,7 @@ class AppProcess {
   /** CPU time used so far and lock activity since the previous sample. */
   sample(): Promise<AppSample> {
     return new Promise((resolve) => {
-      const onMessage = (message: { type?: string }): void => {
+      const onMessage = (message: { type?: string } | undefined): void => {
         if (message?.type !== 'sample') return;
         this.child.off('message', onMessage);
         resolve(message as AppSample);

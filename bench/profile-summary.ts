@@ -9,7 +9,7 @@
  * profile covers the whole process, start-up included, so these are slight overestimates).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { SourceMap } from 'node:module';
+import { SourceMap, type SourceMapPayload } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,7 +38,7 @@ function sourceMapOf(file: string): SourceMap | null {
   let map = maps.get(file);
   if (map === undefined) {
     const mapFile = `${file}.map`;
-    map = existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))) : null;
+    map = existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8')) as SourceMapPayload) : null;
     maps.set(file, map);
   }
   return map;
@@ -53,15 +53,16 @@ function locate(frame: CallFrame): { group: string; where: string; ours: boolean
   const modules = file.lastIndexOf('/node_modules/');
   if (modules >= 0) {
     const parts = file.slice(modules + 14).split('/');
-    const pkg = parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
+    const pkg = parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
     return { group: pkg, where: `${pkg}/${parts.slice(pkg.includes('/') ? 2 : 1).join('/')}:${frame.lineNumber + 1}`, ours: false };
   }
   const marker = file.lastIndexOf('/dist-bench/');
   if (marker >= 0) {
     const rel = file.slice(marker + 12);
-    const entry = sourceMapOf(file)?.findEntry(frame.lineNumber, frame.columnNumber) as
-      | { originalSource?: string; originalLine?: number }
-      | undefined;
+    const entry: { originalSource?: string; originalLine?: number } | undefined = sourceMapOf(file)?.findEntry(
+      frame.lineNumber,
+      frame.columnNumber,
+    );
     const ts = entry?.originalSource
       ? path.relative(path.resolve(file.slice(0, marker)), fileURLToPath(new URL(entry.originalSource, 'file://' + file)))
       : rel.replace(/\.js$/, '.ts');
@@ -100,7 +101,7 @@ export function summarizeProfile(file: string, top = 25, requests?: number): str
   let total = 0;
   let idle = 0;
   for (let i = 0; i < profile.samples.length; i++) {
-    const id = profile.samples[i]!;
+    const id = profile.samples[i];
     const dt = profile.timeDeltas[i + 1] ?? 0;
     const node = byId.get(id)!;
     total += dt;
@@ -150,12 +151,13 @@ export function summarizeProfile(file: string, top = 25, requests?: number): str
   return lines.join('\n');
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const file = process.argv[2];
+const script = process.argv.at(1);
+if (script !== undefined && fileURLToPath(import.meta.url) === path.resolve(script)) {
+  const file = process.argv.at(2);
   if (file === undefined) {
     console.error('usage: node dist-bench/bench/profile-summary.js <file.cpuprofile> [top]');
     process.exitCode = 1;
   } else {
-    console.log(summarizeProfile(file, Number(process.argv[3] ?? 25), process.argv[4] === undefined ? undefined : Number(process.argv[4])));
+    console.log(summarizeProfile(file, Number(process.argv.at(3) ?? 25), process.argv.at(4) === undefined ? undefined : Number(process.argv.at(4))));
   }
 }

@@ -58,7 +58,7 @@ function parseOptions(argv: readonly string[]): Options {
   for (const arg of argv) {
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     if (match === null) throw new Error(`Unknown argument ${arg}; see the comment at the top of bench/run.ts.`);
-    flags.set(match[1]!, match[2] ?? 'true');
+    flags.set(match[1], match.at(2) ?? 'true');
   }
   const known = ['quick', 'duration', 'warmup', 'rounds', 'connections', 'only', 'apps', 'profile', 'memory-sessions', 'redis-url'];
   for (const name of flags.keys()) if (!known.includes(name)) throw new Error(`Unknown option --${name}; known: ${known.map((k) => `--${k}`).join(' ')}`);
@@ -246,7 +246,7 @@ async function redisReachable(url: string): Promise<string | undefined> {
     await client.quit();
     return undefined;
   } catch (error) {
-    await client.destroy();
+    client.destroy();
     return `Redis not reachable at ${url} (${(error as Error).message})`;
   }
 }

@@ -6,7 +6,7 @@ export const ADMIN_TOKEN = Symbol('ADMIN_TOKEN');
 
 /**
  * Lets a request through only if its `x-admin-token` header equals the configured admin token.
- * No token configured (unset or empty) means admin routes always answer 403 (DESIGN.md section 7).
+ * No token configured (`ADMIN_TOKEN` unset or empty) means admin routes always answer 403.
  */
 @Injectable()
 export class AdminTokenGuard implements CanActivate {

@@ -16,7 +16,7 @@ const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 
 /**
- * Admin routes over `SessionManager` (DESIGN.md section 7), guarded by `x-admin-token`.
+ * Admin routes over `SessionManager` (`/admin/sessions?tag=|user=`, `/admin/gc`), guarded by `x-admin-token`.
  *
  * The listing shows metadata only, and on purpose not the session id: an id is the cookie value,
  * so whoever reads it can take over the session; an admin acts on sessions by tag (every

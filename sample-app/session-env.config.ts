@@ -1,6 +1,6 @@
 import type { SampleAppConfig } from './app.module.js';
 
-/** The sample app's session settings, from the environment (DESIGN.md section 7). */
+/** The sample app's session settings, from the environment (`SESSION_*`, `REDIS_*`; unset = the module's default). */
 export interface SessionEnvConfig {
   readonly config: SampleAppConfig;
   /** Where sessions live, for the start-up log line; never contains a password. */

@@ -1,7 +1,7 @@
 import { BadRequestException, Body, Controller, Delete, Get, Inject, Param, Post, Put, Query } from '@nestjs/common';
 import { SessionInterface } from 'nest-session';
 
-/** Reading and writing the current session (DESIGN.md section 7). */
+/** Reading and writing the current session: `GET /session`, `PUT`/`DELETE /session/data/:key` and the other `/session` routes. */
 @Controller('session')
 export class SessionController {
   // A singleton controller: the injected session follows the current request.
@@ -46,7 +46,9 @@ export class SessionController {
     const values: Record<string, unknown> = {
       function: () => 1,
       symbol: Symbol('s'),
-      instance: new (class Cart {})(),
+      instance: new (class Cart {
+        readonly items: string[] = [];
+      })(),
       cyclic,
     };
     await this.session.putData('bad', values[kind] ?? values.function);

@@ -113,8 +113,7 @@ if (lockerArg === 'redis') {
       return original(...args);
     };
   }
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  inner = new RedisLocker({ client: redis as any, prefix });
+  inner = new RedisLocker({ client: redis, prefix });
 } else {
   inner = new MemoryLocker();
 }
@@ -123,7 +122,7 @@ const app = await createSampleApp(adapter, { session: { locker } });
 await app.listen(0, '127.0.0.1');
 const address = app.getHttpServer().address() as { port: number };
 
-process.on('message', async (message: { type?: string }) => {
+async function onMessage(message: { type?: string } | undefined): Promise<void> {
   if (message?.type !== 'sample') return;
   // Requests the load generator left waiting for a lock belong to the run that sent them.
   await locker.idle(3000);
@@ -131,7 +130,8 @@ process.on('message', async (message: { type?: string }) => {
   const sample: AppSample = { type: 'sample', cpu: user + system, scripts, ...locker.take() };
   scripts = 0;
   process.send?.(sample);
-});
+}
+process.on('message', (message: { type?: string } | undefined) => void onMessage(message));
 const stop = (): void => {
   // Requests still waiting for a lock when the load generator stopped finish first: closing
   // the app closes the locker (SessionModule's shutdown hook) and would fail them. The Redis

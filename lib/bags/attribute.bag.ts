@@ -71,5 +71,5 @@ export class AttributeBag extends AbstractBag {
 }
 
 function toMap(data: unknown): Map<string, unknown> {
-  return data !== null && typeof data === 'object' ? new Map(Object.entries(data)) : new Map();
+  return data !== null && typeof data === 'object' ? new Map<string, unknown>(Object.entries(data)) : new Map<string, unknown>();
 }

@@ -49,7 +49,8 @@ export class AutoExpireFlashBag extends AbstractBag {
     this.display = {};
     return all;
   }
-  set(type: string, messages: unknown[] | unknown): void {
+  /** Replaces the queued messages of a type with `messages`: one message, or an array of them. */
+  set(type: string, messages: unknown): void {
     this.next[type] = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
   }
   setAll(messages: FlashMessages): void {

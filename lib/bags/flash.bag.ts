@@ -58,8 +58,8 @@ export class FlashBag extends AbstractBag {
     this.flashes.clear();
     return result;
   }
-  /** Replaces the messages of a type. */
-  set(type: string, messages: unknown[] | unknown): void {
+  /** Replaces the messages of a type with `messages`: one message, or an array of them. */
+  set(type: string, messages: unknown): void {
     const list = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
     this.flashes.set(type, list);
     this.replacedTypes.add(type);

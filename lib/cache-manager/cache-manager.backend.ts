@@ -1,19 +1,11 @@
 import type { Cache } from 'cache-manager';
-import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { lifetimeMs } from '../cache/lifetime.js';
+import { checkedGuard, checkedWrite, gcLimit, secondsOption } from '../cache/backend-arguments.js';
+import { assertCacheIdentifier } from '../cache/identifier.js';
+import { expiryAt } from '../cache/lifetime.js';
+import { attemptStore } from '../cache/store-failure.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
-import { SessionError } from '../errors/session.error.js';
-import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import { assertCacheIdentifier, assertIdentifier } from '../cache/identifier.js';
-import type {
-  BackendEntry,
-  BackendWrite,
-  TaggableBackend,
-  WriteBatch,
-  WriteGuard,
-  WriteResult,
-} from '../cache/taggable-backend.interface.js';
+import type { BackendEntry, BackendWrite, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from '../cache/taggable-backend.interface.js';
 
 /*
  * A TaggableBackend over any cache-manager v7 `Cache` (Keyv stores: memory, Redis, Valkey,
@@ -154,8 +146,8 @@ export class CacheManagerBackend implements TaggableBackend {
     this.cache = cache;
     this.prefix = prefix;
     this.readKeyByKey = cache.stores.some((store) => typeof (store.store as { getMany?: unknown })?.getMany !== 'function');
-    this.marginMs = seconds('cacheManager.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true) * 1000;
-    this.bucketMs = seconds('cacheManager.expiryBucketSeconds', options.expiryBucketSeconds ?? DEFAULT_BUCKET_SECONDS, false) * 1000;
+    this.marginMs = secondsOption('cacheManager.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true) * 1000;
+    this.bucketMs = secondsOption('cacheManager.expiryBucketSeconds', options.expiryBucketSeconds ?? DEFAULT_BUCKET_SECONDS, false) * 1000;
 
     for (const store of cache.stores) store.on('error', this.onStoreError);
     cache.on('get', this.onCacheEvent);
@@ -225,27 +217,11 @@ export class CacheManagerBackend implements TaggableBackend {
     const now = Date.now();
     const planned: Array<[string, StoredEntry]> = [];
     for (const write of sets) {
-      assertCacheIdentifier(write.id, 'cache entry identifier');
-      if (typeof write.data !== 'string') {
-        throw new InvalidArgumentException(
-          `Cannot store cache entry "${write.id}": its data must be a string, got ${typeof write.data}.`,
-        );
-      }
-      const tags = [...new Set(write.tags ?? NO_TAGS)];
-      tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
-      const entryLifetimeMs = lifetimeMs(write.id, write.lifetime);
-      planned.push([write.id, { d: write.data, t: tags, x: entryLifetimeMs === 0 ? 0 : now + entryLifetimeMs }]);
+      const tags = [...new Set(checkedWrite(write))];
+      planned.push([write.id, { d: write.data, t: tags, x: expiryAt(write.id, write.lifetime, now) }]);
     }
     removes.forEach((id) => assertCacheIdentifier(id, 'cache entry identifier'));
-    if (guard !== undefined) {
-      assertCacheIdentifier(guard.id, 'cache entry identifier');
-      if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
-        throw new InvalidArgumentException(
-          `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
-        );
-      }
-      (guard.tags ?? NO_TAGS).forEach((tag) => assertIdentifier(tag, 'cache tag'));
-    }
+    if (guard !== undefined) checkedGuard(guard);
 
     const ids = [...new Set([...(guard ? [guard.id] : []), ...planned.map(([id]) => id), ...removes])];
     const keys = ids.map((id) => this.entryKey(id));
@@ -346,12 +322,7 @@ export class CacheManagerBackend implements TaggableBackend {
    * @throws StoreUnavailableException when the store fails.
    */
   async collectGarbage(limit?: number): Promise<BackendEntry[]> {
-    if (limit !== undefined && (typeof limit !== 'number' || Number.isNaN(limit) || limit < 0)) {
-      throw new InvalidArgumentException(
-        `Invalid garbage collection limit ${String(limit)}: use a number >= 0, or omit it for no limit.`,
-      );
-    }
-    const max = limit ?? Infinity;
+    const max = gcLimit(limit);
     return this.attempt('collectGarbage', () =>
       this.mutex.run([this.cursorKey()], async () => {
         const now = Date.now();
@@ -536,13 +507,8 @@ export class CacheManagerBackend implements TaggableBackend {
     return result;
   }
 
-  private async attempt<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      if (error instanceof SessionError) throw error;
-      throw StoreUnavailableException.create(`cache-manager ${operation}`, error);
-    }
+  private attempt<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    return attemptStore(`cache-manager ${operation}`, work);
   }
 }
 
@@ -603,13 +569,6 @@ function getOrCreate<K, V>(map: Map<K, V>, key: K, create: () => V): V {
   if (value === undefined) {
     value = create();
     map.set(key, value);
-  }
-  return value;
-}
-
-function seconds(option: string, value: number, zeroAllowed: boolean): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!zeroAllowed && value === 0)) {
-    throw InvalidOptionException.create(option, `must be a number of seconds ${zeroAllowed ? '>= 0' : '> 0'}, got ${String(value)}`);
   }
   return value;
 }

@@ -29,12 +29,12 @@ function assertAcyclic(value: object, ancestors: object[], path: string): void {
   if (ancestors.includes(value)) throw new Error(`cyclic structure at ${path || '(root)'}`);
   ancestors.push(value);
   if (value instanceof Map) {
-    for (const [k, v] of value) {
+    for (const [k, v] of value as Map<unknown, unknown>) {
       if (typeof k === 'object' && k !== null) assertAcyclic(k, ancestors, `${path}.<key>`);
       if (typeof v === 'object' && v !== null) assertAcyclic(v, ancestors, `${path}.get(${String(k)})`);
     }
   } else if (value instanceof Set) {
-    for (const v of value) if (typeof v === 'object' && v !== null) assertAcyclic(v, ancestors, `${path}.<item>`);
+    for (const v of value as Set<unknown>) if (typeof v === 'object' && v !== null) assertAcyclic(v, ancestors, `${path}.<item>`);
   } else if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const v: unknown = value[i];

@@ -15,3 +15,12 @@ export function lifetimeMs(id: string, lifetime: number | undefined): number {
   }
   return Math.max(1, Math.round(lifetime * 1000));
 }
+
+/**
+ * Epoch ms at which an entry given `lifetime` seconds at `now` expires; 0 = never.
+ * @throws InvalidArgumentException as {@link lifetimeMs}.
+ */
+export function expiryAt(id: string, lifetime: number | undefined, now: number): number {
+  const ms = lifetimeMs(id, lifetime);
+  return ms === 0 ? 0 : now + ms;
+}

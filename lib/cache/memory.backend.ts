@@ -1,13 +1,7 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { lifetimeMs } from './lifetime.js';
-import type {
-  BackendEntry,
-  BackendWrite,
-  TaggableBackend,
-  WriteBatch,
-  WriteGuard,
-  WriteResult,
-} from './taggable-backend.interface.js';
+import { assertEntryData, assertGuardFence, gcLimit } from './backend-arguments.js';
+import { expiryAt } from './lifetime.js';
+import type { BackendEntry, BackendWrite, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from './taggable-backend.interface.js';
 
 /** Options of {@link MemoryBackend}. */
 export interface MemoryBackendOptions {
@@ -159,7 +153,7 @@ export class MemoryBackend implements TaggableBackend {
 
   async set(id: string, data: string, tags?: readonly string[], lifetime?: number): Promise<void> {
     this.checkData(id, data);
-    const expires = expiryOf(id, lifetime, Date.now());
+    const expires = expiryAt(id, lifetime, Date.now());
     this.store(id, data, tags, expires);
   }
 
@@ -181,13 +175,9 @@ export class MemoryBackend implements TaggableBackend {
     for (let i = 0; i < sets.length; i++) {
       const write = sets[i]!;
       this.checkData(write.id, write.data);
-      expiries[i] = expiryOf(write.id, write.lifetime, now);
+      expiries[i] = expiryAt(write.id, write.lifetime, now);
     }
-    if (guard !== undefined && (typeof guard.fence !== 'number' || Number.isNaN(guard.fence))) {
-      throw new InvalidArgumentException(
-        `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
-      );
-    }
+    if (guard !== undefined) assertGuardFence(guard);
 
     if (guard !== undefined) {
       const current = this.live(guard.id, now);
@@ -248,12 +238,7 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   async collectGarbage(limit?: number): Promise<BackendEntry[]> {
-    if (limit !== undefined && (typeof limit !== 'number' || Number.isNaN(limit) || limit < 0)) {
-      throw new InvalidArgumentException(
-        `Invalid garbage collection limit ${String(limit)}: use a number >= 0, or omit it for no limit.`,
-      );
-    }
-    const max = limit ?? Infinity;
+    const max = gcLimit(limit);
     const now = Date.now();
     const collected: BackendEntry[] = [];
     while (collected.length < max && this.heapKeys.length > 0 && this.heapKeys[0]! <= now) {
@@ -289,11 +274,7 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   private checkData(id: string, data: string): void {
-    if (typeof data !== 'string') {
-      throw new InvalidArgumentException(
-        `Cannot store cache entry "${id}": its data must be a string, got ${typeof data}.`,
-      );
-    }
+    assertEntryData(id, data);
     if (data.length > this.maxEntryBytes) {
       throw new InvalidArgumentException(
         `Cannot store cache entry "${id}": its data is ${data.length} characters, more than the ` +
@@ -495,12 +476,6 @@ const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
 
 function isExpired(entry: Entry, now: number): boolean {
   return entry.expires !== 0 && entry.expires <= now;
-}
-
-/** Epoch ms of expiry for a lifetime in seconds; 0 = never. */
-function expiryOf(id: string, lifetime: number | undefined, now: number): number {
-  const ms = lifetimeMs(id, lifetime);
-  return ms === 0 ? 0 : now + ms;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Turns session values into strings and back. One serializer is used for every value
- * (DESIGN.md section 3). Implementations must reject what they cannot round-trip by throwing
+ * Turns session values into strings and back. One serializer is used for every value, and it
+ * must round-trip Date, Map, Set and BigInt. Implementations must reject what they cannot round-trip by throwing
  * (the session turns that into `DataNotSerializableException` at `putData` time) and must
  * never revive `__proto__`.
  */

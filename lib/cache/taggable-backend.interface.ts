@@ -5,8 +5,8 @@
  *
  * Every implementation must pass the contract suite in `test/contract/backend.contract.ts`.
  *
- * Cost rules (DESIGN.md section 5): every operation costs what it touches, never the total
- * number of entries. `collectGarbage` is O(expired) (an expiry index), tag look-ups are
+ * Cost rules, so that the library scales to any number of sessions: every operation costs what
+ * it touches, never the total number of entries. `collectGarbage` is O(expired) (an expiry index), tag look-ups are
  * O(matches) (a tag index), and an expired entry is invisible to every read even before
  * garbage collection has run.
  *
@@ -92,9 +92,9 @@ export interface WriteBatch {
 }
 
 /**
- * Guards a write with a fencing number (DESIGN.md section 4): a writer whose lock expired
- * holds a smaller fence than the writer after it and cannot overwrite newer data; a missing
- * guard entry means the owner (a session) was destroyed, so nothing is written back.
+ * Guards a write with a fencing number, so that a stale writer loses nothing: a writer whose
+ * lock expired holds a smaller fence than the writer after it and cannot overwrite newer data;
+ * a missing guard entry means the owner (a session) was destroyed, so nothing is written back.
  */
 export interface WriteGuard {
   readonly id: string;

@@ -1,5 +1,4 @@
-import { SessionError } from '../errors/session.error.js';
-import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { storeFailure } from './store-failure.js';
 import type { SessionSerializer } from './session-serializer.interface.js';
 import type {
   BackendEntry,
@@ -87,14 +86,11 @@ export class VariableFrontend {
     try {
       pending = fn();
     } catch (error) {
-      return Promise.reject(this.mapError(operation, error));
+      return Promise.reject(storeFailure(`${this.backend.name} ${operation}`, error));
     }
     return pending.catch((error: unknown) => {
-      throw this.mapError(operation, error);
+      // Engines wrap their own driver errors; this catches a backend that does not.
+      throw storeFailure(`${this.backend.name} ${operation}`, error);
     });
   }
-
-  private mapError(operation: string, error: unknown): unknown {
-    if (error instanceof SessionError) return error;
-    return StoreUnavailableException.create(`${this.backend.name} ${operation}`, error);
-  }}
+}

@@ -13,7 +13,7 @@ export class SessionError extends HttpException {
   static readonly httpStatus: number = 500;
 
   constructor(message: string) {
-    super(message, (new.target as typeof SessionError).httpStatus);
+    super(message, new.target.httpStatus);
   }
 
   /** HTTP status the error answers with. */

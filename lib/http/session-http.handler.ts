@@ -1,10 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { SessionError } from '../errors/session.error.js';
-import { Session, type CookieAction } from '../session/session.js';
+import { Session } from '../session/session.js';
 import type { SessionContext } from '../session/session.context.js';
 import type { SessionStore } from '../session/session.store.js';
 import type { RequestGarbageCollector } from '../manager/request-garbage-collector.interface.js';
 import { readSessionCookies, serializeSessionCookie } from './session-cookie.js';
+import { cookieAfterCommit, cookieBeforeCommit, type CookieAction } from './session-cookie.policy.js';
 
 /** What the adapters know about a request, framework-neutral. */
 export interface HttpRequestInfo {
@@ -51,11 +52,11 @@ export class SessionHttpHandler {
   private readonly isValidId = (id: string): boolean => this.store.options.idGenerator.isValid(id);
 
   /**
-   * Finishes an idle session (nothing to write, no lock, no cookie; see `Session.isIdle`)
-   * synchronously and answers true; answers false when `finish` must run.
+   * Finishes an idle session (nothing to write and no lock, see `Session.isIdle`, and no
+   * cookie to send) synchronously and answers true; answers false when `finish` must run.
    */
   finishIfIdle(session: Session): boolean {
-    if (!session.isIdle()) return false;
+    if (!session.isIdle() || cookieAfterCommit(session.getCookieFacts()).kind !== 'none') return false;
     this.maybeCollectGarbage();
     return true;
   }
@@ -70,7 +71,7 @@ export class SessionHttpHandler {
       await session.dispose();
     }
     this.maybeCollectGarbage();
-    return this.cookieHeader(session, session.getCookieAction(), secure);
+    return this.cookieHeader(session, cookieAfterCommit(session.getCookieFacts()), secure);
   }
 
   private maybeCollectGarbage(): void {
@@ -90,7 +91,7 @@ export class SessionHttpHandler {
 
   /** Set-Cookie for headers that go out before the commit (streamed responses). */
   predictCookie(session: Session, secure: boolean): string | undefined {
-    return this.cookieHeader(session, session.predictCookieAction(), secure);
+    return this.cookieHeader(session, cookieBeforeCommit(session.getCookieFacts()), secure);
   }
 
   /** Status and JSON body for an error raised by `begin` or `finish`. */

@@ -52,12 +52,9 @@ class MemoryLock implements SessionLock {
     return Promise.resolve(this.table.release(this));
   }
 
-  extend(ttl: number): Promise<boolean> {
-    try {
-      return Promise.resolve(this.table.extend(this, ttl));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  // async: a throw from the table (a bad ttl) becomes a rejection.
+  async extend(ttl: number): Promise<boolean> {
+    return this.table.extend(this, ttl);
   }
 }
 

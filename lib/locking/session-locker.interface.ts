@@ -1,7 +1,9 @@
 /**
- * Per-key mutual exclusion for sessions, with tokens, expiry and fencing numbers
- * (DESIGN.md section 4, STACK.md "Distributed locks"). Every implementation must pass the
- * contract suite in `test/contract/locker.contract.ts`.
+ * Per-key mutual exclusion for sessions, with tokens, expiry and fencing numbers: a lock that
+ * cannot be had in time is a typed error, not a hang; only the token's holder can release or
+ * extend it; fences never go backwards for a key, whatever expires; waiters are woken on release
+ * instead of polling, with a timeout fallback because expiry wakes nobody. Every implementation
+ * must pass the contract suite in `test/contract/locker.contract.ts`.
  */
 export interface SessionLocker {
   /**

@@ -16,7 +16,8 @@ const DEFAULT_GC_MAXIMUM_PER_RUN = 1000;
  * @throws InvalidOptionException naming the bad field.
  */
 export function resolveGarbageCollectionOptions(options: SessionGarbageCollectionOptions | undefined): ResolvedGarbageCollectionOptions {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+  const given: unknown = options; // options may come from untyped configuration
+  if (given !== undefined && (typeof given !== 'object' || given === null)) {
     throw InvalidOptionException.create('garbageCollection', `must be an object { probability?, maximumPerRun?, cron? } (got ${JSON.stringify(options)})`);
   }
   const resolved = {

@@ -8,6 +8,7 @@ import type { SessionLock } from '../locking/session-locker.interface.js';
 import { SessionContext } from '../session/session.context.js';
 import type { SessionInterface } from '../session/session.interface.js';
 import { Session } from '../session/session.js';
+import { checkUserId } from '../session/session-user-id.js';
 import type { SessionMetadata } from '../session/session-metadata.interface.js';
 import { ALL_SESSIONS_TAG, SessionStore } from '../session/session.store.js';
 import { userTag } from '../session/user-tag.js';
@@ -323,13 +324,6 @@ function checkPageSize(pageSize: number): number {
     throw new InvalidArgumentException(`Invalid page size ${String(pageSize)}: use a whole number >= 1.`);
   }
   return pageSize;
-}
-
-function checkUserId(userId: string): string {
-  if (typeof userId !== 'string' || userId.length === 0 || userId.length > 1024) {
-    throw new InvalidArgumentException('A user id must be a non-empty string of at most 1024 characters.');
-  }
-  return userId;
 }
 
 function describe(error: unknown): string {

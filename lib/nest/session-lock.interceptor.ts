@@ -23,7 +23,7 @@ export class SessionLockInterceptor implements NestInterceptor {
       context.getHandler(),
       context.getClass(),
     ]);
-    const session = context.switchToHttp().getRequest<{ [SESSION_REQUEST_KEY]?: Session }>()?.[SESSION_REQUEST_KEY];
+    const session = context.switchToHttp().getRequest<{ [SESSION_REQUEST_KEY]?: Session } | undefined>()?.[SESSION_REQUEST_KEY];
     if (session === undefined) throw SessionOutsideRequestException.create('lock the session with @SessionLock()');
     return from(session.open(options ?? {})).pipe(switchMap(() => next.handle()));
   }

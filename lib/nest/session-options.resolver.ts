@@ -7,9 +7,7 @@ import { FlashBag } from '../bags/flash.bag.js';
 import { resolveGarbageCollectionOptions } from '../manager/gc.options.js';
 import { resolveIpLockOptions } from '../session/ip-lock.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from '../session/session-module.options.js';
-
-// RFC 6265 cookie-name token characters.
-const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+import { isCookieName } from '../session/cookie-name.js';
 
 /**
  * Merges defaults once, validates, freezes. Every problem names the option, so a bad
@@ -51,7 +49,7 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
 
 function validate(o: ResolvedSessionOptions): void {
   const c = o.cookie;
-  if (typeof c.name !== 'string' || !COOKIE_NAME.test(c.name)) {
+  if (!isCookieName(c.name)) {
     throw InvalidOptionException.create('cookie.name', `must be a non-empty cookie token (got ${JSON.stringify(c.name)})`);
   }
   nonNegativeNumber('cookie.lifetime', c.lifetime);

@@ -7,7 +7,7 @@ import {
   type NestModule,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
+import { HttpAdapterHost, type AbstractHttpAdapter } from '@nestjs/core';
 import { createExpressSessionMiddleware } from '../http/express.adapter.js';
 import { installFastifySessionHooks, type FastifyInstanceLike } from '../http/fastify.adapter.js';
 import { SessionHttpHandler } from '../http/session-http.handler.js';
@@ -101,13 +101,14 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
 
   /** Installs the HTTP adapter before Nest registers routes, so it runs for every route and 404s. */
   configure(_consumer: MiddlewareConsumer): void {
-    const adapter = this.adapterHost.httpAdapter;
+    // Typed as always there, but absent in an application context without HTTP.
+    const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (!adapter) return; // an application context without HTTP: SessionManager only
     const type = adapter.getType();
     if (type === 'express') {
-      (adapter.getInstance() as { use(fn: unknown): void }).use(createExpressSessionMiddleware(this.handler));
+      adapter.getInstance<{ use(fn: unknown): void }>().use(createExpressSessionMiddleware(this.handler));
     } else if (type === 'fastify') {
-      installFastifySessionHooks(adapter.getInstance() as FastifyInstanceLike, this.handler);
+      installFastifySessionHooks(adapter.getInstance<FastifyInstanceLike>(), this.handler);
     } else {
       this.logger.warn(`HTTP adapter "${type}" is not supported; sessions are available through SessionManager only.`);
     }

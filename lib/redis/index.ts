@@ -1,21 +1,17 @@
 // Public API of the Redis engine ('nest-session/redis'); needs the optional peer `redis`.
-export {
-  RedisBackend,
-  type RedisBackendOptions,
-  type RedisCommandClient,
-  type RedisClusterCommandClient,
-} from './redis.backend.js';
+export { RedisBackend, type RedisBackendOptions } from './redis.backend.js';
 export {
   createRedisSessionStores,
   type RedisSessionStores,
   type RedisSessionStoresOptions,
   type RedisSessionClusterClient,
 } from './redis-session.factory.js';
-export {
-  RedisLocker,
-  type RedisLockerOptions,
-  type RedisLockerClient,
-  type RedisLockerClusterClient,
-  type RedisScriptOptions,
-  type RedisShardedListener,
-} from './redis.locker.js';
+export { RedisLocker, type RedisLockerOptions } from './redis.locker.js';
+export type {
+  RedisCommandClient,
+  RedisClusterCommandClient,
+  RedisLockerClient,
+  RedisLockerClusterClient,
+  RedisScriptOptions,
+  RedisShardedListener,
+} from './redis-client.adapter.js';

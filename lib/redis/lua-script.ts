@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 /**
  * A Lua script and its SHA1, computed locally so EVALSHA needs no round trip to learn it.
- * Shared by the Redis backend and the Redis locker.
+ * Shared by the Redis backend and the Redis locker; sent by `redis-client.adapter.ts`.
  */
 export class LuaScript {
   readonly sha: string;
@@ -10,9 +10,4 @@ export class LuaScript {
   constructor(readonly source: string) {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
-}
-
-/** Whether Redis answered that it does not know a script (first use, restart, SCRIPT FLUSH). */
-export function isNoScriptError(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }

@@ -7,12 +7,9 @@ import {
   type RedisLockerClusterClient,
   type RedisLockerOptions,
 } from './redis.locker.js';
-import {
-  isRedisClusterClient,
-  RedisBackend,
-  type RedisClusterCommandClient,
-  type RedisCommandClient,
-} from './redis.backend.js';
+import { RedisBackend } from './redis.backend.js';
+import { assertRedisPrefix } from './redis-backend.keys.js';
+import { isRedisClusterClient, type RedisClusterCommandClient, type RedisCommandClient } from './redis-client.adapter.js';
 
 /**
  * What the backends and the locker need of a node-redis v5 Redis Cluster client: every
@@ -161,9 +158,7 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
     );
   }
   const prefix = options.prefix ?? DEFAULT_PREFIX;
-  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
-    throw InvalidOptionException.create('redis.prefix', `must be a string without "{" and "}", got ${JSON.stringify(prefix)}`);
-  }
+  assertRedisPrefix('redis.prefix', prefix);
   const commandTimeout = durationOption('redis.commandTimeout', options.commandTimeout, DEFAULT_COMMAND_TIMEOUT);
   const connectTimeout = durationOption('redis.connectTimeout', options.connectTimeout, DEFAULT_CONNECT_TIMEOUT);
   const maxReconnectDelay = durationOption('redis.maxReconnectDelay', options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY);

@@ -1,41 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import { isNoScriptError, LuaScript } from './lua-script.js';
-import type { RedisClientType } from 'redis';
+import { attemptStore } from '../cache/store-failure.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
-import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import type { LockOptions, SessionLock, SessionLocker } from '../locking/session-locker.interface.js';
+import {
+  evalScript,
+  isRedisClusterClient,
+  type RedisLockerClient,
+  type RedisLockerClusterClient,
+} from './redis-client.adapter.js';
+import { RedisLockWakeups } from './redis-lock-wakeups.js';
+import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
+import { checkTtl, lockerClosedError, lockKeysOf, RedisLock, type LockKeys, type ScriptRunner } from './redis.lock.js';
 
-/**
- * Any node-redis v5 client, whatever modules, scripts or RESP version it was created with
- * (`createClient()` returns a type that the default `RedisClientType` does not accept).
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type RedisLockerClient = RedisClientType<any, any, any, any, any>;
-
-/** A script call as node-redis v5 takes it, on a client and on a cluster alike. */
-export interface RedisScriptOptions {
-  keys: string[];
-  arguments: string[];
-}
-
-/** A sharded Pub/Sub message listener (`message`, `channel`). */
-export type RedisShardedListener = (message: string, channel: string) => unknown;
-
-/**
- * The part of a node-redis v5 Redis Cluster client (`createCluster()`, Redis >= 7) the locker
- * uses: scripts routed by their first key, and sharded Pub/Sub, whose connections the cluster
- * client opens and closes itself. Told apart from a standalone client by its `masters`.
- */
-export interface RedisLockerClusterClient {
-  readonly isOpen: boolean;
-  /** The cluster's master nodes (`cluster.masters`). */
-  readonly masters: readonly unknown[];
-  evalSha(sha1: string, options: RedisScriptOptions): Promise<unknown>;
-  eval(script: string, options: RedisScriptOptions): Promise<unknown>;
-  sSubscribe(channel: string, listener: RedisShardedListener): Promise<void>;
-  sUnsubscribe(channel: string, listener?: RedisShardedListener): Promise<void>;
-}
+// The client types are part of the options; they belong to the client adapter.
+export type {
+  RedisLockerClient,
+  RedisLockerClusterClient,
+  RedisScriptOptions,
+  RedisShardedListener,
+} from './redis-client.adapter.js';
 
 /** Options of {@link RedisLocker}. */
 export interface RedisLockerOptions {
@@ -85,242 +69,6 @@ const DEFAULT_PREFIX = 'sess:';
  */
 const DEFAULT_FENCE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 const DEFAULT_WAITER_TTL_MS = 1000;
-const MAX_TIMER_MS = 2_147_483_647;
-
-/**
- * Lua prelude of the scripts that look at the queue: drops the tickets of waiters that stopped
- * refreshing them (process died or stalled) and sets `now` (Redis time, ms) and `dead` (the
- * tickets it dropped).
- */
-function dropDeadWaiters(queue: string, lease: string): string {
-  return `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGE', ${lease}, '-inf', now, 'BYSCORE', 'LIMIT', 0, 100)
-if #dead > 0 then
-  redis.call('ZREM', ${lease}, unpack(dead))
-  redis.call('ZREM', ${queue}, unpack(dead))
-end
-`;
-}
-
-/**
- * KEYS: lock, fence, queue, lease. ARGV: token, ttl ms, fence ttl ms, waiter ttl ms, enqueue,
- * channel, publish command ('PUBLISH', or 'SPUBLISH' on a cluster: the channel shares the
- * lock's hash tag, so the message stays on the lock's node). Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
- *
- * The queue (ZSET token -> arrival number) makes waiting fair across processes: a free lock
- * goes only to the first queued token, or to anyone when nobody queues. `lease` (ZSET token ->
- * deadline, Redis time) drops tickets of waiters that stopped refreshing them. Wake-ups name
- * one waiter: the channel message is the token of the waiter whose turn it is. When dropping
- * dead tickets leaves a free lock to somebody else, that waiter is woken here, since no release
- * will come to do it.
- */
-const ACQUIRE = `${dropDeadWaiters('KEYS[3]', 'KEYS[4]')}
-local token = ARGV[1]
-local held = redis.call('EXISTS', KEYS[1]) == 1
-if not held then
-  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if head == nil or head == token then
-    redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
-    if head ~= nil then
-      redis.call('ZREM', KEYS[3], token)
-      redis.call('ZREM', KEYS[4], token)
-    end
-    local fence = redis.call('INCR', KEYS[2])
-    if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-    return {1, fence}
-  end
-  if #dead > 0 then redis.call(ARGV[7], ARGV[6], head) end
-end
-if ARGV[5] ~= '1' then return {0, 0} end
-local waiterTtl = tonumber(ARGV[4])
-if not redis.call('ZSCORE', KEYS[3], token) then
-  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-  local number = 1
-  if last[2] then number = tonumber(last[2]) + 1 end
-  redis.call('ZADD', KEYS[3], number, token)
-end
-redis.call('ZADD', KEYS[4], now + waiterTtl, token)
-redis.call('PEXPIRE', KEYS[3], waiterTtl)
-redis.call('PEXPIRE', KEYS[4], waiterTtl)
-if held then return {0, redis.call('PTTL', KEYS[1])} end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-return {0, tonumber(redis.call('ZSCORE', KEYS[4], head)) - now}
-`;
-
-/**
- * KEYS: lock, queue, lease. ARGV: token, channel, publish command. Wakes only the first live waiter,
- * by publishing its token: waking all of them would make every release cost one acquire
- * attempt per waiter, O(waiters^2) per queue. Dead tickets are dropped first, so a waiter that
- * died long ago is not the one woken; one that died recently (ticket still valid) is, and the
- * others get past it by refreshing their tickets (within `waiterTtl`).
- */
-const RELEASE = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
-local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-if head then redis.call(ARGV[3], ARGV[2], head) end
-return 1
-`;
-
-/** KEYS: lock. ARGV: token, ttl ms. */
-const EXTEND = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-`;
-
-/**
- * KEYS: lock, queue, lease. ARGV: token, channel, publish command. A waiter gives up its place; if that leaves a
- * free lock to the next in line, wake it.
- */
-const CANCEL = `
-local removed = redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if removed == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
-  ${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if head then redis.call(ARGV[3], ARGV[2], head) end
-end
-return removed
-`;
-
-const SCRIPTS = {
-  acquire: new LuaScript(ACQUIRE),
-  release: new LuaScript(RELEASE),
-  extend: new LuaScript(EXTEND),
-  cancel: new LuaScript(CANCEL),
-};
-
-/** Redis names used for one lock key. */
-interface LockKeys {
-  readonly key: string;
-  readonly lock: string;
-  readonly fence: string;
-  readonly queue: string;
-  readonly lease: string;
-  readonly channel: string;
-  /** PUBLISH, or SPUBLISH on a cluster. */
-  readonly publish: string;
-}
-
-/** A waiting `acquire()`: sleeps until a message on its key's channel or a timer wakes it. */
-class Sleeper {
-  private signalled = false;
-  private wake: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-
-  /** @param token the waiter's ticket: a release message naming it wakes this sleeper. */
-  constructor(readonly token: string) {}
-
-  signal(): void {
-    const wake = this.wake;
-    if (wake === null) {
-      this.signalled = true;
-      return;
-    }
-    this.wake = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    wake();
-  }
-
-  /** Forget signals that arrived before the next look at Redis: that look sees their effect. */
-  reset(): void {
-    this.signalled = false;
-  }
-
-  sleep(ms: number): Promise<void> {
-    if (this.signalled) {
-      this.signalled = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.timer = setTimeout(
-        () => {
-          this.timer = null;
-          this.wake = null;
-          resolve();
-        },
-        Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))),
-      );
-    });
-  }
-}
-
-/** Where waiters listen: a standalone client's Pub/Sub, or a cluster's sharded Pub/Sub. */
-interface Listening {
-  readonly isOpen: boolean;
-  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
-  unsubscribe(channel: string, listener: (message: string) => void): Promise<void>;
-}
-
-/** A cluster's sharded Pub/Sub as {@link Listening}. */
-function shardedListening(cluster: RedisLockerClusterClient): Listening {
-  return {
-    get isOpen() {
-      return cluster.isOpen;
-    },
-    subscribe: (channel, listener) => cluster.sSubscribe(channel, listener),
-    unsubscribe: (channel, listener) => cluster.sUnsubscribe(channel, listener),
-  };
-}
-
-function isClusterClient(client: unknown): client is RedisLockerClusterClient {
-  return typeof client === 'object' && client !== null && 'masters' in client;
-}
-
-/** This process's subscription to one key's channel, shared by its waiters on that key. */
-interface ChannelEntry {
-  /** Waiters by token: a message wakes only the one it names. */
-  readonly sleepers: Map<string, Sleeper>;
-  readonly listener: (message: string) => void;
-  readonly ready: Promise<void>;
-  /** SUBSCRIBE has been answered: from now on every message published reaches `listener`. */
-  subscribed: boolean;
-}
-
-type ScriptRunner = (
-  operation: string,
-  script: LuaScript,
-  keys: string[],
-  args: string[],
-) => Promise<unknown>;
-
-class RedisLock implements SessionLock {
-  constructor(
-    private readonly run: ScriptRunner,
-    private readonly keys: LockKeys,
-    readonly token: string,
-    readonly fence: number,
-  ) {}
-
-  get key(): string {
-    return this.keys.key;
-  }
-
-  async release(): Promise<boolean> {
-    const { lock, queue, lease, channel, publish } = this.keys;
-    const reply = await this.run('release lock', SCRIPTS.release, [lock, queue, lease], [
-      this.token,
-      channel,
-      publish,
-    ]);
-    return Number(reply) === 1;
-  }
-
-  async extend(ttl: number): Promise<boolean> {
-    const ms = checkTtl(ttl);
-    const reply = await this.run('extend lock', SCRIPTS.extend, [this.keys.lock], [
-      this.token,
-      String(ms),
-    ]);
-    return Number(reply) === 1;
-  }
-}
 
 /**
  * Session locker on Redis (>= 6.2) or Redis Cluster (>= 7), for several processes sharing
@@ -358,13 +106,8 @@ export class RedisLocker implements SessionLocker {
   private readonly waiterTtl: number;
   /** Longest sleep of a waiter: it refreshes its ticket at least this often. */
   private readonly refreshEvery: number;
-  private readonly givenSubscriber: Listening | undefined;
-  private ownedSubscriber: RedisLockerClient | null = null;
-  private subscriberReady: Promise<Listening> | null = null;
-  private readonly channels = new Map<string, ChannelEntry>();
-  private readonly sleepers = new Set<Sleeper>();
+  private readonly wakeups: RedisLockWakeups;
   private readonly pending = new Set<Promise<unknown>>();
-  private readonly unsubscribing = new Set<Promise<unknown>>();
   private closing: Promise<void> | null = null;
 
   /** @throws InvalidArgumentException when `client` is missing or a duration is invalid. */
@@ -375,26 +118,11 @@ export class RedisLocker implements SessionLocker {
       );
     }
     this.client = options.client;
-    this.cluster = isClusterClient(options.client);
+    this.cluster = isRedisClusterClient(options.client);
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.fenceTtl = options.fenceTtl ?? DEFAULT_FENCE_TTL_MS;
     this.waiterTtl = options.waiterTtl ?? DEFAULT_WAITER_TTL_MS;
-    if (this.cluster) {
-      const subscriber = options.subscriber ?? options.client;
-      if (!isClusterClient(subscriber)) {
-        throw new InvalidArgumentException(
-          'RedisLocker: with a cluster `client`, `subscriber` must be a cluster client too (or omitted).',
-        );
-      }
-      this.givenSubscriber = shardedListening(subscriber);
-    } else {
-      if (isClusterClient(options.subscriber)) {
-        throw new InvalidArgumentException(
-          'RedisLocker: a cluster `subscriber` needs a cluster `client`.',
-        );
-      }
-      this.givenSubscriber = options.subscriber;
-    }
+    this.wakeups = new RedisLockWakeups(options.client, options.subscriber);
     if (!(Number.isSafeInteger(this.fenceTtl) && this.fenceTtl >= 0)) {
       throw new InvalidArgumentException(
         `RedisLocker: fenceTtl must be an integer >= 0 ms, got ${this.fenceTtl}.`,
@@ -424,7 +152,7 @@ export class RedisLocker implements SessionLocker {
         `Lock options: waitTimeout must be >= 0 ms, got ${waitTimeout}.`,
       );
     }
-    if (this.closing !== null) throw closedError();
+    if (this.closing !== null) throw lockerClosedError();
     // Tracked so that close() can wait until every acquire under way has cleaned up after itself.
     const pending = this.take(key, ttl, waitTimeout);
     this.pending.add(pending);
@@ -441,13 +169,13 @@ export class RedisLocker implements SessionLocker {
     if (waitTimeout > 0) return this.wait(keys, token, ttl, waitTimeout);
     const result = await this.attempt(keys, token, ttl, false);
     if (result.fence === null) {
-      throw this.closing === null ? LockTimeoutException.create(waitTimeout) : closedError();
+      throw this.closing === null ? LockTimeoutException.create(waitTimeout) : lockerClosedError();
     }
     const lock = new RedisLock(this.runScript, keys, token, result.fence);
     if (this.closing === null) return lock;
     // Closed while the look was under way: undo it.
     await lock.release().catch(() => false);
-    throw closedError();
+    throw lockerClosedError();
   }
 
   /**
@@ -460,35 +188,12 @@ export class RedisLocker implements SessionLocker {
     return this.closing;
   }
 
-  /** Runs a script by SHA, loading it on NOSCRIPT; Redis errors become typed. */
-  private readonly runScript: ScriptRunner = async (operation, script, keys, args) => {
-    // Both client kinds take scripts the same way (a cluster routes by the first key).
-    const client: Pick<RedisLockerClusterClient, 'evalSha' | 'eval'> = this.client;
-    try {
-      try {
-        return await client.evalSha(script.sha, { keys, arguments: args });
-      } catch (error) {
-        if (!isNoScriptError(error)) throw error;
-        // Not cached yet (first use, restart, SCRIPT FLUSH, a cluster node that has not seen
-        // it): EVAL runs it and caches it.
-        return await client.eval(script.source, { keys, arguments: args });
-      }
-    } catch (error) {
-      throw StoreUnavailableException.create(operation, error);
-    }
-  };
+  /** Runs a locker script (the client adapter handles NOSCRIPT); Redis errors become typed. */
+  private readonly runScript: ScriptRunner = (operation, script, keys, args) =>
+    attemptStore(operation, () => evalScript(this.client, script, keys, args));
 
   private keysFor(key: string): LockKeys {
-    const lock = `${this.prefix}lock:{${key}}`;
-    return {
-      key,
-      lock,
-      fence: `${lock}:fence`,
-      queue: `${lock}:queue`,
-      lease: `${lock}:lease`,
-      channel: `${lock}:released`,
-      publish: this.cluster ? 'SPUBLISH' : 'PUBLISH',
-    };
+    return lockKeysOf(this.prefix, key, this.cluster);
   }
 
   /** One look at Redis: `fence` when taken, else `retryIn` ms worth sleeping without a message. */
@@ -500,7 +205,7 @@ export class RedisLocker implements SessionLocker {
   ): Promise<{ fence: number | null; retryIn: number }> {
     const reply = (await this.runScript(
       'acquire lock',
-      SCRIPTS.acquire,
+      LOCK_SCRIPTS.acquire,
       [keys.lock, keys.fence, keys.queue, keys.lease],
       [
         token,
@@ -532,24 +237,23 @@ export class RedisLocker implements SessionLocker {
     waitTimeout: number,
   ): Promise<SessionLock> {
     const deadline = performance.now() + waitTimeout;
-    const sleeper = new Sleeper(token);
-    this.sleepers.add(sleeper);
-    let listening = this.joinListeners(keys.channel, sleeper);
+    const sleeper = this.wakeups.sleeper(token);
+    let listening = this.wakeups.join(keys.channel, sleeper);
     try {
       for (;;) {
-        if (this.closing !== null) throw closedError();
+        if (this.closing !== null) throw lockerClosedError();
         sleeper.reset();
         const result = await this.attempt(keys, token, ttl, true);
         if (result.fence !== null) {
           const lock = new RedisLock(this.runScript, keys, token, result.fence);
           if (this.closing === null) return lock;
           await lock.release().catch(() => false);
-          throw closedError();
+          throw lockerClosedError();
         }
         const remaining = deadline - performance.now();
         if (remaining <= 0) break;
         if (!listening) {
-          await this.subscribe(keys.channel, sleeper);
+          await this.wakeups.subscribe(keys.channel, sleeper);
           listening = true;
           continue; // a release between that look and the subscription went unheard
         }
@@ -563,155 +267,23 @@ export class RedisLocker implements SessionLocker {
       await this.cancel(keys, token).catch(() => undefined);
       throw error;
     } finally {
-      this.sleepers.delete(sleeper);
-      this.unsubscribe(keys.channel, sleeper);
+      this.wakeups.leave(keys.channel, sleeper);
     }
     await this.cancel(keys, token);
     throw LockTimeoutException.create(waitTimeout);
   }
 
   private async cancel(keys: LockKeys, token: string): Promise<void> {
-    await this.runScript('acquire lock', SCRIPTS.cancel, [keys.lock, keys.queue, keys.lease], [
+    await this.runScript('acquire lock', LOCK_SCRIPTS.cancel, [keys.lock, keys.queue, keys.lease], [
       token,
       keys.channel,
       keys.publish,
     ]);
   }
 
-  /**
-   * Adds `sleeper` to the key's listeners if this process's subscription to `channel` is
-   * already in place; answers whether it did.
-   */
-  private joinListeners(channel: string, sleeper: Sleeper): boolean {
-    const entry = this.channels.get(channel);
-    const subscriber = this.givenSubscriber ?? this.ownedSubscriber;
-    if (entry === undefined || !entry.subscribed || subscriber === null || !subscriber.isOpen) {
-      return false;
-    }
-    entry.sleepers.set(sleeper.token, sleeper);
-    return true;
-  }
-
-  private async subscribe(channel: string, sleeper: Sleeper): Promise<void> {
-    let entry = this.channels.get(channel);
-    if (entry === undefined) {
-      const subscriber = await this.subscriber();
-      entry = this.channels.get(channel); // another waiter may have subscribed meanwhile
-      if (entry === undefined) {
-        const sleepers = new Map<string, Sleeper>();
-        // The message is the token of the waiter whose turn it is (in this process or another):
-        // only that one wakes. Any other text (older versions of this locker published
-        // 'released' / 'cancelled') wakes every waiter, as those versions expect.
-        const listener = (message: string): void => {
-          const named = sleepers.get(message);
-          if (named !== undefined) named.signal();
-          else if (message === 'released' || message === 'cancelled') {
-            for (const s of sleepers.values()) s.signal();
-          }
-        };
-        const created: ChannelEntry = {
-          sleepers,
-          listener,
-          ready: subscriber.subscribe(channel, listener),
-          subscribed: false,
-        };
-        created.ready.then(
-          () => {
-            created.subscribed = true;
-          },
-          () => {
-            if (this.channels.get(channel) === created) this.channels.delete(channel);
-          },
-        );
-        this.channels.set(channel, created);
-        entry = created;
-      }
-    }
-    entry.sleepers.set(sleeper.token, sleeper);
-    try {
-      await entry.ready;
-    } catch (error) {
-      entry.sleepers.delete(sleeper.token);
-      throw StoreUnavailableException.create('acquire lock', error);
-    }
-  }
-
-  private unsubscribe(channel: string, sleeper: Sleeper): void {
-    const entry = this.channels.get(channel);
-    if (entry?.sleepers.get(sleeper.token) !== sleeper) return;
-    entry.sleepers.delete(sleeper.token);
-    if (entry.sleepers.size > 0) return;
-    this.channels.delete(channel);
-    const subscriber = this.givenSubscriber ?? this.ownedSubscriber;
-    if (subscriber === null || !subscriber.isOpen) return;
-    const done = subscriber.unsubscribe(channel, entry.listener).catch(() => undefined);
-    this.unsubscribing.add(done);
-    void done.finally(() => this.unsubscribing.delete(done));
-  }
-
-  /** The Pub/Sub connection; the locker's own one is created on first contention. */
-  private subscriber(): Promise<Listening> {
-    if (this.closing !== null) return Promise.reject(closedError());
-    if (this.givenSubscriber !== undefined) return Promise.resolve(this.givenSubscriber);
-    const lost = this.ownedSubscriber !== null && !this.ownedSubscriber.isOpen;
-    if (lost && this.subscriberReady !== null) {
-      // Lost (e.g. no reconnect strategy): start over with a fresh connection.
-      this.ownedSubscriber = null;
-      this.subscriberReady = null;
-      this.channels.clear();
-    }
-    if (this.subscriberReady === null) {
-      // Never a cluster here: a cluster client always serves as `givenSubscriber`.
-      const duplicate = (this.client as RedisLockerClient).duplicate();
-      // Without a listener an 'error' event would crash the process; failures surface through
-      // the failing subscribe, and waiters keep their timer fallback meanwhile.
-      duplicate.on('error', () => undefined);
-      this.ownedSubscriber = duplicate;
-      this.subscriberReady = duplicate.connect().then(
-        () => duplicate,
-        (error: unknown) => {
-          if (this.ownedSubscriber === duplicate) {
-            this.ownedSubscriber = null;
-            this.subscriberReady = null;
-          }
-          duplicate.destroy();
-          throw StoreUnavailableException.create('acquire lock', error);
-        },
-      );
-    }
-    return this.subscriberReady;
-  }
-
   private async shutDown(): Promise<void> {
-    for (const sleeper of this.sleepers) sleeper.signal();
+    this.wakeups.interrupt();
     await Promise.allSettled([...this.pending]);
-    await Promise.allSettled([...this.unsubscribing]);
-    this.channels.clear();
-    const owned = this.ownedSubscriber;
-    const ready = this.subscriberReady;
-    this.ownedSubscriber = null;
-    this.subscriberReady = null;
-    if (owned === null || ready === null) return;
-    await ready.catch(() => undefined);
-    if (!owned.isOpen) return;
-    try {
-      await owned.close();
-    } catch {
-      owned.destroy();
-    }
+    await this.wakeups.close();
   }
-}
-
-/** Validates a ttl and turns it into whole ms for PX / PEXPIRE. */
-function checkTtl(ttl: number): number {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) {
-    throw new InvalidArgumentException(
-      `Lock options: ttl must be a positive finite number of ms, got ${ttl}.`,
-    );
-  }
-  return Math.ceil(ttl);
-}
-
-function closedError(): StoreUnavailableException {
-  return StoreUnavailableException.create('acquire lock', new Error('the locker was closed'));
 }

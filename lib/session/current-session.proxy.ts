@@ -21,7 +21,7 @@ export class CurrentSessionProxy implements SessionInterface {
   }
 
   start(): void {
-    return this.context.require('start()').start();
+    this.context.require('start()').start();
   }
 
   canBeResumed(): Promise<boolean> {
@@ -97,7 +97,7 @@ export class CurrentSessionProxy implements SessionInterface {
   }
 
   setName(name: string): void {
-    return this.context.require('setName()').setName(name);
+    this.context.require('setName()').setName(name);
   }
 
   regenerate(destroy?: boolean, lifetime?: number): Promise<boolean> {
@@ -125,7 +125,7 @@ export class CurrentSessionProxy implements SessionInterface {
   }
 
   setTTL(seconds: number): void {
-    return this.context.require('setTTL()').setTTL(seconds);
+    this.context.require('setTTL()').setTTL(seconds);
   }
 
   isNew(): boolean {
@@ -141,7 +141,7 @@ export class CurrentSessionProxy implements SessionInterface {
   }
 
   bindToUser(userId: string): void {
-    return this.context.require('bindToUser()').bindToUser(userId);
+    this.context.require('bindToUser()').bindToUser(userId);
   }
 
   isPermanent(): boolean {
@@ -149,11 +149,11 @@ export class CurrentSessionProxy implements SessionInterface {
   }
 
   setPermanent(permanent: boolean): void {
-    return this.context.require('setPermanent()').setPermanent(permanent);
+    this.context.require('setPermanent()').setPermanent(permanent);
   }
 
   registerBag(bag: SessionBagInterface): void {
-    return this.context.require('registerBag()').registerBag(bag);
+    this.context.require('registerBag()').registerBag(bag);
   }
 
   getBag<T = SessionBagInterface>(name: string): Promise<T> {

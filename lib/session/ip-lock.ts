@@ -16,7 +16,8 @@ const DEFAULT_IPV6_PREFIX = 4;
  */
 export function resolveIpLockOptions(options: SessionIpLockOptions | false | undefined): ResolvedIpLockOptions | undefined {
   if (options === undefined || options === false) return undefined;
-  if (typeof options !== 'object' || options === null) {
+  const given: unknown = options; // options may come from untyped configuration
+  if (typeof given !== 'object' || given === null) {
     throw InvalidOptionException.create('ipLock', `must be an object { ipv4Prefix?, ipv6Prefix? } or false (got ${JSON.stringify(options)})`);
   }
   const resolved = {
@@ -48,7 +49,7 @@ export function ipLockValue(ip: string | undefined, lock: ResolvedIpLockOptions)
   if (family !== 6) return undefined;
   const groups = ipv6Groups(address);
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    const [high, low] = [groups[6]!, groups[7]!];
+    const [high, low] = [groups[6], groups[7]];
     return ipv4Value([high >> 8, high & 0xff, low >> 8, low & 0xff], lock.ipv4Prefix);
   }
   if (lock.ipv6Prefix === 0) return undefined;

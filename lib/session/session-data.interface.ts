@@ -8,7 +8,6 @@
  * ```
  * Keys you declare are typed; any other valid key is `unknown`.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface SessionData {
   [key: string]: unknown;
 }

@@ -20,7 +20,7 @@ const STORAGE_OWNER_PREFIX = 'storage-';
 /** Storage-entry suffix of the write guard; `~` cannot occur in a user key. */
 const GUARD_SUFFIX = '.~guard';
 
-/** What one commit writes; built by the Session from its dirty state. */
+/** What one commit writes; built by the `CommitPlanner` from a snapshot of the session's changes. */
 export interface CommitPlan {
   /** Id the metadata is written under (a new id after renewal). */
   readonly sessionId: string;

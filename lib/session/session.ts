@@ -1,39 +1,27 @@
 import { assertIdentifier } from '../cache/identifier.js';
-import { DataNotSerializableException } from '../errors/data-not-serializable.exception.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { LockException } from '../errors/lock.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { SessionNotStartedException } from '../errors/session-not-started.exception.js';
-import type { LockOptions, SessionLock } from '../locking/session-locker.interface.js';
+import type { LockOptions } from '../locking/session-locker.interface.js';
+import { MetadataBag } from '../bags/metadata.bag.js';
+import type { SessionBagInterface } from '../bags/session-bag.interface.js';
 import type { SessionData, SessionLockState } from './session-data.interface.js';
 import type { SessionInterface } from './session.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
-import type { CommitPlan, SessionStore } from './session.store.js';
+import type { SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
 import { ipLockAllows, ipLockValue } from './ip-lock.js';
-import { SessionAttributes } from '../bags/session-attributes.js';
-import { MetadataBag } from '../bags/metadata.bag.js';
-import { assertStorageKey } from '../bags/session-bag.registry.js';
-import type { SessionBagInterface } from '../bags/session-bag.interface.js';
-
-/** Storage-key prefix of bag entries; `~` cannot occur in a user key. */
-const BAG_PREFIX = '~bag:';
-
-interface BagSlot {
-  readonly bag: SessionBagInterface;
-  initialized: boolean;
-  /** Serialized data as loaded (or last written); undefined = no entry. */
-  storedRaw: string | undefined;
-}
+import { checkUserId } from './session-user-id.js';
+import { isCookieName } from './cookie-name.js';
+import { SessionChangeSet, type SessionChanges } from './session-change-set.js';
+import { SessionBagSet } from './session-bag-set.js';
+import { SessionLockControl } from './session-lock-control.js';
+import { CommitPlanner, type CommitDecision } from './commit-planner.js';
+import type { SessionCookieFacts } from './session-cookie-facts.js';
+import { SessionValueCodec } from './session-value.codec.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-/** What the HTTP layer must do with the cookie after a commit. */
-export type CookieAction =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'set'; readonly id: string; readonly maxAge?: number }
-  | { readonly kind: 'clear' };
 
 /** Where a session comes from. */
 export interface SessionOrigin {
@@ -47,9 +35,20 @@ export interface SessionOrigin {
   readonly clientIp?: string;
 }
 
+/** What happened to the client's id in this request; reported as `SessionCookieFacts`. */
+interface ClientIdHistory {
+  idIssued: boolean;
+  destroyed: boolean;
+  metadataWritten: boolean;
+}
+
 /**
- * A session: state machine, dirty tracking, tags, locking. One instance per request (or per
- * remote session); never shared between requests. All persistence goes through the store.
+ * A session: the facade over its parts. It keeps the lifecycle (start, resume, renew,
+ * destroy), the metadata and the lazily loaded data as this request sees them; what changed
+ * lives in a `SessionChangeSet`, the bags in a `SessionBagSet`, the Aerys lock states in a
+ * `SessionLockControl`, and what a commit writes is decided by the `CommitPlanner`. One
+ * instance per request (or per remote session); never shared between requests. All
+ * persistence goes through the store; the cookie is the HTTP layer's business.
  */
 export class Session implements SessionInterface {
   private started = false;
@@ -61,30 +60,24 @@ export class Session implements SessionInterface {
   private data: Map<string, string> | undefined;
   /** Keys read one at a time before `data` was loaded (undefined value = not stored). */
   private singles: Map<string, string | undefined> | undefined;
-  /** Pending changes: serialized value, or null for removal. */
-  private readonly changes = new Map<string, string | null>();
-  private readonly addedTags = new Set<string>();
-  private readonly removedTags = new Set<string>();
-  /** Metadata fields changed locally (besides tags), merged onto fresh metadata at commit. */
-  private readonly changedFields = new Set<'userId' | 'permanent' | 'lifetime' | 'ipLock' | 'createdAt'>();
-  private touchRequested = false;
-  private readonly retiredIds: string[] = [];
-  /** Old storage id to flush after `regenerate(true)`. */
-  private retiredStorageId: string | undefined;
-  private cookie: CookieAction = { kind: 'none' };
   private cookieName: string;
   private resumeAttempt: Promise<number | undefined> | undefined;
-  private lockState: SessionLockState = 'unlocked';
-  private heldLock: SessionLock | undefined;
-  private pendingLock: Promise<SessionLock> | undefined;
-  private readonly bags = new Map<string, BagSlot>();
-  private attributes: SessionAttributes | undefined;
+  /** What changed since the last commit. */
+  private readonly changes = new SessionChangeSet();
+  private readonly locks = new SessionLockControl();
+  private readonly bags: SessionBagSet;
+  private readonly planner: CommitPlanner;
+  private readonly codec: SessionValueCodec;
+  private readonly client: ClientIdHistory = { idIssued: false, destroyed: false, metadataWritten: false };
 
   constructor(
     private readonly store: SessionStore,
     private readonly origin: SessionOrigin,
   ) {
     this.cookieName = origin.cookieName;
+    this.codec = new SessionValueCodec(store.storageCache);
+    this.bags = new SessionBagSet(store.bags, this.codec, store.storageCache);
+    this.planner = new CommitPlanner(store.options.updateGracePeriod);
   }
 
   /** Builds a started session from stored metadata (used by resume and by SessionManager). */
@@ -105,7 +98,7 @@ export class Session implements SessionInterface {
   }
 
   start(): void {
-    this.assertNotPending('start the session');
+    this.locks.assertNotPending('start the session');
     if (this.started) return;
     const now = Date.now();
     this.id = this.store.options.idGenerator.generate();
@@ -127,7 +120,7 @@ export class Session implements SessionInterface {
   }
 
   resume(): Promise<number | undefined> {
-    this.assertNotPending('resume the session');
+    this.locks.assertNotPending('resume the session');
     if (this.started) return Promise.resolve(this.metadata?.lastActivity);
     this.resumeAttempt ??= this.doResume();
     return this.resumeAttempt;
@@ -162,8 +155,8 @@ export class Session implements SessionInterface {
   renewId(): string {
     this.requireLocal('renewId()');
     this.requireStarted('renew the session id');
-    this.assertNotPending('renew the session id');
-    if (this.storedId !== undefined && !this.retiredIds.includes(this.storedId)) this.retiredIds.push(this.storedId);
+    this.locks.assertNotPending('renew the session id');
+    if (this.storedId !== undefined) this.changes.retireId(this.storedId);
     this.id = this.store.options.idGenerator.generate();
     return this.id;
   }
@@ -171,14 +164,14 @@ export class Session implements SessionInterface {
   async regenerate(destroy = false, lifetime?: number): Promise<boolean> {
     this.requireLocal('regenerate()');
     if (!this.started) this.start();
-    this.assertNotPending('regenerate the session');
+    this.locks.assertNotPending('regenerate the session');
     if (lifetime !== undefined) this.setTTL(lifetime);
     if (destroy && this.storedId !== undefined) {
       // Move every value to a new storage id so nothing of the old one stays addressable.
       const data = await this.loadedData();
-      for (const [key, value] of data) if (!this.changes.has(key)) this.changes.set(key, value);
+      for (const [key, value] of data) if (this.changes.valueOf(key) === undefined) this.changes.put(key, value);
       const meta = this.meta();
-      this.retiredStorageId = meta.storageId;
+      this.changes.retireStorage(meta.storageId);
       meta.storageId = this.store.newStorageId();
       this.data = new Map();
       // Committed like a new session: metadata in full, then the new storage with a creating guard.
@@ -197,31 +190,32 @@ export class Session implements SessionInterface {
 
   async destroy(reason?: string): Promise<void> {
     this.requireStarted('destroy the session');
-    this.assertNotPending('destroy the session');
+    this.locks.assertNotPending('destroy the session');
     const meta = this.meta();
     const sessionId = this.storedId ?? this.id!;
-    const ids = [...this.retiredIds];
+    const ids = [...this.changes.retiredIds];
     if (this.storedId !== undefined) ids.push(this.storedId);
     if (ids.length > 0) {
-      const lock = this.heldLock ?? (await this.store.lock(meta.storageId));
+      const lock = this.locks.held ?? (await this.store.lock(meta.storageId));
       try {
         await this.store.destroy(ids, meta.storageId);
       } finally {
-        this.heldLock = undefined;
-        this.lockState = 'unlocked';
+        this.locks.detach();
         await lock.release();
       }
       this.store.events.emit({ type: 'destroyed', sessionId, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
     this.reset();
-    this.cookie = { kind: 'clear' };
+    this.client.destroyed = true;
+    this.client.idIssued = false;
+    this.client.metadataWritten = false;
   }
 
   // ---- data ------------------------------------------------------------------------------
 
   async getData<K extends keyof SessionData & string>(key: K): Promise<SessionData[K] | undefined> {
     const raw = await this.rawValue(key, 'read session data');
-    return raw === undefined ? undefined : this.store.storageCache.decode<SessionData[K]>(raw);
+    return raw === undefined ? undefined : this.codec.decode<SessionData[K]>(raw);
   }
 
   async hasKey(key: string): Promise<boolean> {
@@ -230,32 +224,32 @@ export class Session implements SessionInterface {
 
   async putData<K extends keyof SessionData & string>(key: K, value: SessionData[K]): Promise<void> {
     this.requireStarted('store session data');
-    this.assertNotPending('store session data');
+    this.locks.assertNotPending('store session data');
     assertIdentifier(key, 'session key');
-    this.changes.set(key, this.encodeValue(key, value));
+    this.changes.put(key, this.codec.encode(key, value));
     await this.writeThrough();
   }
 
   async removeData(key: string): Promise<void> {
     this.requireStarted('remove session data');
-    this.assertNotPending('remove session data');
+    this.locks.assertNotPending('remove session data');
     assertIdentifier(key, 'session key');
-    this.changes.set(key, null);
+    this.changes.put(key, null);
     await this.writeThrough();
   }
 
   async getAllData(): Promise<Partial<SessionData>> {
     this.requireStarted('read session data');
-    this.assertNotPending('read session data');
+    this.locks.assertNotPending('read session data');
     const result: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-    for (const [key, raw] of await this.currentRaw()) result[key] = this.store.storageCache.decode(raw);
+    for (const [key, raw] of await this.currentRaw()) result[key] = this.codec.decode(raw);
     return result;
   }
 
   async clear(): Promise<void> {
     this.requireStarted('clear the session');
-    this.assertNotPending('clear the session');
-    for (const key of (await this.currentRaw()).keys()) this.changes.set(key, null);
+    this.locks.assertNotPending('clear the session');
+    for (const key of (await this.currentRaw()).keys()) this.changes.put(key, null);
     await this.writeThrough();
   }
 
@@ -265,7 +259,7 @@ export class Session implements SessionInterface {
    */
   private async currentRaw(): Promise<Map<string, string>> {
     const merged = new Map(await this.loadedData());
-    for (const [key, value] of this.changes) {
+    for (const [key, value] of this.changes.data) {
       if (value === null) merged.delete(key);
       else merged.set(key, value);
     }
@@ -275,9 +269,9 @@ export class Session implements SessionInterface {
 
   private async rawValue(key: string, operation: string): Promise<string | undefined> {
     this.requireStarted(operation);
-    this.assertNotPending(operation);
+    this.locks.assertNotPending(operation);
     assertIdentifier(key, 'session key');
-    const change = this.changes.get(key);
+    const change = this.changes.valueOf(key);
     if (change !== undefined) return change ?? undefined;
     if (this.data !== undefined) return this.data.get(key);
     if (this.storedId === undefined) return undefined;
@@ -307,20 +301,18 @@ export class Session implements SessionInterface {
   async addTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
     const meta = this.meta('tag the session');
-    this.assertNotPending('tag the session');
+    this.locks.assertNotPending('tag the session');
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.removedTags.delete(tag);
-    this.addedTags.add(tag);
+    this.changes.addTag(tag);
     await this.writeThrough();
   }
 
   async removeTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
     const meta = this.meta('untag the session');
-    this.assertNotPending('untag the session');
+    this.locks.assertNotPending('untag the session');
     meta.tags = meta.tags.filter((t) => t !== tag);
-    this.addedTags.delete(tag);
-    this.removedTags.add(tag);
+    this.changes.removeTag(tag);
     await this.writeThrough();
   }
 
@@ -330,8 +322,8 @@ export class Session implements SessionInterface {
 
   async touch(): Promise<void> {
     this.meta('touch the session');
-    this.assertNotPending('touch the session');
-    this.touchRequested = true;
+    this.locks.assertNotPending('touch the session');
+    this.changes.requestTouch();
     await this.writeThrough();
   }
 
@@ -341,7 +333,7 @@ export class Session implements SessionInterface {
 
   setName(name: string): void {
     if (this.started) throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
-    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
+    if (!isCookieName(name)) throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
     this.cookieName = name;
   }
 
@@ -349,7 +341,7 @@ export class Session implements SessionInterface {
     if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentException(`Invalid session lifetime ${seconds}: use a number of seconds > 0.`);
     const meta = this.meta('set the session lifetime');
     meta.lifetime = seconds;
-    this.changedFields.add('lifetime');
+    this.changes.setField('lifetime', seconds);
   }
 
   isNew(): boolean {
@@ -365,29 +357,25 @@ export class Session implements SessionInterface {
   }
 
   bindToUser(userId: string): void {
-    if (typeof userId !== 'string' || userId.length === 0 || userId.length > 1024) {
-      throw new InvalidArgumentException('A user id must be a non-empty string of at most 1024 characters.');
-    }
+    checkUserId(userId);
     this.requireLocal('bindToUser()');
     if (!this.started) this.start();
     const meta = this.meta();
     if (meta.userId !== undefined && meta.userId !== userId) {
       const old = userTag(meta.userId);
       meta.tags = meta.tags.filter((t) => t !== old);
-      this.addedTags.delete(old);
-      this.removedTags.add(old);
+      this.changes.removeTag(old);
     }
     meta.userId = userId;
-    this.changedFields.add('userId');
+    this.changes.setField('userId', userId);
     const ipLock = this.ipLockValue();
     if (ipLock !== undefined && meta.ipLock !== ipLock) {
       meta.ipLock = ipLock;
-      this.changedFields.add('ipLock');
+      this.changes.setField('ipLock', ipLock);
     }
     const tag = userTag(userId);
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.removedTags.delete(tag);
-    this.addedTags.add(tag);
+    this.changes.addTag(tag);
     this.renewId();
   }
 
@@ -398,7 +386,7 @@ export class Session implements SessionInterface {
   setPermanent(permanent: boolean): void {
     const meta = this.meta('make the session permanent');
     meta.permanent = permanent;
-    this.changedFields.add('permanent');
+    this.changes.setField('permanent', permanent);
   }
 
   // ---- bags (Symfony) --------------------------------------------------------------------
@@ -409,12 +397,7 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException for a bad storage key or a taken name.
    */
   registerBag(bag: SessionBagInterface): void {
-    assertStorageKey(bag);
-    const name = bag.getName();
-    if (name === 'attributes' || name === 'metadata' || this.bags.has(name) || this.store.bags.names().includes(name)) {
-      throw new InvalidArgumentException(`A session bag named "${name}" is already registered.`);
-    }
-    this.bags.set(name, { bag, initialized: false, storedRaw: undefined });
+    this.bags.register(bag);
   }
 
   /**
@@ -424,30 +407,14 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException naming the registered bags when `name` is unknown.
    */
   async getBag<T = SessionBagInterface>(name: string): Promise<T> {
-    this.assertNotPending('use a session bag');
+    this.locks.assertNotPending('use a session bag');
     if (!this.started) this.start();
     if (name === 'attributes') {
       await this.loadedData();
-      return (this.attributes ??= new SessionAttributes(this.attributeSource())) as T;
+      return this.bags.attributes(() => this.data ?? new Map<string, string>(), this.changes) as T;
     }
     if (name === 'metadata') return this.getMetadataBag() as T;
-    let slot = this.bags.get(name);
-    if (slot === undefined) {
-      const bag = this.store.bags.create(name);
-      if (bag === undefined) {
-        const known = ['attributes', 'metadata', ...this.store.bags.names(), ...this.bags.keys()];
-        throw new InvalidArgumentException(`There is no session bag named "${name}". Registered bags: ${known.join(', ')}.`);
-      }
-      slot = { bag, initialized: false, storedRaw: undefined };
-      this.bags.set(name, slot);
-    }
-    if (!slot.initialized) {
-      const raw = (await this.loadedData()).get(BAG_PREFIX + slot.bag.getStorageKey());
-      slot.bag.initialize(raw === undefined ? undefined : this.store.storageCache.decode(raw));
-      slot.storedRaw = raw;
-      slot.initialized = true;
-    }
-    return slot.bag as T;
+    return (await this.bags.get(name, () => this.loadedData())) as T;
   }
 
   /** Symfony's metadata bag: created, last used, lifetime; costs no storage entry. */
@@ -455,270 +422,168 @@ export class Session implements SessionInterface {
     this.meta('get the metadata bag');
     return new MetadataBag({
       metadata: () => this.meta(),
-      cookieLifetime: () => this.cookieMaxAge(this.meta()) ?? 0,
+      cookieLifetime: () => this.cookieLifetimeOf(this.meta()) ?? 0,
       updateThreshold: () => this.store.options.updateGracePeriod,
       stampNew: (lifetime) => {
-        this.meta().createdAt = Date.now();
-        this.changedFields.add('createdAt');
+        const createdAt = Date.now();
+        this.meta().createdAt = createdAt;
+        this.changes.setField('createdAt', createdAt);
         if (lifetime !== undefined) this.setTTL(lifetime);
       },
     });
   }
 
-  private attributeSource() {
-    const data = (): Map<string, string> => this.data ?? new Map();
-    const current = (key: string): string | undefined => {
-      const change = this.changes.get(key);
-      return change !== undefined ? (change ?? undefined) : data().get(key);
-    };
-    return {
-      keys: (): string[] => {
-        const keys = new Set([...data().keys()].filter((k) => !k.startsWith('~')));
-        for (const [key, value] of this.changes) {
-          if (key.startsWith('~')) continue;
-          if (value === null) keys.delete(key);
-          else keys.add(key);
-        }
-        return [...keys];
-      },
-      has: (key: string): boolean => current(key) !== undefined,
-      read: (key: string): unknown => {
-        const raw = current(key);
-        return raw === undefined ? undefined : this.store.storageCache.decode(raw);
-      },
-      write: (key: string, value: unknown): void => {
-        assertIdentifier(key, 'session key');
-        this.changes.set(key, this.encodeValue(key, value));
-      },
-      delete: (key: string): void => {
-        assertIdentifier(key, 'session key');
-        this.changes.set(key, null);
-      },
-    };
-  }
-
-  /** Bags whose storable data differs from what is stored become pending changes. */
-  private collectBagChanges(): SessionBagInterface[] {
-    const changed: SessionBagInterface[] = [];
-    for (const slot of this.bags.values()) {
-      if (!slot.initialized) continue;
-      const raw = this.bagRaw(slot.bag);
-      if (raw === (slot.storedRaw ?? null)) continue;
-      this.changes.set(BAG_PREFIX + slot.bag.getStorageKey(), raw);
-      changed.push(slot.bag);
-    }
-    return changed;
-  }
-
-  /** Under the lock: re-apply this request's bag changes onto data another request stored meanwhile. */
-  private async mergeBags(storageId: string, changed: SessionBagInterface[]): Promise<void> {
-    const mergeable = changed.filter((bag) => typeof bag.merge === 'function');
-    if (mergeable.length === 0 || this.storedId === undefined) return;
-    const fresh = await this.store.storageCache.getMany(mergeable.map((bag) => `${storageId}.${BAG_PREFIX}${bag.getStorageKey()}`));
-    mergeable.forEach((bag, i) => {
-      const slot = this.bags.get(bag.getName())!;
-      if (fresh[i] === slot.storedRaw) return;
-      bag.merge!(fresh[i] === undefined ? undefined : this.store.storageCache.decode(fresh[i]!));
-      this.changes.set(BAG_PREFIX + bag.getStorageKey(), this.bagRaw(bag));
-    });
-  }
-
-  private bagRaw(bag: SessionBagInterface): string | null {
-    const storable = bag.getStorableData();
-    return storable === undefined ? null : this.encodeValue(`${BAG_PREFIX}${bag.getStorageKey()}`, storable);
-  }
-
-  private encodeValue(key: string, value: unknown): string {
-    try {
-      return this.store.storageCache.encode(value);
-    } catch (error) {
-      throw DataNotSerializableException.create(key, (error as Error).message);
-    }
-  }
-
   // ---- locking (Aerys) -------------------------------------------------------------------
 
   getLockState(): SessionLockState {
-    return this.lockState;
+    return this.locks.getState();
   }
 
   /** `open()` with explicit lock options (used by `@SessionLock()`). */
   async open(options?: Partial<LockOptions>): Promise<void> {
-    this.assertNotPending('open the session');
-    if (this.lockState === 'locked') return;
+    this.locks.assertNotPending('open the session');
+    if (this.locks.getState() === 'locked') return;
     if (!this.started) {
       await this.resume();
       if (!this.started) this.start();
     }
     const meta = this.meta();
-    this.lockState = 'pending';
-    this.pendingLock = this.store.lock(meta.storageId, options);
-    let lock: SessionLock;
-    try {
-      lock = await this.pendingLock;
-    } catch (error) {
-      this.lockState = 'unlocked';
-      throw error;
-    } finally {
-      this.pendingLock = undefined;
-    }
-    this.heldLock = lock;
-    this.lockState = 'locked';
+    await this.locks.acquire(this.store.lock(meta.storageId, options));
     if (this.storedId === undefined) return;
     try {
       await this.reload();
     } catch (error) {
-      await this.releaseLock();
+      await this.locks.release();
       throw error;
     }
   }
 
   async read(): Promise<void> {
-    this.assertNotPending('read the session');
+    this.locks.assertNotPending('read the session');
     if (this.storedId === undefined) return;
     await this.reload();
   }
 
   async unlock(): Promise<void> {
-    if (this.lockState === 'pending' && this.pendingLock) {
-      try {
-        this.heldLock = await this.pendingLock;
-      } catch {
-        /* the open() call reports its own failure */
-      }
-    }
-    this.discardChanges();
-    await this.releaseLock();
+    await this.locks.settle();
+    this.changes.discard();
+    await this.locks.release();
     if (this.storedId !== undefined) await this.reload().catch(() => undefined);
   }
 
   async save(): Promise<void> {
-    this.assertNotPending('save the session');
+    this.locks.assertNotPending('save the session');
     try {
       await this.commit();
     } catch (error) {
       // Aerys: a failed save reloads the old contents; the caller gets the error.
-      this.discardChanges();
-      await this.releaseLock();
+      this.changes.discard();
+      await this.locks.release();
       if (this.storedId !== undefined) await this.reload().catch(() => undefined);
       throw error;
     }
-    await this.releaseLock();
+    await this.locks.release();
+  }
+
+  /** Releases a lock still held when the request ends (never left behind). */
+  async dispose(): Promise<void> {
+    await this.locks.release();
   }
 
   // ---- commit (used by the HTTP layer, save() and remote sessions) -----------------------
 
   /**
-   * The cookie a successful commit of the current state will need; for responses whose
-   * headers go out before the commit (streaming).
+   * What the client must learn about the session id, as facts: the HTTP layer turns them into
+   * Set-Cookie (also before the commit, for headers that go out first).
    */
-  predictCookieAction(): CookieAction {
-    if (this.cookie.kind === 'clear' || !this.started || this.metadata === undefined) return this.cookie;
-    const meta = this.metadata;
-    const create = this.storedId === undefined && (this.changes.size > 0 || meta.tags.length > 0 || meta.userId !== undefined);
-    if (create || this.retiredIds.length > 0) return { kind: 'set', id: this.id!, maxAge: this.cookieMaxAge(meta) };
-    return this.cookie;
-  }
-
-  /** The cookie the HTTP layer must send after the last commit. */
-  getCookieAction(): CookieAction {
-    return this.cookie;
+  getCookieFacts(): SessionCookieFacts {
+    const meta = this.started ? this.metadata : undefined;
+    return {
+      id: this.id,
+      idIssued: this.client.idIssued,
+      idIssuePending: meta !== undefined && this.planner.issuesId(this.changes, meta, this.storedId !== undefined, Date.now()),
+      destroyed: this.client.destroyed,
+      metadataWritten: this.client.metadataWritten,
+      permanent: this.metadata?.permanent === true,
+      cookieLifetime: this.metadata === undefined ? undefined : this.cookieLifetimeOf(this.metadata),
+    };
   }
 
   /**
-   * True when a commit would write nothing, no lock is held or pending and no cookie must be
-   * sent: the HTTP layer then finishes the response without waiting for anything (the common
-   * anonymous and read-only requests). Conservative: a bag used in the request makes it false.
+   * True when a commit would write nothing and no lock is held or pending: the HTTP layer
+   * then finishes the response without waiting for anything (the common anonymous and
+   * read-only requests) unless a cookie must be sent. Conservative: a bag used in the
+   * request makes it false.
    */
   isIdle(): boolean {
-    if (this.heldLock !== undefined || this.lockState !== 'unlocked' || this.cookie.kind !== 'none') return false;
+    if (!this.locks.isIdle()) return false;
     if (!this.started || this.metadata === undefined) return true;
-    if (this.changes.size > 0) return false;
-    for (const slot of this.bags.values()) if (slot.initialized) return false;
-    const meta = this.metadata;
-    if (this.storedId === undefined) return meta.tags.length === 0 && meta.userId === undefined;
-    return (
-      this.addedTags.size === 0 && this.removedTags.size === 0 && this.changedFields.size === 0 &&
-      this.retiredIds.length === 0 && this.retiredStorageId === undefined && !this.touchRequested &&
-      Date.now() - meta.lastActivity < this.store.options.updateGracePeriod * 1000
-    );
+    if (this.bags.isInUse()) return false;
+    return this.planner.decide(this.changes, this.metadata, this.storedId !== undefined, Date.now()) === undefined;
   }
 
   /**
    * Writes what changed, under the session lock (the held one, or a short critical section).
    * Does nothing (no I/O) when nothing changed and the grace period has not passed; a new
-   * anonymous session without data, tags or user is not stored at all.
+   * anonymous session without data, tags or user is not stored at all. It writes a snapshot
+   * of the changes and then acknowledges it: a change made while it is in flight is kept
+   * for the next commit.
    */
   async commit(): Promise<void> {
     if (!this.started || this.metadata === undefined) return;
-    const changedBags = this.collectBagChanges();
+    const changedBags = this.bags.collectChanges(this.changes);
     const meta = this.metadata;
     const now = Date.now();
-    const create = this.storedId === undefined;
-    if (create && this.changes.size === 0 && meta.tags.length === 0 && meta.userId === undefined) return;
-    const graceOver = now - meta.lastActivity >= this.store.options.updateGracePeriod * 1000;
-    const metadataChanged =
-      create || this.addedTags.size > 0 || this.removedTags.size > 0 || this.changedFields.size > 0 ||
-      this.retiredIds.length > 0 || this.retiredStorageId !== undefined;
-    const writeMetadata = metadataChanged || this.touchRequested || graceOver;
-    if (this.changes.size === 0 && !writeMetadata) return;
+    const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
+    if (decision === undefined) return;
+    let snapshot = this.changes.snapshot();
+    const sessionId = this.id!;
+    const storageId = meta.storageId;
 
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
-    const lock = this.heldLock ?? (create ? undefined : await this.store.lock(meta.storageId));
+    const lock = this.locks.held ?? (decision.create ? undefined : await this.store.lock(storageId));
     try {
-      let metadata: SessionMetadata | undefined;
-      if (create || this.retiredStorageId !== undefined) {
-        metadata = { ...meta, lastActivity: now };
-      } else if (writeMetadata) {
-        const fresh = await this.store.loadMetadata(this.storedId!);
-        if (fresh === undefined) {
-          if (metadataChanged) throw SessionDestroyedException.create('save the session');
-          // Only a touch is lost; data writes below are still guarded by the storage guard.
-        } else {
-          metadata = this.merge(fresh, now);
-        }
+      const metadata = await this.metadataToWrite(decision, meta, snapshot, now);
+      if (changedBags.length > 0 && this.storedId !== undefined) {
+        snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
       }
-      if (changedBags.length > 0) await this.mergeBags(meta.storageId, changedBags);
-      const plan: CommitPlan = {
-        sessionId: this.id!,
-        metadata,
-        create: create || this.retiredStorageId !== undefined,
-        changes: this.changes,
-        retiredIds: this.retiredIds,
-      };
-      await this.store.write(meta.storageId, plan, lock?.fence ?? 0);
-      if (this.retiredStorageId !== undefined) {
-        await this.store.destroy([], this.retiredStorageId);
+      const plan = this.planner.plan(sessionId, decision, snapshot, metadata);
+      await this.store.write(storageId, plan, lock?.fence ?? 0);
+      if (snapshot.retiredStorageId !== undefined) {
+        await this.store.destroy([], snapshot.retiredStorageId);
       }
-      this.afterCommit(metadata, create);
+      this.afterCommit(decision, sessionId, metadata, snapshot);
     } finally {
       // A short commit lock is released without waiting for the reply: the response need not
       // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
-      if (lock !== undefined && lock !== this.heldLock) void lock.release().catch(() => false);
+      if (lock !== undefined && lock !== this.locks.held) void lock.release().catch(() => false);
     }
   }
 
-  private merge(fresh: SessionMetadata, now: number): SessionMetadata {
-    const meta = this.meta();
-    const tags = new Set(fresh.tags);
-    for (const tag of this.removedTags) tags.delete(tag);
-    for (const tag of this.addedTags) tags.add(tag);
-    const merged: Mutable<SessionMetadata> = { ...fresh, tags: [...tags], lastActivity: now };
-    for (const field of this.changedFields) {
-      if (meta[field] === undefined) delete merged[field];
-      else (merged as Record<string, unknown>)[field] = meta[field];
-    }
-    return merged;
+  /** The metadata a commit writes: the local copy in full, fresh metadata with this request's changes on top, or none. */
+  private async metadataToWrite(
+    decision: CommitDecision,
+    local: SessionMetadata,
+    changes: SessionChanges,
+    now: number,
+  ): Promise<SessionMetadata | undefined> {
+    if (decision.replace) return { ...local, lastActivity: now };
+    if (!decision.writeMetadata) return undefined;
+    const fresh = await this.store.loadMetadata(this.storedId!);
+    if (fresh !== undefined) return this.planner.merge(fresh, changes, now);
+    if (decision.metadataChanged) throw SessionDestroyedException.create('save the session');
+    // Only a touch is lost; data writes are still guarded by the storage guard.
+    return undefined;
   }
 
-  private afterCommit(written: SessionMetadata | undefined, created: boolean): void {
-    const renewed = this.retiredIds.length > 0;
-    const previousIds = [...new Set(this.retiredIds)];
-    const boundUser = this.changedFields.has('userId') ? this.metadata?.userId : undefined;
+  /** The state after `written` was stored under `sessionId` (with `metadata`, if written). */
+  private afterCommit(decision: CommitDecision, sessionId: string, metadata: SessionMetadata | undefined, written: SessionChanges): void {
+    const previousIds = [...new Set(written.retiredIds)];
+    const bound = written.fields.get('userId');
     const data = this.data;
     const singles = this.singles;
-    for (const [key, value] of this.changes) {
+    for (const [key, value] of written.data) {
       if (data !== undefined) {
         if (value === null) data.delete(key);
         else data.set(key, value);
@@ -726,35 +591,37 @@ export class Session implements SessionInterface {
         singles.set(key, value ?? undefined);
       }
     }
-    if (written !== undefined) this.metadata = { ...written, tags: [...written.tags] };
-    for (const slot of this.bags.values()) {
-      const change = this.changes.get(BAG_PREFIX + slot.bag.getStorageKey());
-      if (change !== undefined) slot.storedRaw = change ?? undefined;
+    this.bags.acknowledge(written);
+    this.changes.acknowledge(written);
+    this.storedId = sessionId;
+    // Renewed while the commit was in flight: the id just written dies with the next commit.
+    if (this.id !== undefined && this.id !== sessionId) this.changes.retireId(sessionId);
+    if (metadata !== undefined && this.metadata !== undefined) {
+      // Changes made while the commit was in flight stay on top of what was written.
+      this.metadata = { ...this.planner.merge(metadata, this.changes, metadata.lastActivity), storageId: this.metadata.storageId };
     }
-    this.storedId = this.id;
-    this.changes.clear();
-    this.addedTags.clear();
-    this.removedTags.clear();
-    this.changedFields.clear();
-    this.retiredIds.length = 0;
-    this.retiredStorageId = undefined;
-    this.touchRequested = false;
-    const meta = this.meta();
-    // The cookie goes out when the id is new to the client, and on every metadata write of a
-    // permanent session so its Max-Age slides with activity.
-    if (created || renewed || (written !== undefined && meta.permanent)) {
-      this.cookie = { kind: 'set', id: this.id!, maxAge: this.cookieMaxAge(meta) };
-    }
-    this.emitCommitEvents(created, previousIds, boundUser);
+    if (decision.create) this.client.destroyed = false;
+    if (decision.create || previousIds.length > 0) this.client.idIssued = true;
+    if (metadata !== undefined) this.client.metadataWritten = true;
+    this.emitCommitEvents(sessionId, decision.create ? metadata : undefined, previousIds, typeof bound === 'string' ? bound : undefined);
   }
 
-  private emitCommitEvents(created: boolean, previousIds: readonly string[], boundUser: string | undefined): void {
+  private emitCommitEvents(sessionId: string, created: SessionMetadata | undefined, previousIds: readonly string[], boundUser: string | undefined): void {
     const events = this.store.events;
-    const sessionId = this.id!;
     const timestamp = Date.now();
-    if (created) events.emit({ type: 'started', sessionId, userId: this.metadata?.userId, timestamp });
+    if (created !== undefined) events.emit({ type: 'started', sessionId, userId: created.userId, timestamp });
     if (previousIds.length > 0) events.emit({ type: 'renewed', sessionId, previousIds, timestamp });
     if (boundUser !== undefined) events.emit({ type: 'userBound', sessionId, userId: boundUser, timestamp });
+  }
+
+  /**
+   * Seconds the session's cookie lives: a permanent session's as long as its inactivity
+   * timeout, otherwise the configured `cookie.lifetime`; undefined = a browser-session cookie.
+   */
+  private cookieLifetimeOf(meta: SessionMetadata): number | undefined {
+    if (meta.permanent) return this.store.timeoutOf(meta);
+    const lifetime = this.store.options.cookie.lifetime;
+    return lifetime > 0 ? lifetime : undefined;
   }
 
   /** IP-lock value of this request's client; undefined when the lock is off or for remote sessions. */
@@ -768,12 +635,6 @@ export class Session implements SessionInterface {
     return this.isRemote() || ipLockAllows(metadata.ipLock, this.origin.clientIp, this.store.options.ipLock);
   }
 
-  private cookieMaxAge(meta: SessionMetadata): number | undefined {
-    if (meta.permanent) return this.store.timeoutOf(meta);
-    const lifetime = this.store.options.cookie.lifetime;
-    return lifetime > 0 ? lifetime : undefined;
-  }
-
   // ---- helpers ---------------------------------------------------------------------------
 
   private async writeThrough(): Promise<void> {
@@ -782,7 +643,7 @@ export class Session implements SessionInterface {
 
   private async reload(): Promise<void> {
     // Bags are re-initialized from the fresh data on their next getBag().
-    for (const slot of this.bags.values()) slot.initialized = false;
+    this.bags.invalidate();
     const fresh = await this.store.loadMetadata(this.storedId!);
     if (fresh === undefined) {
       this.reset();
@@ -790,41 +651,19 @@ export class Session implements SessionInterface {
     }
     const meta = this.meta();
     // Local tag and field changes stay on top of the fresh state.
-    this.metadata = { ...this.merge(fresh, fresh.lastActivity), storageId: meta.storageId };
+    this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
     this.singles = undefined;
     this.data = await this.store.loadData(meta.storageId);
   }
 
-  private async releaseLock(): Promise<void> {
-    const lock = this.heldLock;
-    this.heldLock = undefined;
-    this.lockState = 'unlocked';
-    if (lock) await lock.release().catch(() => false);
-  }
-
-  /** Releases a lock still held when the request ends (never left behind). */
-  async dispose(): Promise<void> {
-    await this.releaseLock();
-  }
-
-  private discardChanges(): void {
-    this.changes.clear();
-    this.addedTags.clear();
-    this.removedTags.clear();
-    this.changedFields.clear();
-    this.touchRequested = false;
-  }
-
   private reset(): void {
-    this.discardChanges();
+    this.changes.reset();
     this.started = false;
     this.id = undefined;
     this.storedId = undefined;
     this.metadata = undefined;
     this.data = undefined;
     this.singles = undefined;
-    this.retiredIds.length = 0;
-    this.retiredStorageId = undefined;
   }
 
   private meta(operation?: string): Mutable<SessionMetadata> {
@@ -843,12 +682,4 @@ export class Session implements SessionInterface {
       throw OperationNotSupportedException.create(operation, 'a remote session belongs to another client; destroy it instead, its owner gets a new id on the next login');
     }
   }
-
-  private assertNotPending(operation: string): void {
-    if (this.lockState === 'pending') {
-      throw new LockException(`Cannot ${operation} while the session lock is pending: await open() first (only unlock() is allowed meanwhile).`);
-    }
-  }
 }
-
-

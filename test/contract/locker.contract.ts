@@ -11,7 +11,8 @@ export interface LockerUnderTest {
 }
 
 /**
- * Behaviour every `SessionLocker` must show (DESIGN.md section 4). Runs in real time, because
+ * Behaviour every `SessionLocker` must show: mutual exclusion, a typed error instead of a hang,
+ * release and extend by the token's holder only, fences that never go backwards. Runs in real time, because
  * a Redis-backed locker cannot be driven by fake timers: waits are kept to tens or a few
  * hundred ms, and time bounds carry a margin for a busy CI machine.
  */
@@ -128,7 +129,7 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       const key = freshKey();
       const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
       const started = Date.now();
-      const error = await locker.acquire(key, { waitTimeout: 120, ttl: 1000 }).catch((e) => e);
+      const error = await locker.acquire(key, { waitTimeout: 120, ttl: 1000 }).catch((e: unknown) => e);
       const waited = Date.now() - started;
       expect(error).toBeInstanceOf(LockTimeoutException);
       expect((error as Error).message).toContain('120 ms');
@@ -156,7 +157,7 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
     it('a waiter that timed out in the middle of the queue does not hold up the next', async () => {
       const key = freshKey();
       const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
-      const quitter = locker.acquire(key, { waitTimeout: 60, ttl: 1000 }).catch((e) => e);
+      const quitter = locker.acquire(key, { waitTimeout: 60, ttl: 1000 }).catch((e: unknown) => e);
       await sleep(20);
       const patient = locker.acquire(key, { waitTimeout: 3000, ttl: 1000 });
       expect(await quitter).toBeInstanceOf(LockTimeoutException);
@@ -244,7 +245,7 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       const last = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
       fences.push(last.fence);
       await last.release();
-      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]);
     });
 
     it('locks on different keys do not block each other', async () => {
@@ -258,7 +259,7 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       if (locker.close === undefined) return;
       const key = freshKey();
       await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
-      const pending = locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e) => e);
+      const pending = locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e: unknown) => e);
       await sleep(30);
       const started = Date.now();
       await locker.close();

@@ -110,7 +110,7 @@ export function sessionManagerContract(
     ): Promise<string> {
       const session = request(store, undefined, setup.ip);
       session.start();
-      for (const [key, value] of Object.entries(setup.data ?? { visited: true })) await session.putData(key as never, value as never);
+      for (const [key, value] of Object.entries(setup.data ?? { visited: true })) await session.putData(key as never, value);
       for (const tag of setup.tags ?? []) await session.addTag(tag);
       if (setup.user !== undefined) session.bindToUser(setup.user);
       if (setup.ttl !== undefined) session.setTTL(setup.ttl);
@@ -254,7 +254,7 @@ export function sessionManagerContract(
         const [info, ...rest] = await collect(manager.listSessions({ tag: 'x' }));
         expect(rest).toEqual([]);
         expect(info).toMatchObject({ id, tags: expect.arrayContaining(['x']), userId: 'alice', permanent: false });
-        expect(info!.expiresAt).toBe(info!.lastActivity + TIMEOUT * 1000);
+        expect(info.expiresAt).toBe(info.lastActivity + TIMEOUT * 1000);
         expect(JSON.stringify(info)).not.toContain(await storageIdOf(id));
       });
     });
@@ -354,7 +354,7 @@ export function sessionManagerContract(
         ];
         const expiredStorage = await Promise.all(expired.map(storageIdOf));
         await elapse(TIMEOUT / 2 + (realTime ? 0.3 : 1));
-        expect(await resumes(store, expired[3]!)).toBe(false);
+        expect(await resumes(store, expired[3])).toBe(false);
         // These are used again now, so they outlive the first three.
         const live = [
           await createSession(store, { tags: ['doomed'], data: { keep: 'me' } }),

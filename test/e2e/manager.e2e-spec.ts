@@ -127,13 +127,13 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
     const browsers = [new Browser(app), new Browser(app), new Browser(app)];
     for (const browser of browsers) await browser.put('/session/data/k', { value: 1 });
     jest.setSystemTime(Date.now() + 300_000);
-    await browsers[2]!.put('/session/data/k', { value: 2 }); // stays alive
+    await browsers[2].put('/session/data/k', { value: 2 }); // stays alive
     jest.setSystemTime(Date.now() + 301_000);
     const res = await request(app.getHttpServer()).post('/admin/gc').set('x-admin-token', TOKEN);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ removed: 2 });
-    expect((await browsers[0]!.get('/session')).body.started).toBe(false);
-    expect((await browsers[2]!.get('/session')).body).toMatchObject({ started: true, data: { k: 2 } });
+    expect((await browsers[0].get('/session')).body.started).toBe(false);
+    expect((await browsers[2].get('/session')).body).toMatchObject({ started: true, data: { k: 2 } });
     expect((await request(app.getHttpServer()).post('/admin/gc').set('x-admin-token', TOKEN)).body).toEqual({ removed: 0 });
   });
 
@@ -180,7 +180,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
     const app = await start({ session: { ipLock: { ipv4Prefix: 3 }, garbageCollection: NO_GC } }, true);
     const from = (ip: string) => ({ 'x-forwarded-for': ip });
     const put = await request(app.getHttpServer()).put('/session/data/k').set(from('203.0.113.7')).send({ value: 'mine' });
-    const cookie = /sid=([^;]+)/.exec(String(put.headers['set-cookie']))![1]!;
+    const cookie = /sid=([^;]+)/.exec(String(put.headers['set-cookie']))![1];
     const read = (ip: string) => request(app.getHttpServer()).get('/session').set(from(ip)).set('Cookie', `sid=${cookie}`);
     expect((await read('203.0.113.99')).body).toMatchObject({ started: true, data: { k: 'mine' } });
     expect((await read('198.51.100.7')).body).toEqual({ started: false, data: {}, tags: [], user: null });

@@ -172,7 +172,7 @@ describe('two app instances on one Redis', () => {
       expect(await metadataKeysLeft()).toBe(0);
       expect(await redis.exists(data)).toBe(0);
       expect((await gc(b)).body).toEqual({ removed: 0 });
-      const session = await jsonRequest(a.url, 'GET', '/session', undefined, { cookie: `sid=${expiredIds[0]!}` });
+      const session = await jsonRequest(a.url, 'GET', '/session', undefined, { cookie: `sid=${expiredIds[0]}` });
       expect(session.body.started).toBe(false);
     });
   });

@@ -46,7 +46,7 @@ async function clusterKeys(pattern: string): Promise<string[]> {
 /** The `host:port` of the master serving `key`. */
 async function nodeOf(key: string): Promise<string> {
   const slot = Number(await cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]));
-  const master = cluster.slots[slot]!.master;
+  const master = cluster.slots[slot].master;
   return `${master.host}:${master.port}`;
 }
 
@@ -297,7 +297,7 @@ describe('RedisLocker on a cluster', () => {
 describe('createRedisSessionStores with cluster options', () => {
   it('connects its own cluster client, serves the stores and closes it', async () => {
     const prefix = uniquePrefix('owned');
-    const stores = await createRedisSessionStores({ cluster: { rootNodes: [server.rootNodes[0]!] }, prefix });
+    const stores = await createRedisSessionStores({ cluster: { rootNodes: [server.rootNodes[0]] }, prefix });
     expect(stores.client.masters).toHaveLength(3);
     await stores.metadataBackend.set('own1', 'M', ['session'], 60);
     expect(await stores.metadataBackend.findIdentifiersByTag('session')).toEqual(['own1']);

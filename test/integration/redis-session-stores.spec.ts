@@ -121,7 +121,7 @@ describe('createRedisSessionStores', () => {
       expect(Date.now() - started).toBeLessThan(500); // no offline queue: nothing waits for Redis
       await own.launch();
       const deadline = Date.now() + 5000;
-      let value: string | undefined | 'down' = 'down';
+      let value: string | undefined = 'down';
       while (value === 'down' && Date.now() < deadline) {
         value = await stores.metadataBackend.get('k').catch(() => 'down' as const);
         if (value === 'down') await sleep(50);

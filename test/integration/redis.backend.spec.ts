@@ -255,7 +255,7 @@ describe('RedisBackend', () => {
         { sets: [{ id: 'rt.k1', data: 'one', tags: ['rt'] }] },
         { id: 'rt.fence', fence: 1, create: true, tags: ['rt'] },
       );
-      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual(['SCRIPT LOAD', `EVALSHA ${recorded.commands[1]![1]}`]);
+      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual(['SCRIPT LOAD', `EVALSHA ${recorded.commands[1][1]}`]);
 
       recorded.commands.length = 0;
       await counted.get('rt.fence');

@@ -41,7 +41,7 @@ describe('RedisLocker', () => {
   };
   /** Redis time in ms, the clock of the waiters' tickets. */
   const redisNow = async (): Promise<number> => {
-    const [seconds, micros] = (await client.sendCommand(['TIME'])) as [string, string];
+    const [seconds, micros] = await client.sendCommand<[string, string]>(['TIME']);
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   };
   /** A view of `client` that counts the Lua scripts run through it (EVALSHA and EVAL). */
@@ -85,7 +85,7 @@ describe('RedisLocker', () => {
     const locker = new RedisLocker({ client, prefix });
     const key = freshKey();
     const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
-    const quitter = locker.acquire(key, { waitTimeout: 40, ttl: 1000 }).catch((e) => e);
+    const quitter = locker.acquire(key, { waitTimeout: 40, ttl: 1000 }).catch((e: unknown) => e);
     const waiter = locker.acquire(key, { waitTimeout: 2000, ttl: 1000 });
     expect(await quitter).toBeInstanceOf(LockTimeoutException);
     await holder.release();
@@ -180,7 +180,7 @@ describe('RedisLocker', () => {
     let inside = 0;
     let acquisitions = 0;
     const workers = Array.from({ length: 8 }, async (_, i) => {
-      const locker = lockers[i % 2]!;
+      const locker = lockers[i % 2];
       for (let round = 0; round < rounds; round++) {
         const lock = await locker.acquire(key, { waitTimeout: 5000, ttl: 20_000 });
         expect(++inside).toBe(1);
@@ -218,20 +218,20 @@ describe('RedisLocker', () => {
     await sleep(20); // the waiters' looks after subscribing
     const before = counter.scripts;
     await holder.release();
-    const first = await waiters[0]!;
+    const first = await waiters[0];
     await sleep(50); // time for any other waiter to look, if it had been woken
     expect(counter.scripts - before).toBe(2); // the release, the first waiter's look
     expect(served).toEqual([0]);
     // The next handoff goes to the other locker (another process), again by message only.
     const released = Date.now();
     await first.release();
-    const second = await waiters[1]!;
+    const second = await waiters[1];
     expect(Date.now() - released).toBeLessThan(100);
     await sleep(50);
     expect(served).toEqual([0, 1]);
     await second.release();
-    await (await waiters[2]!).release();
-    await (await waiters[3]!).release();
+    await (await waiters[2]).release();
+    await (await waiters[3]).release();
     expect(served).toEqual([0, 1, 2, 3]);
     await a.close();
     await b.close();
@@ -301,10 +301,10 @@ describe('RedisLocker', () => {
     expect(first).toBeDefined();
     const released = Date.now();
     await holder.release(); // names the dead waiter: nobody wakes
-    const lock = await waiters[0]!;
+    const lock = await waiters[0];
     expect(Date.now() - released).toBeLessThan(150 + 150);
     await lock.release();
-    await (await waiters[1]!).release();
+    await (await waiters[1]).release();
     await locker.close();
   });
 
@@ -313,7 +313,7 @@ describe('RedisLocker', () => {
     const key = freshKey();
     const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
     const pending = [1, 2, 3].map(() =>
-      locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e) => e),
+      locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e: unknown) => e),
     );
     await sleep(30);
     expect(await client.zCard(`${prefix}lock:{${key}}:queue`)).toBe(3);
@@ -371,7 +371,7 @@ describe('RedisLocker', () => {
     const broken = await connectTestRedis();
     await broken.close();
     const locker = new RedisLocker({ client: broken, prefix });
-    const error = await locker.acquire(freshKey(), { waitTimeout: 0, ttl: 1000 }).catch((e) => e);
+    const error = await locker.acquire(freshKey(), { waitTimeout: 0, ttl: 1000 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StoreUnavailableException);
     expect((error as Error).message).toContain('acquire lock');
     await locker.close();

@@ -15,14 +15,14 @@ export function setCookies(res: Response): Map<string, ParsedCookie> {
   const cookies = new Map<string, ParsedCookie>();
   for (const raw of list) {
     const [pair, ...attrs] = raw.split(';').map((p) => p.trim());
-    const eq = pair!.indexOf('=');
+    const eq = pair.indexOf('=');
     const attributes: Record<string, string | true> = {};
     for (const attr of attrs) {
       const i = attr.indexOf('=');
       if (i === -1) attributes[attr.toLowerCase()] = true;
       else attributes[attr.slice(0, i).toLowerCase()] = attr.slice(i + 1);
     }
-    cookies.set(pair!.slice(0, eq), { value: pair!.slice(eq + 1), attributes, raw });
+    cookies.set(pair.slice(0, eq), { value: pair.slice(eq + 1), attributes, raw });
   }
   return cookies;
 }

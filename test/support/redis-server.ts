@@ -150,7 +150,7 @@ const WRITE_COMMANDS = new Set([
 ]);
 
 export function isWrite(command: RoundTripCommand): boolean {
-  return WRITE_COMMANDS.has(command.args[0]!) || command.scriptCommands.some((c) => WRITE_COMMANDS.has(c.args[0]!));
+  return WRITE_COMMANDS.has(command.args[0]) || command.scriptCommands.some((c) => WRITE_COMMANDS.has(c.args[0]));
 }
 
 /**
@@ -173,20 +173,20 @@ export class CommandRecorder {
     const monitor = await connectTestRedis(url);
     const control = await connectTestRedis(url);
     const recorder = new CommandRecorder(monitor, control);
-    await monitor.monitor((reply) => recorder.record(String(reply)));
+    await monitor.monitor((reply) => recorder.record(reply));
     return recorder;
   }
 
   private record(line: string): void {
     const match = /^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/s.exec(line);
     if (match === null) return;
-    const args = [...match[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => unescape(m[1]!));
+    const args = [...match[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => unescape(m[1]));
     if (args.length === 0) return;
-    args[0] = args[0]!.toUpperCase();
+    args[0] = args[0].toUpperCase();
     if (args[0] === 'ECHO' && args[1]?.startsWith('recorder-mark-')) {
       this.waiters.get(args[1])?.();
     }
-    this.lines.push({ source: match[1]!, args });
+    this.lines.push({ source: match[1], args });
   }
 
   private async mark(): Promise<number> {
@@ -212,7 +212,8 @@ export class CommandRecorder {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.monitor.destroy(), this.control.close()]);
+    this.monitor.destroy();
+    await Promise.allSettled([this.control.close()]);
   }
 }
 

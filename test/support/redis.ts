@@ -22,7 +22,7 @@ export async function connectTestRedis(url: string = TEST_REDIS_URL): Promise<Te
     await client.connect();
     await client.ping();
   } catch (error) {
-    await client.destroy();
+    client.destroy();
     throw new Error(
       `These tests need Redis at ${url} and it does not answer (${(error as Error).message}). ` +
         `Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no`,

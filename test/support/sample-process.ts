@@ -12,6 +12,13 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
  * resolve to the project's node_modules.
  */
 const OUT_DIR = join(ROOT, 'node_modules', '.cache', 'nest-session-e2e');
+/** The package's entries, pointing at the compiled lib/ (as package.json's `exports` does for dist/). */
+const OUTPUT_PACKAGE = {
+  name: 'nest-session',
+  private: true,
+  type: 'module',
+  exports: { '.': './lib/index.js', './redis': './lib/redis/index.js', './cache-manager': './lib/cache-manager/index.js' },
+};
 const MAIN = join(OUT_DIR, 'sample-app', 'main.js');
 const STAMP = join(OUT_DIR, '.built');
 
@@ -39,12 +46,10 @@ function newestSource(): number {
  * package's own `exports` map does for dist/.
  */
 export function buildSampleApp(): string {
-  if (existsSync(STAMP) && existsSync(MAIN) && statSync(STAMP).mtimeMs > newestSource()) return MAIN;
+  // Written on every call (cheap), so a change of the entries never meets a stale copy.
   mkdirSync(OUT_DIR, { recursive: true });
-  writeFileSync(
-    join(OUT_DIR, 'package.json'),
-    JSON.stringify({ name: 'nest-session', private: true, type: 'module', exports: { '.': './lib/index.js' } }, null, 2),
-  );
+  writeFileSync(join(OUT_DIR, 'package.json'), JSON.stringify(OUTPUT_PACKAGE, null, 2));
+  if (existsSync(STAMP) && existsSync(MAIN) && statSync(STAMP).mtimeMs > newestSource()) return MAIN;
   const startedAt = Date.now();
   const tsc = spawnSync(
     process.execPath,
@@ -164,10 +169,10 @@ export class InstanceBrowser {
     const response = await jsonRequest(base, method, path, body, all);
     for (const raw of response.setCookie) {
       const [pair, ...attributes] = raw.split(';').map((part) => part.trim());
-      const eq = pair!.indexOf('=');
-      if (pair!.slice(0, eq) !== this.cookieName) continue;
+      const eq = pair.indexOf('=');
+      if (pair.slice(0, eq) !== this.cookieName) continue;
       const cleared = attributes.some((a) => a.toLowerCase() === 'max-age=0');
-      this.cookie = cleared ? undefined : pair!.slice(eq + 1);
+      this.cookie = cleared ? undefined : pair.slice(eq + 1);
     }
     return response;
   }

@@ -25,7 +25,7 @@ describe('MemoryLocker', () => {
 
     // Contended, with a waiter that times out and one that is served.
     const holder = await locker.acquire('k', { waitTimeout: 0, ttl: 1000 });
-    const quitter = locker.acquire('k', { waitTimeout: 20, ttl: 1000 }).catch((e) => e);
+    const quitter = locker.acquire('k', { waitTimeout: 20, ttl: 1000 }).catch((e: unknown) => e);
     const served = locker.acquire('k', { waitTimeout: 1000, ttl: 1000 });
     expect(await quitter).toBeInstanceOf(LockTimeoutException);
     await holder.release();

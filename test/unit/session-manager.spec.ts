@@ -54,7 +54,7 @@ describe('garbageCollection and ipLock options', () => {
     [{ ipLock: { ipv6Prefix: 9 } }, 'ipLock.ipv6Prefix'],
     [{ ipLock: { ipv6Prefix: 1.5 } }, 'ipLock.ipv6Prefix'],
   ])('fails at boot for %j, naming %s', (options, name) => {
-    const resolve = () => resolveSessionOptions({ ...options, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend() } as never);
+    const resolve = () => resolveSessionOptions({ ...options, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend() });
     expect(resolve).toThrow(InvalidOptionException);
     expect(resolve).toThrow(`"${name}"`);
   });

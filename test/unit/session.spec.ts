@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Test } from '@nestjs/testing';
 import {
   DataNotSerializableException,
@@ -58,7 +58,9 @@ describe('Session', () => {
   it.each<[string, unknown]>([
     ['a function', () => 1],
     ['a symbol', Symbol('x')],
-    ['a class instance', new (class Cart {})()],
+    ['a class instance', new (class Cart {
+      readonly items: string[] = [];
+    })()],
     ['a cyclic object', (() => { const o: Record<string, unknown> = {}; o.o = o; return o; })()],
     ['an object with __proto__', JSON.parse('{"__proto__": {"polluted": true}}')],
   ])('putData rejects %s with DataNotSerializableException at once', async (_name, value) => {

@@ -1,0 +1,343 @@
+import { LuaScript } from './lua-script.js';
+
+/*
+ * The Lua scripts of RedisBackend: their source and their names. Every script gets
+ * KEYS = [one key of its slot] and ARGV = prefix, now, then its own arguments (see each).
+ *
+ * One slot per script. Every Lua script touches the keys of one cluster slot only, so the same
+ * code runs on a standalone Redis and on a Redis Cluster:
+ *
+ *   WRITE    one group: its entries, the guard entry and the group's own tag set (the tag named
+ *            like the group). `write()` with a guard is this one script, atomic: the guard check,
+ *            the sets, the removes and the fence update apply together or not at all.
+ *   DROP     one group: removes entries (`remove()`, the foreign members of `flushByTag()`,
+ *            expired entries for `collectGarbage()`) and answers what they were.
+ *   BY_TAG   one tag set: reads (or flushes) the members of the tag's own group there and then,
+ *            and answers the other members for the caller to read.
+ *   TAG_ADD, TAG_FORGET, EXPIRY_FIX   one index key: tag-set and expiry-index upkeep.
+ *
+ * Scripts run by EVALSHA; on a standalone client SCRIPT LOAD rides with the first use, on a
+ * cluster each node learns a script through EVAL when it first answers NOSCRIPT (as after a
+ * restart or failover).
+ */
+
+/** Shared head of the per-slot scripts: key layout and entry format, mirrored by `redis-backend.keys.ts` and `redis-entry.codec.ts`. */
+const LUA_PRELUDE = `
+local prefix = ARGV[1]
+local now = tonumber(ARGV[2])
+
+local function entryKey(id)
+  local dot = string.find(id, '.', 1, true)
+  if dot then
+    return prefix .. '{' .. string.sub(id, 1, dot - 1) .. '}' .. string.sub(id, dot)
+  end
+  return prefix .. '{' .. id .. '}'
+end
+
+local function tagKey(tag)
+  return prefix .. '{' .. tag .. '}#tag'
+end
+
+local function groupOf(id)
+  local dot = string.find(id, '.', 1, true)
+  if dot then return string.sub(id, 1, dot - 1) end
+  return id
+end
+
+-- "<expiry> <version>\\n<tags>\\n<data>" -> expiry, version (strings), tags, data, end of the header
+local function parse(value)
+  local a = string.find(value, '\\n', 1, true)
+  local b = string.find(value, '\\n', a + 1, true)
+  local space = string.find(value, ' ', 1, true)
+  return string.sub(value, 1, space - 1), string.sub(value, space + 1, a - 1), string.sub(value, a + 1, b - 1), string.sub(value, b + 1), b
+end
+
+local function isLive(expiry)
+  local e = tonumber(expiry)
+  return e == 0 or e > now
+end
+
+local function hasTag(tags, tag)
+  return string.find(' ' .. tags .. ' ', ' ' .. tag .. ' ', 1, true) ~= nil
+end
+
+-- Adds members (a flat list of score, id) to a tag set; the set lives as long as its
+-- longest-living member (pttl 0 = forever).
+local function addMembers(key, pttl, members)
+  local existed = redis.call('EXISTS', key)
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', key, unpack(members, i, math.min(i + 999, #members)))
+  end
+  if pttl == 0 then
+    if existed == 1 then redis.call('PERSIST', key) end
+  elseif existed == 0 then
+    redis.call('PEXPIRE', key, pttl)
+  else
+    local current = redis.call('PTTL', key)
+    if current >= 0 and current < pttl then redis.call('PEXPIRE', key, pttl) end
+  end
+end
+`;
+
+/**
+ * KEYS: a key of the group's slot. ARGV: prefix, now, group ('' = none), guard id ('' = no
+ * guard), fence, create ('1'/'0'), guard value without its data ("0 <version>\\n<tags>\\n"),
+ * number of sets, then id, encoded value, native TTL ms ('0' = none) per set, then the ids to
+ * remove. Every id is of `group` (or, for group '', the one id of its slot).
+ *
+ * Answers {status, created ('1'/'0'), then what the caller must clean up in other slots:
+ * 'T', tag, id, version (a foreign membership of an old entry) / 'E', id, expiry (its expiry
+ * record)}.
+ */
+const WRITE_SCRIPT = `${LUA_PRELUDE}
+local group = ARGV[3]
+local cleanup = {}
+
+-- Notes the foreign memberships and the expiry record of an old entry that must go.
+local function forget(id, expiry, version, tags, keptTags, newExpiry)
+  for tag in string.gmatch(tags, '%S+') do
+    if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
+      cleanup[#cleanup + 1] = 'T'
+      cleanup[#cleanup + 1] = tag
+      cleanup[#cleanup + 1] = id
+      cleanup[#cleanup + 1] = version
+    end
+  end
+  if expiry ~= '0' and newExpiry == '0' then
+    cleanup[#cleanup + 1] = 'E'
+    cleanup[#cleanup + 1] = id
+    cleanup[#cleanup + 1] = expiry
+  end
+end
+
+local function store(id, value, pttl)
+  local key = entryKey(id)
+  local expiry, version, tags = parse(value)
+  local own = group ~= '' and hasTag(tags, group)
+  local old = redis.call('GET', key)
+  if old then
+    local oldExpiry, oldVersion, oldTags = parse(old)
+    if group ~= '' and not own and hasTag(oldTags, group) then redis.call('ZREM', tagKey(group), id) end
+    forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
+  end
+  if pttl > 0 then
+    redis.call('SET', key, value, 'PX', pttl)
+  else
+    redis.call('SET', key, value)
+  end
+  if own then addMembers(tagKey(group), pttl, {version, id}) end
+end
+
+local guardId = ARGV[4]
+local fence = ARGV[5]
+local created = '0'
+if guardId ~= '' then
+  local current = redis.call('GET', entryKey(guardId))
+  local live = false
+  if current then
+    local expiry, _, _, data = parse(current)
+    if isLive(expiry) then
+      live = true
+      local stored = tonumber(data)
+      if stored and stored > tonumber(fence) then return {'fenced', '0'} end
+    end
+  end
+  if not live then
+    if ARGV[6] ~= '1' then return {'missing', '0'} end
+    -- An expired guard entry counts as missing and is replaced.
+    store(guardId, ARGV[7] .. fence, 0)
+    created = '1'
+  end
+end
+
+local i = 9
+for _ = 1, tonumber(ARGV[8]) do
+  store(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
+  i = i + 3
+end
+for j = i, #ARGV do
+  local id = ARGV[j]
+  local key = entryKey(id)
+  local value = redis.call('GET', key)
+  if value then
+    local expiry, version, tags = parse(value)
+    redis.call('DEL', key)
+    if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
+    forget(id, expiry, version, tags, nil, '0')
+  end
+end
+
+if guardId ~= '' then
+  -- Keeps the guard's tags, expiry and native TTL; a batch that removed it (a destroy) wins.
+  local key = entryKey(guardId)
+  local current = redis.call('GET', key)
+  if current then
+    local _, _, _, _, headerEnd = parse(current)
+    redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
+  end
+end
+local result = {'ok', created}
+for _, v in ipairs(cleanup) do result[#result + 1] = v end
+return result
+`;
+
+/**
+ * KEYS: a key of the group's slot. ARGV: prefix, now, group ('' = none), mode, tag, with data
+ * ('1'/'0'), then the ids (all of `group`). Modes: 'any' removes every entry, 'tagged' those
+ * carrying `tag`, 'expired' those expired at `now`. Answers 6 strings per id: id, code ('gone':
+ * no entry, 'kept': not removed, 'live' / 'dead': removed while live / expired), expiry,
+ * version, tags, data (only with data, and only for removed entries).
+ */
+const DROP_SCRIPT = `${LUA_PRELUDE}
+local group = ARGV[3]
+local mode = ARGV[4]
+local tag = ARGV[5]
+local withData = ARGV[6] == '1'
+local result = {}
+for j = 7, #ARGV do
+  local id = ARGV[j]
+  local key = entryKey(id)
+  local value = redis.call('GET', key)
+  if not value then
+    for _, v in ipairs({id, 'gone', '0', '0', '', ''}) do result[#result + 1] = v end
+  else
+    local expiry, version, tags, data = parse(value)
+    local drop
+    if mode == 'any' then drop = true
+    elseif mode == 'tagged' then drop = hasTag(tags, tag)
+    else drop = not isLive(expiry) end
+    local code = 'kept'
+    if drop then
+      redis.call('DEL', key)
+      if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
+      if isLive(expiry) then code = 'live' else code = 'dead' end
+    end
+    if not (drop and withData) then data = '' end
+    for _, v in ipairs({id, code, expiry, version, tags, data}) do result[#result + 1] = v end
+  end
+end
+return result
+`;
+
+/**
+ * KEYS: the tag set. ARGV: prefix, now, tag, mode ('ids', 'data' or 'flush'). Members of the
+ * tag's own group live in this slot: they are read (or, for 'flush', removed when they carry the
+ * tag) here, and pruned when their entry is gone or no longer carries the tag. Answers
+ * {local results ([id, data, ...] for 'data', [id, ...] otherwise; nothing for 'flush'),
+ * other members [id, score, ...], clean-up ('T', tag, id, version / 'E', id, expiry, as
+ * WRITE_SCRIPT) and the number of live entries removed}.
+ */
+const BY_TAG_SCRIPT = `${LUA_PRELUDE}
+local setKey = KEYS[1]
+local tag = ARGV[3]
+local mode = ARGV[4]
+local found, foreign, cleanup = {}, {}, {}
+local removed = 0
+local members = redis.call('ZRANGE', setKey, 0, -1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local id = members[i]
+  if groupOf(id) ~= tag then
+    foreign[#foreign + 1] = id
+    foreign[#foreign + 1] = members[i + 1]
+  else
+    local key = entryKey(id)
+    local value = redis.call('GET', key)
+    local expiry, version, tags, data
+    if value then expiry, version, tags, data = parse(value) end
+    if not value or not hasTag(tags, tag) then
+      redis.call('ZREM', setKey, id)
+    elseif mode == 'flush' then
+      redis.call('DEL', key)
+      redis.call('ZREM', setKey, id)
+      for other in string.gmatch(tags, '%S+') do
+        if other ~= tag then
+          for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
+        end
+      end
+      if expiry ~= '0' then
+        for _, v in ipairs({'E', id, expiry}) do cleanup[#cleanup + 1] = v end
+      end
+      if isLive(expiry) then removed = removed + 1 end
+    elseif isLive(expiry) then
+      found[#found + 1] = id
+      if mode == 'data' then found[#found + 1] = data end
+    end
+  end
+end
+return {found, foreign, cleanup, removed}
+`;
+
+/** KEYS: a tag set. ARGV: prefix, now, native TTL ms ('0' = forever), then version, id pairs. */
+const TAG_ADD_SCRIPT = `${LUA_PRELUDE}
+local members = {}
+for i = 4, #ARGV do members[#members + 1] = ARGV[i] end
+addMembers(KEYS[1], tonumber(ARGV[3]), members)
+return 1
+`;
+
+/** KEYS: a tag set. ARGV: prefix, now, then id, version pairs: each member goes if its score is still that version. */
+const TAG_FORGET_SCRIPT = `
+local removed = 0
+for i = 3, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+`;
+
+/**
+ * KEYS: the expiry index. ARGV: prefix, now, then id, seen score, new score ('' = remove)
+ * triples: each record changes only if its score is still the one seen. Answers how many did.
+ */
+const EXPIRY_FIX_SCRIPT = `
+local changed = 0
+for i = 3, #ARGV, 3 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+    end
+    changed = changed + 1
+  end
+end
+return changed
+`;
+
+export const BACKEND_SCRIPTS = {
+  write: new LuaScript(WRITE_SCRIPT),
+  drop: new LuaScript(DROP_SCRIPT),
+  byTag: new LuaScript(BY_TAG_SCRIPT),
+  tagAdd: new LuaScript(TAG_ADD_SCRIPT),
+  tagForget: new LuaScript(TAG_FORGET_SCRIPT),
+  expiryFix: new LuaScript(EXPIRY_FIX_SCRIPT),
+} as const;
+
+/** What one DROP answered for one id. */
+export interface DropRecord {
+  readonly id: string;
+  readonly code: 'gone' | 'kept' | 'live' | 'dead';
+  readonly expiry: string;
+  readonly version: string;
+  readonly tags: string;
+  readonly data: string;
+}
+
+/** The records of a DROP reply (6 strings per id). */
+export function dropRecordsOf(flat: readonly string[]): DropRecord[] {
+  const records: DropRecord[] = [];
+  for (let i = 0; i < flat.length; i += 6) {
+    records.push({
+      id: flat[i]!,
+      code: flat[i + 1] as DropRecord['code'],
+      expiry: flat[i + 2]!,
+      version: flat[i + 3]!,
+      tags: flat[i + 4]!,
+      data: flat[i + 5]!,
+    });
+  }
+  return records;
+}

@@ -1,0 +1,160 @@
+import type { createClient } from 'redis';
+import type { LuaScript } from './lua-script.js';
+
+/*
+ * How the Redis engine talks to node-redis (v5): which kind of client it was given, how a
+ * command or a script reaches the right node, and what to do when a node does not know a
+ * script yet. The backend and the locker both go through here, so a second Redis client
+ * library would mean a second adapter, not branches in the backend.
+ */
+
+/**
+ * The part of a standalone node-redis (v5) client the backend uses. Every `createClient()`
+ * client fits, whatever its modules, scripts or RESP version.
+ */
+export interface RedisCommandClient {
+  sendCommand(args: readonly string[]): Promise<unknown>;
+}
+
+/**
+ * The part of a node-redis (v5) Redis Cluster client (`createCluster()`) the backend uses:
+ * commands routed by their first key, and the master nodes (for `flush()`, which scans each).
+ */
+export interface RedisClusterCommandClient {
+  sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  /** The cluster's master nodes (`cluster.masters`). */
+  readonly masters: readonly unknown[];
+  /** A connected client of one of `masters` (`cluster.nodeClient(node)`). */
+  nodeClient(node: unknown): Promise<RedisCommandClient>;
+}
+
+/** A script call as node-redis v5 takes it, on a client and on a cluster alike. */
+export interface RedisScriptOptions {
+  keys: string[];
+  arguments: string[];
+}
+
+/** The script calls node-redis v5 clients and clusters share (a cluster routes by the first key). */
+export interface RedisScriptClient {
+  evalSha(sha1: string, options: RedisScriptOptions): Promise<unknown>;
+  eval(script: string, options: RedisScriptOptions): Promise<unknown>;
+}
+
+/**
+ * A standalone node-redis v5 client as `createClient()` returns it, with any RESP version or
+ * type mapping: the locker's commands, and `duplicate()` for its Pub/Sub connection. (A client
+ * created with extra `modules`, `scripts` or `functions` has a wider type: pass it cast to this.)
+ */
+export type RedisLockerClient = ReturnType<typeof createClient>;
+
+/** A sharded Pub/Sub message listener (`message`, `channel`). */
+export type RedisShardedListener = (message: string, channel: string) => unknown;
+
+/**
+ * The part of a node-redis v5 Redis Cluster client (`createCluster()`, Redis >= 7) the locker
+ * uses: scripts routed by their first key, and sharded Pub/Sub, whose connections the cluster
+ * client opens and closes itself. Told apart from a standalone client by its `masters`.
+ */
+export interface RedisLockerClusterClient extends RedisScriptClient {
+  readonly isOpen: boolean;
+  /** The cluster's master nodes (`cluster.masters`). */
+  readonly masters: readonly unknown[];
+  sSubscribe(channel: string, listener: RedisShardedListener): Promise<void>;
+  sUnsubscribe(channel: string, listener?: RedisShardedListener): Promise<void>;
+}
+
+/** Whether a client is a cluster client (`createCluster()`): only those have `masters`. */
+export function isRedisClusterClient(client: unknown): client is { readonly masters: readonly unknown[] } {
+  return typeof client === 'object' && client !== null && 'masters' in client;
+}
+
+/**
+ * Runs a script by its SHA; when the node answers NOSCRIPT (first use, restart, failover,
+ * SCRIPT FLUSH, a cluster node that has not seen it) runs its source, which caches it there.
+ */
+async function evalCached(
+  script: LuaScript,
+  bySha: (sha: string) => Promise<unknown>,
+  bySource: (source: string) => Promise<unknown>,
+): Promise<unknown> {
+  try {
+    return await bySha(script.sha);
+  } catch (error) {
+    // Matched by message: the client may come from another copy of node-redis than ours.
+    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
+    return await bySource(script.source);
+  }
+}
+
+/** Runs `script` through a client's `evalSha` / `eval` (the locker's way). */
+export function evalScript(client: RedisScriptClient, script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+  const options = { keys, arguments: args };
+  return evalCached(
+    script,
+    (sha) => client.evalSha(sha, options),
+    (source) => client.eval(source, options),
+  );
+}
+
+/**
+ * Raw commands to one standalone client, or to a cluster that routes them by key (the
+ * backend's way). One per backend: it remembers which scripts it has loaded.
+ */
+export class RedisTransport {
+  /** Whether commands go to a cluster (routed by key) rather than one node. */
+  readonly cluster: boolean;
+  private readonly sendTo: (key: string, readonly: boolean, args: string[]) => Promise<unknown>;
+  private readonly masterClients: () => Promise<RedisCommandClient[]>;
+  /** Scripts whose SCRIPT LOAD was sent on the (standalone) client. */
+  private readonly loaded = new Set<LuaScript>();
+
+  constructor(client: RedisCommandClient | RedisClusterCommandClient) {
+    if (isRedisClusterClient(client)) {
+      this.cluster = true;
+      this.sendTo = (key, readonly, args) => client.sendCommand(key, readonly, args);
+      this.masterClients = () => Promise.all(client.masters.map((node) => client.nodeClient(node)));
+    } else {
+      this.cluster = false;
+      this.sendTo = (_key, _readonly, args) => client.sendCommand(args);
+      this.masterClients = async () => [client];
+    }
+  }
+
+  /** Sends one command, routed by `key` on a cluster. */
+  send(key: string, readonly: boolean, args: string[]): Promise<unknown> {
+    return this.sendTo(key, readonly, args);
+  }
+
+  /** Clients of every master (the one client for a standalone Redis), for SCAN. */
+  masters(): Promise<RedisCommandClient[]> {
+    return this.masterClients();
+  }
+
+  /** Runs a script with KEYS = [key] and ARGV = `args`, routed by `key`. */
+  evalScript(script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
+    const tail = ['1', key, ...args];
+    if (!this.cluster && !this.loaded.has(script)) {
+      this.loaded.add(script);
+      // Sent in the same tick as the EVALSHA below, so it rides the same round trip and runs
+      // first. (On a cluster it would reach one node only; there NOSCRIPT teaches each node.)
+      this.send(key, false, ['SCRIPT', 'LOAD', script.source]).catch(() => this.loaded.delete(script));
+    }
+    return evalCached(
+      script,
+      (sha) => this.send(key, false, ['EVALSHA', sha, ...tail]),
+      (source) => this.send(key, false, ['EVAL', source, ...tail]),
+    );
+  }
+}
+
+/**
+ * Waits for every promise (none is left unobserved), then answers them or throws the first
+ * failure: commands sent in one tick are pipelined, and all of them must have answered before
+ * the operation reports.
+ */
+export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}

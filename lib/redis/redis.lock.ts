@@ -1,0 +1,73 @@
+import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import type { SessionLock } from '../locking/session-locker.interface.js';
+import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
+import type { LuaScript } from './lua-script.js';
+
+/** Redis names used for one lock key. */
+export interface LockKeys {
+  readonly key: string;
+  readonly lock: string;
+  readonly fence: string;
+  readonly queue: string;
+  readonly lease: string;
+  readonly channel: string;
+  /** PUBLISH, or SPUBLISH on a cluster. */
+  readonly publish: string;
+}
+
+/** The names of `key`'s lock under `prefix`; the `{key}` hash tag keeps them in one slot. */
+export function lockKeysOf(prefix: string, key: string, cluster: boolean): LockKeys {
+  const lock = `${prefix}lock:{${key}}`;
+  return {
+    key,
+    lock,
+    fence: `${lock}:fence`,
+    queue: `${lock}:queue`,
+    lease: `${lock}:lease`,
+    channel: `${lock}:released`,
+    publish: cluster ? 'SPUBLISH' : 'PUBLISH',
+  };
+}
+
+/** Runs a locker script; Redis errors become `StoreUnavailableException` naming `operation`. */
+export type ScriptRunner = (operation: string, script: LuaScript, keys: string[], args: string[]) => Promise<unknown>;
+
+/** A lock held in Redis, identified by its random token. */
+export class RedisLock implements SessionLock {
+  constructor(
+    private readonly run: ScriptRunner,
+    private readonly keys: LockKeys,
+    readonly token: string,
+    readonly fence: number,
+  ) {}
+
+  get key(): string {
+    return this.keys.key;
+  }
+
+  async release(): Promise<boolean> {
+    const { lock, queue, lease, channel, publish } = this.keys;
+    const reply = await this.run('release lock', LOCK_SCRIPTS.release, [lock, queue, lease], [this.token, channel, publish]);
+    return Number(reply) === 1;
+  }
+
+  async extend(ttl: number): Promise<boolean> {
+    const ms = checkTtl(ttl);
+    const reply = await this.run('extend lock', LOCK_SCRIPTS.extend, [this.keys.lock], [this.token, String(ms)]);
+    return Number(reply) === 1;
+  }
+}
+
+/** Validates a ttl and turns it into whole ms for PX / PEXPIRE. */
+export function checkTtl(ttl: number): number {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) {
+    throw new InvalidArgumentException(`Lock options: ttl must be a positive finite number of ms, got ${ttl}.`);
+  }
+  return Math.ceil(ttl);
+}
+
+/** What an `acquire()` under way or to come fails with once the locker is closed. */
+export function lockerClosedError(): StoreUnavailableException {
+  return StoreUnavailableException.create('acquire lock', new Error('the locker was closed'));
+}

@@ -1,0 +1,24 @@
+import type { VariableFrontend } from '../cache/variable.frontend.js';
+import { DataNotSerializableException } from '../errors/data-not-serializable.exception.js';
+
+/**
+ * Serializes session values (data entries and bags) with the storage cache's serializer.
+ * Values are serialized when they are put, so an unstorable value fails at `putData` time,
+ * never at commit time.
+ */
+export class SessionValueCodec {
+  constructor(private readonly cache: VariableFrontend) {}
+
+  /** @throws DataNotSerializableException naming `key`. */
+  encode(key: string, value: unknown): string {
+    try {
+      return this.cache.encode(value);
+    } catch (error) {
+      throw DataNotSerializableException.create(key, (error as Error).message);
+    }
+  }
+
+  decode<T = unknown>(raw: string): T {
+    return this.cache.decode<T>(raw);
+  }
+}
