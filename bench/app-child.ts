@@ -38,7 +38,9 @@ function build(variant: Variant, env: AppEnv): Promise<BenchApp> {
     case 'ours':
       return buildOursApp(variant.adapter, variant.store, env);
     case 'peer':
-      return variant.adapter === 'express' ? buildExpressSessionApp(variant.store, env) : buildFastifySessionApp(variant.store, env);
+      return variant.adapter === 'express'
+        ? buildExpressSessionApp(variant.store, env)
+        : buildFastifySessionApp(variant.store, env);
   }
 }
 

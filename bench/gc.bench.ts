@@ -52,7 +52,11 @@ const collectHeap = gc;
 function sizesFromArgs(): number[] {
   const arg = process.argv.find((a) => a.startsWith('--sizes='));
   if (arg === undefined) return [10_000, 100_000, 1_000_000];
-  return arg.slice('--sizes='.length).split(',').map(Number).filter((n) => Number.isInteger(n) && n > EXPIRED + TAGGED);
+  return arg
+    .slice('--sizes='.length)
+    .split(',')
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > EXPIRED + TAGGED);
 }
 
 /** `count` random base64url ids of `bytes` bytes each, from one randomBytes call. */
@@ -72,7 +76,13 @@ function median(values: number[]): number {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Stores `count` sessions directly in the backends, as the SessionStore lays them out. */
-async function fill(store: SessionStore, metadata: MemoryBackend, storage: MemoryBackend, count: number, kind: 'live' | 'expired' | 'tagged'): Promise<void> {
+async function fill(
+  store: SessionStore,
+  metadata: MemoryBackend,
+  storage: MemoryBackend,
+  count: number,
+  kind: 'live' | 'expired' | 'tagged',
+): Promise<void> {
   const cartData = store.storageCache.encode(['book', 'pen']);
   for (let done = 0; done < count; done += FILL_CHUNK) {
     const n = Math.min(FILL_CHUNK, count - done);
@@ -145,7 +155,9 @@ async function measure(size: number): Promise<Row> {
   // Every run removed exactly its expired sessions with their data: the live ones are left.
   const stats = { metadata: metadataBackend.stats(), storage: storageBackend.stats() };
   if (stats.metadata.entries !== size - EXPIRED || stats.storage.entries !== 2 * (size - EXPIRED)) {
-    throw new Error(`After GC: ${JSON.stringify(stats)}; expected ${size - EXPIRED} metadata and ${2 * (size - EXPIRED)} storage entries`);
+    throw new Error(
+      `After GC: ${JSON.stringify(stats)}; expected ${size - EXPIRED} metadata and ${2 * (size - EXPIRED)} storage entries`,
+    );
   }
 
   if (VERBOSE) process.stderr.write(`  ${size}: GC runs ${gcTimes.map((t) => t.toFixed(2)).join(', ')} ms\n`);
@@ -193,11 +205,15 @@ async function main(): Promise<void> {
     rows.push(await measure(size));
     collectHeap();
   }
-  console.log(`\nSession GC and find-by-tag, MemoryBackend, Node ${process.version} (median of ${GC_RUNS} GC runs, ${FIND_RUNS} look-ups)\n`);
+  console.log(
+    `\nSession GC and find-by-tag, MemoryBackend, Node ${process.version} (median of ${GC_RUNS} GC runs, ${FIND_RUNS} look-ups)\n`,
+  );
   console.log(format(rows));
   const last = rows[rows.length - 1];
   const flat = last.gcMs / rows[0].gcMs <= 2 && last.findMs / rows[0].findMs <= 2;
-  console.log(`\n${flat ? 'Flat' : 'NOT flat'}: the largest row is within ${Math.max(last.gcMs / rows[0].gcMs, last.findMs / rows[0].findMs).toFixed(2)}x of the first.`);
+  console.log(
+    `\n${flat ? 'Flat' : 'NOT flat'}: the largest row is within ${Math.max(last.gcMs / rows[0].gcMs, last.findMs / rows[0].findMs).toFixed(2)}x of the first.`,
+  );
 }
 
 main().catch((error: unknown) => {

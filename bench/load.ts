@@ -86,6 +86,7 @@ export async function load(options: LoadOptions): Promise<LoadResult> {
     responses,
     errors: result.errors,
     statusCodes,
-    cpuPerRequest: cpuBefore !== undefined && cpuAfter !== undefined && responses > 0 ? (cpuAfter - cpuBefore) / responses : undefined,
+    cpuPerRequest:
+      cpuBefore !== undefined && cpuAfter !== undefined && responses > 0 ? (cpuAfter - cpuBefore) / responses : undefined,
   };
 }

@@ -382,7 +382,10 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const ms = (n: number): string => (Number.isFinite(n) ? n.toFixed(n < 10 ? 3 : 1) : '-');
 const reqPerSec = (run: HttpRun): number => run.requests / run.seconds;
 const cpuPerRequest = (run: HttpRun): number => run.appCpuUs / Math.max(1, run.requests);
-const loadAverage = (): string => loadavg().map((n) => n.toFixed(2)).join(' ');
+const loadAverage = (): string =>
+  loadavg()
+    .map((n) => n.toFixed(2))
+    .join(' ');
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 function skippedRow(name: string, reason: string, columns: number): string[] {
@@ -439,7 +442,9 @@ async function main(): Promise<void> {
     const targets: AppTarget[] = [{ adapter: 'express' }, { adapter: 'fastify' }];
     if (typeof redis !== 'string') targets.push({ adapter: 'express', redisPrefix: redis.prefix });
     for (const target of targets) {
-      process.stdout.write(`3/3 counter requests on ${target.adapter}${target.redisPrefix === undefined ? '' : ' with RedisLocker'} ...`);
+      process.stdout.write(
+        `3/3 counter requests on ${target.adapter}${target.redisPrefix === undefined ? '' : ' with RedisLocker'} ...`,
+      );
       httpRows.push(await counterRequests(target, warmup, seconds));
       console.log(' done');
     }
@@ -448,16 +453,26 @@ async function main(): Promise<void> {
     if (typeof redis !== 'string') deleted = await closeRedis(redis);
   }
 
-  console.log(`\n1) Uncontended acquire + release, one key, sequential (after warm-up; median of ${MEMORY_LOOP.rounds} rounds)\n`);
+  console.log(
+    `\n1) Uncontended acquire + release, one key, sequential (after warm-up; median of ${MEMORY_LOOP.rounds} rounds)\n`,
+  );
   console.log(table(['locker', 'iterations', 'acquire+release/s', 'µs per pair', 'rounds (pairs/s)'], uncontendedRows));
 
   console.log(
-    `\n2) ${WORKERS} workers contending for one key: acquire -> await setImmediate -> release ` +
-      '(2 s after 0.5 s warm-up)\n',
+    `\n2) ${WORKERS} workers contending for one key: acquire -> await setImmediate -> release ` + '(2 s after 0.5 s warm-up)\n',
   );
   console.log(
     table(
-      ['locker', 'acquisitions', 'handoffs/s', 'wait p50 ms', 'wait p99 ms', 'wait max ms', 'per worker min-max', 'scripts/acquire'],
+      [
+        'locker',
+        'acquisitions',
+        'handoffs/s',
+        'wait p50 ms',
+        'wait p99 ms',
+        'wait max ms',
+        'per worker min-max',
+        'scripts/acquire',
+      ],
       contentionRows,
     ),
   );
@@ -469,7 +484,17 @@ async function main(): Promise<void> {
   );
   console.log(
     table(
-      ['app (locker)', 'unlocked req/s', 'lock=1 req/s', 'locked/unlocked', 'p50 ms unl/lock', 'p99 ms unl/lock', 'non-2xx+errors', 'app CPU cores unl/lock', 'app CPU µs/req unl/lock'],
+      [
+        'app (locker)',
+        'unlocked req/s',
+        'lock=1 req/s',
+        'locked/unlocked',
+        'p50 ms unl/lock',
+        'p99 ms unl/lock',
+        'non-2xx+errors',
+        'app CPU cores unl/lock',
+        'app CPU µs/req unl/lock',
+      ],
       httpRows.map((row) =>
         row.failure !== undefined || row.unlocked === undefined || row.locked === undefined
           ? skippedRow(row.label, `failed: ${row.failure ?? 'no result'}`, 9)
@@ -488,24 +513,42 @@ async function main(): Promise<void> {
     ),
   );
 
-  console.log('\n   Lock activity inside the app during the measured runs (locker timed by a thin wrapper; sessions in memory)\n');
+  console.log(
+    '\n   Lock activity inside the app during the measured runs (locker timed by a thin wrapper; sessions in memory)\n',
+  );
   console.log(
     table(
-      ['app (locker)', 'route', 'acquires/request', 'wait p50 ms', 'wait p99 ms', 'hold mean ms', 'hold p99 ms', 'Redis scripts/request'],
+      [
+        'app (locker)',
+        'route',
+        'acquires/request',
+        'wait p50 ms',
+        'wait p99 ms',
+        'hold mean ms',
+        'hold p99 ms',
+        'Redis scripts/request',
+      ],
       httpRows.flatMap((row) =>
-        ([['unlocked', row.unlocked], ['lock=1', row.locked]] as const).flatMap(([route, run]) => {
+        (
+          [
+            ['unlocked', row.unlocked],
+            ['lock=1', row.locked],
+          ] as const
+        ).flatMap(([route, run]) => {
           if (run === undefined) return [];
           const total = run.requests;
-          return [[
-            row.label,
-            route,
-            (run.lock.acquires / Math.max(1, total)).toFixed(2),
-            ms(run.lock.waitP50),
-            ms(run.lock.waitP99),
-            ms(run.lock.holdMean),
-            ms(run.lock.holdP99),
-            row.label.includes('Redis') ? (run.lock.scripts / Math.max(1, total)).toFixed(1) : '-',
-          ]];
+          return [
+            [
+              row.label,
+              route,
+              (run.lock.acquires / Math.max(1, total)).toFixed(2),
+              ms(run.lock.waitP50),
+              ms(run.lock.waitP99),
+              ms(run.lock.holdMean),
+              ms(run.lock.holdP99),
+              row.label.includes('Redis') ? (run.lock.scripts / Math.max(1, total)).toFixed(1) : '-',
+            ],
+          ];
         }),
       ),
       [false, false, true, true, true, true, true, true],

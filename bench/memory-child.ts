@@ -66,7 +66,9 @@ async function createExpressSession(count: number): Promise<{ keep: unknown; det
     const cookie = new CookieClass({ httpOnly: true, sameSite: 'lax', secure: false, path: '/' });
     const data = { cookie, n: i } as unknown as session.SessionData;
     // express-session's ids: uid-safe(24), i.e. 32 base64url characters.
-    await new Promise<void>((resolve, reject) => store.set(randomBytes(24).toString('base64url'), data, (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      store.set(randomBytes(24).toString('base64url'), data, (error) => (error ? reject(error) : resolve())),
+    );
   }
   const sizes = await new Promise<number>((resolve) => store.length((_error, length) => resolve(length ?? -1)));
   return { keep: store, detail: `${sizes} sessions stored (JSON strings in an object keyed by id)` };

@@ -48,13 +48,27 @@ function sourceMapOf(file: string): SourceMap | null {
 function locate(frame: CallFrame): { group: string; where: string; ours: boolean } {
   const url = frame.url;
   if (url === '') return { group: frame.functionName.startsWith('(') ? frame.functionName : '(native)', where: '', ours: false };
-  if (url.startsWith('node:')) return { group: `node:${url.slice(5).replace(/^internal\//, '').split('/')[0]}`, where: url, ours: false };
+  if (url.startsWith('node:'))
+    return {
+      group: `node:${
+        url
+          .slice(5)
+          .replace(/^internal\//, '')
+          .split('/')[0]
+      }`,
+      where: url,
+      ours: false,
+    };
   const file = url.startsWith('file://') ? fileURLToPath(url) : url;
   const modules = file.lastIndexOf('/node_modules/');
   if (modules >= 0) {
     const parts = file.slice(modules + 14).split('/');
     const pkg = parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
-    return { group: pkg, where: `${pkg}/${parts.slice(pkg.includes('/') ? 2 : 1).join('/')}:${frame.lineNumber + 1}`, ours: false };
+    return {
+      group: pkg,
+      where: `${pkg}/${parts.slice(pkg.includes('/') ? 2 : 1).join('/')}:${frame.lineNumber + 1}`,
+      ours: false,
+    };
   }
   const marker = file.lastIndexOf('/dist-bench/');
   if (marker >= 0) {
@@ -128,7 +142,9 @@ export function summarizeProfile(file: string, top = 25, requests?: number): str
   const busy = total - idle;
   const lines: string[] = [];
   const perRequest = requests ? `, ${requests} requests, ${(busy / requests).toFixed(1)} µs busy per request` : '';
-  lines.push(`${path.basename(file)}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy${perRequest}; percentages below are of busy time.`);
+  lines.push(
+    `${path.basename(file)}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy${perRequest}; percentages below are of busy time.`,
+  );
   const sorted = (m: Map<string, number>): [string, number][] => [...m.entries()].sort((a, b) => b[1] - a[1]);
 
   lines.push('', 'Self time by file or package:');
@@ -158,6 +174,12 @@ if (script !== undefined && fileURLToPath(import.meta.url) === path.resolve(scri
     console.error('usage: node dist-bench/bench/profile-summary.js <file.cpuprofile> [top]');
     process.exitCode = 1;
   } else {
-    console.log(summarizeProfile(file, Number(process.argv.at(3) ?? 25), process.argv.at(4) === undefined ? undefined : Number(process.argv.at(4))));
+    console.log(
+      summarizeProfile(
+        file,
+        Number(process.argv.at(3) ?? 25),
+        process.argv.at(4) === undefined ? undefined : Number(process.argv.at(4)),
+      ),
+    );
   }
 }

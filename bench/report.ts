@@ -91,7 +91,8 @@ export function renderTable(
       cpu: cpuKnown ? median(rounds.map((i) => b[i].cpuPerRequest! / a[i].cpuPerRequest!)) : undefined,
     };
   };
-  const both = (r: { rps: number; cpu: number | undefined }): string => `${ratio(r.rps)}${r.cpu === undefined ? '' : ` · ${ratio(r.cpu)}`}`;
+  const both = (r: { rps: number; cpu: number | undefined }): string =>
+    `${ratio(r.rps)}${r.cpu === undefined ? '' : ` · ${ratio(r.cpu)}`}`;
 
   const lines = [
     '| adapter | scenario | app | req/s | p50 ms | p99 ms | CPU µs/req | ours vs peer | ours vs ceiling |',
@@ -154,12 +155,17 @@ export function renderMemory(reports: readonly MemoryReport[]): string {
   };
   for (const r of reports) {
     const scale = 100_000 / r.sessions;
-    lines.push(`| ${names[r.impl] ?? r.impl} | ${mb(r.heapUsedBytes * scale)} | ${mb(r.rssBytes * scale)} | ${int(r.heapUsedBytes / r.sessions)} B |`);
+    lines.push(
+      `| ${names[r.impl] ?? r.impl} | ${mb(r.heapUsedBytes * scale)} | ${mb(r.rssBytes * scale)} | ${int(r.heapUsedBytes / r.sessions)} B |`,
+    );
   }
   const ours = reports.find((r) => r.impl === 'ours');
   const peer = reports.find((r) => r.impl === 'express-session');
   if (ours !== undefined && peer !== undefined) {
-    lines.push('', `Ours uses ${ratio(ours.heapUsedBytes / ours.sessions / (peer.heapUsedBytes / peer.sessions))} the heap of express-session's MemoryStore per idle session.`);
+    lines.push(
+      '',
+      `Ours uses ${ratio(ours.heapUsedBytes / ours.sessions / (peer.heapUsedBytes / peer.sessions))} the heap of express-session's MemoryStore per idle session.`,
+    );
   }
   return lines.join('\n');
 }

@@ -60,25 +60,45 @@ function parseOptions(argv: readonly string[]): Options {
     if (match === null) throw new Error(`Unknown argument ${arg}; see the comment at the top of bench/run.ts.`);
     flags.set(match[1], match.at(2) ?? 'true');
   }
-  const known = ['quick', 'duration', 'warmup', 'rounds', 'connections', 'only', 'apps', 'profile', 'memory-sessions', 'redis-url'];
-  for (const name of flags.keys()) if (!known.includes(name)) throw new Error(`Unknown option --${name}; known: ${known.map((k) => `--${k}`).join(' ')}`);
+  const known = [
+    'quick',
+    'duration',
+    'warmup',
+    'rounds',
+    'connections',
+    'only',
+    'apps',
+    'profile',
+    'memory-sessions',
+    'redis-url',
+  ];
+  for (const name of flags.keys())
+    if (!known.includes(name)) throw new Error(`Unknown option --${name}; known: ${known.map((k) => `--${k}`).join(' ')}`);
   const quick = flags.has('quick');
   const number = (name: string, fallback: number): number => {
     const value = flags.has(name) ? Number(flags.get(name)) : fallback;
     if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a number >= 0`);
     return value;
   };
-  const list = (name: string): string[] | undefined => flags.get(name)?.split(',').filter((s) => s.length > 0);
+  const list = (name: string): string[] | undefined =>
+    flags
+      .get(name)
+      ?.split(',')
+      .filter((s) => s.length > 0);
 
   const only = list('only');
   let scenarios = SCENARIOS.filter((s) => (only ? only.includes(s.name) : !quick || s.quick));
   if (only) for (const name of only) if (!SCENARIOS.some((s) => s.name === name)) throw new Error(`Unknown scenario ${name}`);
   const apps = list('apps');
-  if (apps) for (const name of apps) if (!VARIANTS.some((v) => v.name === name)) throw new Error(`Unknown app ${name}; known: ${VARIANTS.map((v) => v.name).join(', ')}`);
+  if (apps)
+    for (const name of apps)
+      if (!VARIANTS.some((v) => v.name === name))
+        throw new Error(`Unknown app ${name}; known: ${VARIANTS.map((v) => v.name).join(', ')}`);
   const variants = VARIANTS.filter((v) => (apps ? apps.includes(v.name) : !quick || v.store !== 'redis'));
   scenarios = scenarios.filter((s) => variants.some((v) => s.kinds.includes(v.kind)));
   const profile = flags.get('profile');
-  if (profile !== undefined && !variants.some((v) => v.name === profile)) throw new Error(`--profile=${profile} names no selected app`);
+  if (profile !== undefined && !variants.some((v) => v.name === profile))
+    throw new Error(`--profile=${profile} names no selected app`);
   return {
     quick,
     duration: number('duration', quick ? 1 : 1.5),
@@ -96,7 +116,8 @@ function parseOptions(argv: readonly string[]): Options {
 /** The commit the measured lib/ comes from, and whether lib/ had uncommitted changes. */
 function libVersion(): string {
   try {
-    const git = (...args: string[]): string => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (...args: string[]): string =>
+      execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const dirty = git('status', '--porcelain', '--', 'lib').length > 0;
     return `lib/ at commit ${git('rev-parse', '--short', 'HEAD')}${dirty ? ' plus uncommitted changes' : ''}`;
   } catch {
@@ -120,7 +141,11 @@ interface RunningApp {
 }
 
 /** Sends a command to an app child and waits for the answer of type `answer`. */
-function ask<T extends AppChildMessage['type']>(child: ChildProcess, command: AppChildCommand, answer: T): Promise<Extract<AppChildMessage, { type: T }>> {
+function ask<T extends AppChildMessage['type']>(
+  child: ChildProcess,
+  command: AppChildCommand,
+  answer: T,
+): Promise<Extract<AppChildMessage, { type: T }>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.off('message', onMessage);
@@ -144,7 +169,12 @@ function cpuReader(child: ChildProcess): () => Promise<number> {
 async function startApp(variant: Variant, redisUrl: string, redisPrefix: string): Promise<RunningApp | string> {
   const child = fork(path.join(here, 'app-child.js'), [variant.name], {
     execArgv: [],
-    env: { ...process.env, BENCH_REDIS_URL: redisUrl, BENCH_REDIS_PREFIX: `${redisPrefix}${variant.name}:`, NODE_ENV: 'production' },
+    env: {
+      ...process.env,
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_REDIS_PREFIX: `${redisPrefix}${variant.name}:`,
+      NODE_ENV: 'production',
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve) => {
@@ -154,7 +184,8 @@ async function startApp(variant: Variant, redisUrl: string, redisPrefix: string)
     }, 60_000);
     child.once('message', (message: AppChildMessage) => {
       clearTimeout(timer);
-      if (message.type === 'listening') resolve({ variant, child, port: message.port, info: message.info, cpu: cpuReader(child) });
+      if (message.type === 'listening')
+        resolve({ variant, child, port: message.port, info: message.info, cpu: cpuReader(child) });
       else if (message.type === 'failed') resolve(`failed to start: ${message.error}`);
     });
     child.once('exit', (code) => {
@@ -192,16 +223,19 @@ async function sanityCheck(app: RunningApp, scenarios: readonly Scenario[]): Pro
   if (app.variant.kind === 'ceiling') return undefined;
   const [cookie] = await createSessions(port, 1);
   const read = await request(port, 'GET', '/read', cookie);
-  if (read.status !== 200 || typeof (read.body as { value?: unknown }).value !== 'number') return fail('GET /read must see the key POST /write stored', read);
+  if (read.status !== 200 || typeof (read.body as { value?: unknown }).value !== 'number')
+    return fail('GET /read must see the key POST /write stored', read);
   const write = await request(port, 'POST', '/write', cookie);
   if (write.status !== 200) return fail('POST /write with a session must answer 200', write);
   const login = await request(port, 'POST', '/login', cookie);
-  if (login.status !== 200 || login.cookie === undefined || login.cookie === cookie) return fail('POST /login must answer 200 with a new session cookie', login);
+  if (login.status !== 200 || login.cookie === undefined || login.cookie === cookie)
+    return fail('POST /login must answer 200 with a new session cookie', login);
   const old = await request(port, 'GET', '/read', cookie);
   if ((old.body as { value?: unknown }).value !== null) return fail('the id before login must be dead after it', old);
   if (scenarios.some((s) => s.name === 'incr') && app.variant.kind === 'ours') {
     const incr = await request(port, 'POST', '/incr', login.cookie);
-    if (incr.status !== 200 || typeof (incr.body as { value?: unknown }).value !== 'number') return fail('POST /incr must answer the new value', incr);
+    if (incr.status !== 200 || typeof (incr.body as { value?: unknown }).value !== 'number')
+      return fail('POST /incr must answer the new value', incr);
   }
   return undefined;
 }
@@ -209,7 +243,8 @@ async function sanityCheck(app: RunningApp, scenarios: readonly Scenario[]): Pro
 /** Cookies for one run: a session per connection, or (ceiling) a cookie of the same size that names nothing. */
 async function cookiesFor(app: RunningApp, scenario: Scenario, connections: number): Promise<string[] | undefined> {
   if (scenario.cookie === 'none') return undefined;
-  if (app.variant.kind === 'ceiling') return Array.from({ length: connections }, (_, i) => `${COOKIE_NAME}=${'x'.repeat(28)}${String(i).padStart(4, '0')}`);
+  if (app.variant.kind === 'ceiling')
+    return Array.from({ length: connections }, (_, i) => `${COOKIE_NAME}=${'x'.repeat(28)}${String(i).padStart(4, '0')}`);
   return createSessions(app.port, connections);
 }
 
@@ -274,7 +309,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   const runId = `${process.pid}-${started.toString(36)}`;
   const redisPrefix = `nsbench-${runId}:`;
-  const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadAtStart = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const version = libVersion();
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   mkdirSync(outDir, { recursive: true });
@@ -282,7 +320,8 @@ async function main(): Promise<void> {
   if (options.profile !== undefined) mkdirSync(profileDir, { recursive: true });
 
   const notes: string[] = [];
-  if (options.profile !== undefined) notes.push(`${options.profile} ran under the CPU profiler: its numbers are lower than unprofiled.`);
+  if (options.profile !== undefined)
+    notes.push(`${options.profile} ran under the CPU profiler: its numbers are lower than unprofiled.`);
   let variants = options.variants;
   if (variants.some((v) => v.store === 'redis')) {
     const problem = await redisReachable(options.redisUrl);
@@ -308,7 +347,7 @@ async function main(): Promise<void> {
     }
   };
   process.once('SIGINT', () => {
-    log('interrupted: stopping the apps and deleting this run\'s Redis keys');
+    log("interrupted: stopping the apps and deleting this run's Redis keys");
     void shutdown().finally(() => process.exit(130));
   });
 
@@ -322,7 +361,9 @@ async function main(): Promise<void> {
           log(`${variant.name}: ${result}`);
           continue;
         }
-        const problem = await sanityCheck(result, options.scenarios).catch((error: unknown) => `sanity check threw ${(error as Error).message}`);
+        const problem = await sanityCheck(result, options.scenarios).catch(
+          (error: unknown) => `sanity check threw ${(error as Error).message}`,
+        );
         if (problem !== undefined) {
           notes.push(`${variant.label} (${variant.adapter}) left out: ${problem}`);
           log(`${variant.name}: ${problem}`);
@@ -340,7 +381,9 @@ async function main(): Promise<void> {
     // that ours and its peer see the same machine state), and the order rotates every round.
     // Each (app, scenario) gets one short slice per round; the table shows medians over the
     // rounds, which shrugs off the bursts of a shared machine better than one long run.
-    const runs = options.scenarios.flatMap((scenario) => apps.filter((a) => scenario.kinds.includes(a.variant.kind)).map((app) => ({ scenario, app })));
+    const runs = options.scenarios.flatMap((scenario) =>
+      apps.filter((a) => scenario.kinds.includes(a.variant.kind)).map((app) => ({ scenario, app })),
+    );
     const total = runs.length * options.rounds;
     log(
       `${runs.length} app/scenario pairs x ${options.rounds} round(s) of ${options.duration} s, ${options.connections} connections; ` +
@@ -356,7 +399,13 @@ async function main(): Promise<void> {
           round,
         );
         for (const app of order) {
-          const base = { port: app.port, method: scenario.method, path: scenario.path, connections: options.connections, chain: scenario.cookie === 'chain' };
+          const base = {
+            port: app.port,
+            method: scenario.method,
+            path: scenario.path,
+            connections: options.connections,
+            chain: scenario.cookie === 'chain',
+          };
           if (round === 0 && options.warmup > 0) {
             await load({ ...base, duration: options.warmup, cookies: await cookiesFor(app, scenario, options.connections) });
           }
@@ -372,7 +421,10 @@ async function main(): Promise<void> {
           const key = `${app.variant.name}|${scenario.name}`;
           results.set(key, [...(results.get(key) ?? []), result]);
           done++;
-          const bad = result.non2xx + result.errors > 0 ? `  (non-2xx ${result.non2xx}, errors ${result.errors}: ${JSON.stringify(result.statusCodes)})` : '';
+          const bad =
+            result.non2xx + result.errors > 0
+              ? `  (non-2xx ${result.non2xx}, errors ${result.errors}: ${JSON.stringify(result.statusCodes)})`
+              : '';
           log(
             `[${done}/${total}] ${scenario.name.padEnd(9)} ${app.variant.name.padEnd(24)} ${Math.round(result.rps).toString().padStart(6)} req/s` +
               `  p50 ${result.p50.toFixed(1)} ms  p99 ${result.p99.toFixed(1)} ms  ${result.cpuPerRequest?.toFixed(0) ?? '?'} µs CPU/req${bad}`,
@@ -415,7 +467,11 @@ async function main(): Promise<void> {
     );
     if (targets.length > 0) {
       const met = targets.filter((t) => t.met).length;
-      out.push('', `Targets (issue 7): ${met} of ${targets.length} met.`, ...targets.map((t) => `- ${t.met ? 'met' : '**missed**'}: ${t.text}`));
+      out.push(
+        '',
+        `Targets (issue 7): ${met} of ${targets.length} met.`,
+        ...targets.map((t) => `- ${t.met ? 'met' : '**missed**'}: ${t.text}`),
+      );
     }
     if (memory.length > 0) out.push('', renderMemory(memory));
     out.push('', 'Apps:', ...infos);
@@ -431,7 +487,12 @@ async function main(): Promise<void> {
           version,
           machine: { cores: os.availableParallelism(), cpu, node: process.version, loadAtStart },
           options: { ...options, scenarios: options.scenarios.map((s) => s.name), variants: options.variants.map((v) => v.name) },
-          results: measurements.map((m) => ({ app: m.variant.name, scenario: m.scenario.name, summary: summarize(m.rounds), rounds: m.rounds })),
+          results: measurements.map((m) => ({
+            app: m.variant.name,
+            scenario: m.scenario.name,
+            summary: summarize(m.rounds),
+            rounds: m.rounds,
+          })),
           memory,
           notes,
         },
@@ -443,7 +504,9 @@ async function main(): Promise<void> {
 
     for (const profile of profiles) {
       log(`profile of ${options.profile}, ${profile.scenario.name}: ${path.relative(process.cwd(), profile.file)}`);
-      console.log(`\n## Profile of ${options.profile}, ${profile.scenario.label} (round 1)\n\n${summarizeProfile(profile.file, 25, profile.requests)}`);
+      console.log(
+        `\n## Profile of ${options.profile}, ${profile.scenario.label} (round 1)\n\n${summarizeProfile(profile.file, 25, profile.requests)}`,
+      );
     }
   } finally {
     await shutdown();

@@ -29,7 +29,10 @@ export class AdminController {
 
   /** `?tag=T` filters by tag; `?limit=N` (default 100, at most 1000) caps the answer, `truncated` says whether more exist. */
   @Get('sessions')
-  async list(@Query('tag') tag?: string, @Query('limit') limit?: string): Promise<{ sessions: AdminSessionView[]; truncated: boolean }> {
+  async list(
+    @Query('tag') tag?: string,
+    @Query('limit') limit?: string,
+  ): Promise<{ sessions: AdminSessionView[]; truncated: boolean }> {
     const max = parseLimit(limit);
     const sessions: AdminSessionView[] = [];
     for await (const info of this.manager.listSessions({ tag: tag === '' ? undefined : tag, pageSize: Math.min(max + 1, 100) })) {
@@ -42,7 +45,8 @@ export class AdminController {
   /** Destroys every session with `?tag=T` (required: there is no "destroy all" route). */
   @Delete('sessions')
   async destroy(@Query('tag') tag?: string): Promise<{ destroyed: number }> {
-    if (tag === undefined || tag === '') throw new BadRequestException('Give the tag of the sessions to destroy: DELETE /admin/sessions?tag=T.');
+    if (tag === undefined || tag === '')
+      throw new BadRequestException('Give the tag of the sessions to destroy: DELETE /admin/sessions?tag=T.');
     return { destroyed: await this.manager.destroySessionsByTag(tag, 'admin') };
   }
 
@@ -57,7 +61,8 @@ export class AdminController {
 function parseLimit(limit: string | undefined): number {
   if (limit === undefined) return DEFAULT_LIMIT;
   const n = Number(limit);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT) throw new BadRequestException(`limit must be a whole number from 1 to ${MAX_LIMIT}.`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
+    throw new BadRequestException(`limit must be a whole number from 1 to ${MAX_LIMIT}.`);
   return n;
 }
 

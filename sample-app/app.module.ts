@@ -29,7 +29,10 @@ export class AppModule {
   static forRoot(config: SampleAppConfig = {}): DynamicModule {
     return {
       module: AppModule,
-      providers: [{ provide: ADMIN_TOKEN, useFactory: () => config.adminToken ?? process.env.ADMIN_TOKEN ?? '' }, AdminTokenGuard],
+      providers: [
+        { provide: ADMIN_TOKEN, useFactory: () => config.adminToken ?? process.env.ADMIN_TOKEN ?? '' },
+        AdminTokenGuard,
+      ],
       imports: [sessionModule(config), CartModule],
       controllers: [HealthController, SessionController, AuthController, AdminController, CounterController, FlashController],
     };

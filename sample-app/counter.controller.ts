@@ -30,7 +30,11 @@ export class CounterController {
   @Post(':key/increment-locked')
   @HttpCode(200)
   @SessionLock()
-  async incrementLocked(@Param('key') key: string, @Query('delay') delay?: string, @Query('fail') fail?: string): Promise<{ key: string; value: number }> {
+  async incrementLocked(
+    @Param('key') key: string,
+    @Query('delay') delay?: string,
+    @Query('fail') fail?: string,
+  ): Promise<{ key: string; value: number }> {
     return this.bump(key, delay, fail);
   }
 

@@ -3,7 +3,8 @@ import { sessionConfigFromEnv } from './session-env.config.js';
 
 async function main(): Promise<void> {
   const adapter = (process.env.HTTP_ADAPTER ?? 'express') as HttpAdapterName;
-  if (adapter !== 'express' && adapter !== 'fastify') throw new Error(`HTTP_ADAPTER must be express or fastify, not ${String(adapter)}`);
+  if (adapter !== 'express' && adapter !== 'fastify')
+    throw new Error(`HTTP_ADAPTER must be express or fastify, not ${String(adapter)}`);
   const port = Number(process.env.PORT ?? 3000);
   const backend = sessionConfigFromEnv(process.env);
   const app = await createSampleApp(adapter, backend.config);

@@ -24,7 +24,10 @@ export function sessionConfigFromEnv(env: NodeJS.ProcessEnv): SessionEnvConfig {
   if (backend === 'memory') return { config: { session }, description: 'in memory' };
   if (backend !== 'redis') throw new Error(`SESSION_BACKEND must be memory or redis, not ${JSON.stringify(backend)}`);
   const prefix = env.SESSION_PREFIX || 'sess:';
-  const clusterNodes = (env.REDIS_CLUSTER_NODES ?? '').split(',').map((u) => u.trim()).filter((u) => u !== '');
+  const clusterNodes = (env.REDIS_CLUSTER_NODES ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
   if (clusterNodes.length > 0) {
     return {
       config: { session, redis: { cluster: { rootNodes: clusterNodes.map((url) => ({ url })) }, prefix } },

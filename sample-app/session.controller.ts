@@ -15,7 +15,11 @@ export class SessionController {
   }
 
   @Put('data/:key')
-  async put(@Param('key') key: string, @Body() body: { value?: unknown } | undefined, @Query('delay') delay?: string): Promise<{ key: string; value: unknown }> {
+  async put(
+    @Param('key') key: string,
+    @Body() body: { value?: unknown } | undefined,
+    @Query('delay') delay?: string,
+  ): Promise<{ key: string; value: unknown }> {
     if (body === undefined || typeof body !== 'object' || !('value' in body)) {
       throw new BadRequestException('Send a JSON body {"value": ...}.');
     }

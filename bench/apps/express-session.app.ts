@@ -49,7 +49,8 @@ class ExpressSessionModule {}
  */
 export async function buildExpressSessionApp(store: StoreKind, env: AppEnv): Promise<BenchApp> {
   const client = store === 'redis' ? await connectRedis(env.redisUrl) : undefined;
-  const sessionStore = client !== undefined ? new RedisStore({ client, prefix: env.redisPrefix, ttl: SESSION_TTL }) : new session.MemoryStore();
+  const sessionStore =
+    client !== undefined ? new RedisStore({ client, prefix: env.redisPrefix, ttl: SESSION_TTL }) : new session.MemoryStore();
   const app = await createNestApp(ExpressSessionModule, 'express', {
     express: (app) => {
       app.use(

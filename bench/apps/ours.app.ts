@@ -69,7 +69,12 @@ class OursModule {
 export async function buildOursApp(adapter: HttpAdapterName, store: StoreKind, env: AppEnv): Promise<BenchApp> {
   const common: SessionModuleOptions = { cookie: { name: COOKIE_NAME }, inactivityTimeout: SESSION_TTL };
   if (store === 'memory') {
-    const options = { ...common, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend(), locker: new MemoryLocker() };
+    const options = {
+      ...common,
+      metadataBackend: new MemoryBackend(),
+      storageBackend: new MemoryBackend(),
+      locker: new MemoryLocker(),
+    };
     const app = await createNestApp(OursModule.forRoot(options), adapter);
     return { app, info: 'defaults (MemoryBackend x2, MemoryLocker, DevalueSerializer)', close: () => app.close() };
   }

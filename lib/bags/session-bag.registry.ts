@@ -33,6 +33,8 @@ export class SessionBagRegistry {
 export function assertStorageKey(bag: SessionBagInterface): void {
   const key = bag.getStorageKey();
   if (typeof key !== 'string' || key.length > 200 || !IDENTIFIER_PATTERN.test(key)) {
-    throw new InvalidArgumentException(`Bag "${bag.getName()}" has an invalid storage key ${JSON.stringify(key)}: use 1-200 characters of A-Z, a-z, 0-9, "_", "%", "&", "-", "." and ":".`);
+    throw new InvalidArgumentException(
+      `Bag "${bag.getName()}" has an invalid storage key ${JSON.stringify(key)}: use 1-200 characters of A-Z, a-z, 0-9, "_", "%", "&", "-", "." and ":".`,
+    );
   }
 }

@@ -5,7 +5,14 @@ import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
-import type { BackendEntry, BackendWrite, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from '../cache/taggable-backend.interface.js';
+import type {
+  BackendEntry,
+  BackendWrite,
+  TaggableBackend,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from '../cache/taggable-backend.interface.js';
 
 /*
  * A TaggableBackend over any cache-manager v7 `Cache` (Keyv stores: memory, Redis, Valkey,
@@ -146,8 +153,10 @@ export class CacheManagerBackend implements TaggableBackend {
     this.cache = cache;
     this.prefix = prefix;
     this.readKeyByKey = cache.stores.some((store) => typeof (store.store as { getMany?: unknown })?.getMany !== 'function');
-    this.marginMs = secondsOption('cacheManager.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true) * 1000;
-    this.bucketMs = secondsOption('cacheManager.expiryBucketSeconds', options.expiryBucketSeconds ?? DEFAULT_BUCKET_SECONDS, false) * 1000;
+    this.marginMs =
+      secondsOption('cacheManager.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true) * 1000;
+    this.bucketMs =
+      secondsOption('cacheManager.expiryBucketSeconds', options.expiryBucketSeconds ?? DEFAULT_BUCKET_SECONDS, false) * 1000;
 
     for (const store of cache.stores) store.on('error', this.onStoreError);
     cache.on('get', this.onCacheEvent);

@@ -33,7 +33,9 @@ export function assertEntryData(id: string, data: unknown): asserts data is stri
 /** @throws InvalidArgumentException when a guard's fence is not a number. */
 export function assertGuardFence(guard: WriteGuard): void {
   if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
-    throw new InvalidArgumentException(`Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`);
+    throw new InvalidArgumentException(
+      `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
+    );
   }
 }
 
@@ -68,7 +70,10 @@ export function checkedGuard(guard: WriteGuard): readonly string[] {
  */
 export function secondsOption(option: string, value: number, zeroAllowed: boolean): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!zeroAllowed && value === 0)) {
-    throw InvalidOptionException.create(option, `must be a number of seconds ${zeroAllowed ? '>= 0' : '> 0'}, got ${String(value)}`);
+    throw InvalidOptionException.create(
+      option,
+      `must be a number of seconds ${zeroAllowed ? '>= 0' : '> 0'}, got ${String(value)}`,
+    );
   }
   return value;
 }

@@ -1,7 +1,14 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { assertEntryData, assertGuardFence, gcLimit } from './backend-arguments.js';
 import { expiryAt } from './lifetime.js';
-import type { BackendEntry, BackendWrite, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from './taggable-backend.interface.js';
+import type {
+  BackendEntry,
+  BackendWrite,
+  TaggableBackend,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from './taggable-backend.interface.js';
 
 /** Options of {@link MemoryBackend}. */
 export interface MemoryBackendOptions {

@@ -1,12 +1,6 @@
 import { storeFailure } from './store-failure.js';
 import type { SessionSerializer } from './session-serializer.interface.js';
-import type {
-  BackendEntry,
-  TaggableBackend,
-  WriteBatch,
-  WriteGuard,
-  WriteResult,
-} from './taggable-backend.interface.js';
+import type { BackendEntry, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from './taggable-backend.interface.js';
 
 /**
  * Flow's `VariableFrontend`: a tag-aware cache of values over a `TaggableBackend`. It owns

@@ -8,7 +8,7 @@ export class StoreUnavailableException extends SessionError {
     const error = new this(
       `The session store is unavailable (${operation}: ${why}). This request's session changes may not have been saved (a commit is applied whole or not at all); retry later.`,
     );
-    Object.defineProperty(error, "cause", { value: cause });
+    Object.defineProperty(error, 'cause', { value: cause });
     return error;
   }
 }

@@ -20,7 +20,12 @@ export interface FastifyInstanceLike {
   addHook(name: 'preHandler', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void): unknown;
   addHook(
     name: 'onSend',
-    hook: (request: FastifyRequestLike, reply: FastifyReplyLike, payload: unknown, done: (error: Error | null, payload?: unknown) => void) => void,
+    hook: (
+      request: FastifyRequestLike,
+      reply: FastifyReplyLike,
+      payload: unknown,
+      done: (error: Error | null, payload?: unknown) => void,
+    ) => void,
   ): unknown;
   addHook(name: 'onRequestAbort', hook: (request: FastifyRequestLike) => Promise<void>): unknown;
 }

@@ -49,6 +49,7 @@ export function serializeSessionCookie(
   }
   if (options.httpOnly) cookie += '; HttpOnly';
   if (options.secure === true || (options.secure === 'auto' && secureRequest)) cookie += '; Secure';
-  cookie += options.sameSite === 'lax' ? '; SameSite=Lax' : options.sameSite === 'strict' ? '; SameSite=Strict' : '; SameSite=None';
+  cookie +=
+    options.sameSite === 'lax' ? '; SameSite=Lax' : options.sameSite === 'strict' ? '; SameSite=Strict' : '; SameSite=None';
   return cookie;
 }

@@ -98,9 +98,15 @@ export class SessionHttpHandler {
   answerFor(error: unknown): HttpErrorAnswer {
     if (error instanceof SessionError) {
       if (error.httpStatus >= 500) this.logger.warn(error.message);
-      return { status: error.httpStatus, body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.message }) };
+      return {
+        status: error.httpStatus,
+        body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.message }),
+      };
     }
     this.logger.error(`Session handling failed: ${(error as Error)?.stack ?? String(error)}`);
-    return { status: 500, body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' }) };
+    return {
+      status: 500,
+      body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' }),
+    };
   }
 }

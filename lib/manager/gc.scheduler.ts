@@ -57,7 +57,9 @@ export class GcScheduler implements OnApplicationBootstrap, BeforeApplicationShu
     }
     job.start();
     this.job = job;
-    this.logger.debug(`Session garbage collection scheduled: "${cron}"${this.name === undefined ? '' : ` (SchedulerRegistry job "${this.name}")`}`);
+    this.logger.debug(
+      `Session garbage collection scheduled: "${cron}"${this.name === undefined ? '' : ` (SchedulerRegistry job "${this.name}")`}`,
+    );
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -294,7 +294,9 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
       await lock.release().catch(() => false);
     }
     if (orphaned > 0) {
-      this.logger.warn(`Garbage collection could not remove the data of ${orphaned} expired session(s); it stays stored but unreachable.`);
+      this.logger.warn(
+        `Garbage collection could not remove the data of ${orphaned} expired session(s); it stays stored but unreachable.`,
+      );
     }
     this.store.events.emit({ type: 'gc', removed, durationMs: performance.now() - started, timestamp: Date.now() });
     return removed;

@@ -57,7 +57,10 @@ function validate(o: ResolvedSessionOptions): void {
     throw InvalidOptionException.create('cookie.domain', `must be a host name (got ${JSON.stringify(c.domain)})`);
   }
   if (typeof c.path !== 'string' || !c.path.startsWith('/') || /[;\s]/.test(c.path)) {
-    throw InvalidOptionException.create('cookie.path', `must start with "/" and contain no ";" or spaces (got ${JSON.stringify(c.path)})`);
+    throw InvalidOptionException.create(
+      'cookie.path',
+      `must start with "/" and contain no ";" or spaces (got ${JSON.stringify(c.path)})`,
+    );
   }
   if (c.secure !== 'auto' && typeof c.secure !== 'boolean') {
     throw InvalidOptionException.create('cookie.secure', `must be true, false or 'auto' (got ${JSON.stringify(c.secure)})`);
@@ -66,22 +69,52 @@ function validate(o: ResolvedSessionOptions): void {
     throw InvalidOptionException.create('cookie.httpOnly', `must be a boolean (got ${JSON.stringify(c.httpOnly)})`);
   }
   if (!['lax', 'strict', 'none'].includes(c.sameSite)) {
-    throw InvalidOptionException.create('cookie.sameSite', `must be 'lax', 'strict' or 'none' (got ${JSON.stringify(c.sameSite)})`);
+    throw InvalidOptionException.create(
+      'cookie.sameSite',
+      `must be 'lax', 'strict' or 'none' (got ${JSON.stringify(c.sameSite)})`,
+    );
   }
   if (c.sameSite === 'none' && c.secure === false) {
-    throw InvalidOptionException.create('cookie.sameSite', `'none' needs cookie.secure true or 'auto'; browsers drop SameSite=None cookies without Secure`);
+    throw InvalidOptionException.create(
+      'cookie.sameSite',
+      `'none' needs cookie.secure true or 'auto'; browsers drop SameSite=None cookies without Secure`,
+    );
   }
   positiveNumber('inactivityTimeout', o.inactivityTimeout);
   nonNegativeNumber('updateGracePeriod', o.updateGracePeriod);
   if (o.updateGracePeriod >= o.inactivityTimeout) {
-    throw InvalidOptionException.create('updateGracePeriod', `(${o.updateGracePeriod}) must be smaller than inactivityTimeout (${o.inactivityTimeout})`);
+    throw InvalidOptionException.create(
+      'updateGracePeriod',
+      `(${o.updateGracePeriod}) must be smaller than inactivityTimeout (${o.inactivityTimeout})`,
+    );
   }
   positiveNumber('lock.waitTimeout', o.lock.waitTimeout);
   positiveNumber('lock.ttl', o.lock.ttl);
-  implementsMethods('metadataBackend', o.metadataBackend, ['get', 'getByTag', 'set', 'write', 'remove', 'flushByTag', 'findIdentifiersByTag', 'collectGarbage']);
-  implementsMethods('storageBackend', o.storageBackend, ['get', 'getByTag', 'set', 'write', 'remove', 'flushByTag', 'findIdentifiersByTag', 'collectGarbage']);
+  implementsMethods('metadataBackend', o.metadataBackend, [
+    'get',
+    'getByTag',
+    'set',
+    'write',
+    'remove',
+    'flushByTag',
+    'findIdentifiersByTag',
+    'collectGarbage',
+  ]);
+  implementsMethods('storageBackend', o.storageBackend, [
+    'get',
+    'getByTag',
+    'set',
+    'write',
+    'remove',
+    'flushByTag',
+    'findIdentifiersByTag',
+    'collectGarbage',
+  ]);
   if (o.metadataBackend === o.storageBackend) {
-    throw InvalidOptionException.create('storageBackend', 'must be a different backend instance than metadataBackend (give each cache its own instance or key prefix)');
+    throw InvalidOptionException.create(
+      'storageBackend',
+      'must be a different backend instance than metadataBackend (give each cache its own instance or key prefix)',
+    );
   }
   implementsMethods('locker', o.locker, ['acquire']);
   implementsMethods('serializer', o.serializer, ['serialize', 'deserialize']);
@@ -91,7 +124,10 @@ function validate(o: ResolvedSessionOptions): void {
   implementsMethods('idGenerator', o.idGenerator, ['generate', 'isValid']);
   const sample = o.idGenerator.generate();
   if (!o.idGenerator.isValid(sample) || sample.includes('.') || sample.length < 22) {
-    throw InvalidOptionException.create('idGenerator', 'must generate ids of at least 22 URL-safe characters (128 bits) without "." that its own isValid() accepts');
+    throw InvalidOptionException.create(
+      'idGenerator',
+      'must generate ids of at least 22 URL-safe characters (128 bits) without "." that its own isValid() accepts',
+    );
   }
 }
 

@@ -55,10 +55,15 @@ export class SessionFeatureModule {}
       inject: [SESSION_OPTIONS, SessionBagRegistry],
     },
     { provide: SessionContext, useFactory: () => new SessionContext() },
-    { provide: SessionInterface, useFactory: (context: SessionContext) => new CurrentSessionProxy(context), inject: [SessionContext] },
+    {
+      provide: SessionInterface,
+      useFactory: (context: SessionContext) => new CurrentSessionProxy(context),
+      inject: [SessionContext],
+    },
     {
       provide: SessionHttpHandler,
-      useFactory: (store: SessionStore, context: SessionContext, manager: SessionManager) => new SessionHttpHandler(store, context, manager),
+      useFactory: (store: SessionStore, context: SessionContext, manager: SessionManager) =>
+        new SessionHttpHandler(store, context, manager),
       inject: [SessionStore, SessionContext, SessionManager],
     },
     SessionManager,

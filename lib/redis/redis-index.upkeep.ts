@@ -71,7 +71,7 @@ export class IndexWork {
 
   /** Takes the 'T' / 'E' clean-up records a script answered, from `offset` on. */
   takeCleanup(flat: readonly unknown[], offset: number): void {
-    for (let i = offset; i < flat.length; ) {
+    for (let i = offset; i < flat.length;) {
       if (flat[i] === 'T') {
         this.forget(String(flat[i + 1]), String(flat[i + 2]), String(flat[i + 3]));
         i += 4;

@@ -1,9 +1,5 @@
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import {
-  isRedisClusterClient,
-  type RedisLockerClient,
-  type RedisLockerClusterClient,
-} from './redis-client.adapter.js';
+import { isRedisClusterClient, type RedisLockerClient, type RedisLockerClusterClient } from './redis-client.adapter.js';
 import { lockerClosedError } from './redis.lock.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 
@@ -61,7 +57,6 @@ export class Sleeper {
     });
   }
 }
-
 
 /** Where waiters listen: a standalone client's Pub/Sub, or a cluster's sharded Pub/Sub. */
 interface Listening {

@@ -107,7 +107,6 @@ end
 return removed
 `;
 
-
 export const LOCK_SCRIPTS = {
   acquire: new LuaScript(ACQUIRE),
   release: new LuaScript(RELEASE),

@@ -1,12 +1,7 @@
 import type { RedisClientOptions, RedisClusterOptions } from 'redis';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
-import {
-  RedisLocker,
-  type RedisLockerClient,
-  type RedisLockerClusterClient,
-  type RedisLockerOptions,
-} from './redis.locker.js';
+import { RedisLocker, type RedisLockerClient, type RedisLockerClusterClient, type RedisLockerOptions } from './redis.locker.js';
 import { RedisBackend } from './redis.backend.js';
 import { assertRedisPrefix } from './redis-backend.keys.js';
 import { isRedisClusterClient, type RedisClusterCommandClient, type RedisCommandClient } from './redis-client.adapter.js';
@@ -169,7 +164,9 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
     const cluster = isRedisClusterClient(given);
     if (
       typeof given?.sendCommand !== 'function' ||
-      (cluster ? typeof given.nodeClient !== 'function' || typeof given.sSubscribe !== 'function' : typeof given.duplicate !== 'function')
+      (cluster
+        ? typeof given.nodeClient !== 'function' || typeof given.sSubscribe !== 'function'
+        : typeof given.duplicate !== 'function')
     ) {
       throw InvalidOptionException.create('redis.client', 'must be a node-redis v5 client (createClient() or createCluster())');
     }
@@ -178,8 +175,16 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
     }
     client = given;
   } else if (clusterOptions !== undefined) {
-    if (typeof clusterOptions !== 'object' || clusterOptions === null || !Array.isArray(clusterOptions.rootNodes) || clusterOptions.rootNodes.length === 0) {
-      throw InvalidOptionException.create('redis.cluster', 'must be createCluster() options with at least one root node: { rootNodes: [{ url }] }');
+    if (
+      typeof clusterOptions !== 'object' ||
+      clusterOptions === null ||
+      !Array.isArray(clusterOptions.rootNodes) ||
+      clusterOptions.rootNodes.length === 0
+    ) {
+      throw InvalidOptionException.create(
+        'redis.cluster',
+        'must be createCluster() options with at least one root node: { rootNodes: [{ url }] }',
+      );
     }
     const created = await connectCluster(clusterOptions, { connectTimeout, maxReconnectDelay });
     client = created;
@@ -200,8 +205,16 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
   const lockerOptions: RedisLockerOptions = { ...options.locker, client: lockerClient, prefix: `${prefix}l:` };
   let locker: RedisLocker;
   try {
-    const metadataBackend = new RedisBackend({ client: commands, prefix: `${prefix}m:`, safetyTtlMargin: options.safetyTtlMargin });
-    const storageBackend = new RedisBackend({ client: commands, prefix: `${prefix}s:`, safetyTtlMargin: options.safetyTtlMargin });
+    const metadataBackend = new RedisBackend({
+      client: commands,
+      prefix: `${prefix}m:`,
+      safetyTtlMargin: options.safetyTtlMargin,
+    });
+    const storageBackend = new RedisBackend({
+      client: commands,
+      prefix: `${prefix}s:`,
+      safetyTtlMargin: options.safetyTtlMargin,
+    });
     locker = closeOwned !== undefined ? new ClientOwningRedisLocker(lockerOptions, closeOwned) : new RedisLocker(lockerOptions);
     return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
   } catch (error) {
@@ -285,7 +298,11 @@ interface ConnectionSettings {
   readonly maxReconnectDelay: number;
 }
 
-async function connect(url: string, extra: Omit<RedisClientOptions, 'url'>, settings: ConnectionSettings): Promise<RedisLockerClient> {
+async function connect(
+  url: string,
+  extra: Omit<RedisClientOptions, 'url'>,
+  settings: ConnectionSettings,
+): Promise<RedisLockerClient> {
   let createClient: (options: RedisClientOptions) => RedisLockerClient;
   try {
     // Loaded here, not at the top: `redis` is an optional peer dependency, and importing the
@@ -299,7 +316,8 @@ async function connect(url: string, extra: Omit<RedisClientOptions, 'url'>, sett
   }
 
   let connectedOnce = false;
-  const reconnectStrategy = (retries: number): number | false => reconnectDelay(connectedOnce, retries, settings.maxReconnectDelay);
+  const reconnectStrategy = (retries: number): number | false =>
+    reconnectDelay(connectedOnce, retries, settings.maxReconnectDelay);
   const client = createClient({
     ...extra,
     url,

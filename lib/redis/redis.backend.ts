@@ -3,7 +3,14 @@ import { checkedGuard, checkedWrite, gcLimit, secondsOption } from '../cache/bac
 import { assertCacheIdentifier } from '../cache/identifier.js';
 import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
-import type { BackendEntry, BackendWrite, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from '../cache/taggable-backend.interface.js';
+import type {
+  BackendEntry,
+  BackendWrite,
+  TaggableBackend,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from '../cache/taggable-backend.interface.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { assertRedisPrefix, bySlotUnit, groupBy, groupOf, hashTagOf, RedisBackendKeys, slotUnit } from './redis-backend.keys.js';
@@ -15,7 +22,15 @@ import {
   type RedisClusterCommandClient,
   type RedisCommandClient,
 } from './redis-client.adapter.js';
-import { decodeEntry, encodeEntry, encodeGuardHead, HEADER_BYTES, isLive, isLiveHeader, parseEntry } from './redis-entry.codec.js';
+import {
+  decodeEntry,
+  encodeEntry,
+  encodeGuardHead,
+  HEADER_BYTES,
+  isLive,
+  isLiveHeader,
+  parseEntry,
+} from './redis-entry.codec.js';
 import { IndexUpkeep, IndexWork } from './redis-index.upkeep.js';
 
 // The client types are part of the options; they belong to the client adapter.
@@ -118,7 +133,10 @@ export class RedisBackend implements TaggableBackend {
   /** @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin. */
   constructor(options: RedisBackendOptions) {
     if (options === undefined || options === null || typeof options.client?.sendCommand !== 'function') {
-      throw InvalidOptionException.create('redis.client', 'must be a connected node-redis v5 client (createClient() or createCluster())');
+      throw InvalidOptionException.create(
+        'redis.client',
+        'must be a connected node-redis v5 client (createClient() or createCluster())',
+      );
     }
     if (isRedisClusterClient(options.client) && typeof options.client.nodeClient !== 'function') {
       throw InvalidOptionException.create('redis.client', 'a cluster client must be a node-redis v5 createCluster() client');
@@ -178,7 +196,9 @@ export class RedisBackend implements TaggableBackend {
   /** Reads only the entry's header (GETRANGE), not its data. @throws StoreUnavailableException when Redis fails. */
   async has(id: string): Promise<boolean> {
     const key = this.entryKey(id);
-    const head = await this.attempt('has', () => this.transport.send(key, true, ['GETRANGE', key, '0', String(HEADER_BYTES - 1)]));
+    const head = await this.attempt('has', () =>
+      this.transport.send(key, true, ['GETRANGE', key, '0', String(HEADER_BYTES - 1)]),
+    );
     return isLiveHeader(head, Date.now());
   }
 
@@ -333,7 +353,9 @@ export class RedisBackend implements TaggableBackend {
       let count = Number(removed);
       if (foreign.length > 0) {
         const scores = scoresOf(foreign);
-        const answers = await settleAll([...bySlotUnit(scores.keys(), (id) => id)].map(([unit, ids]) => this.drop(unit, ids, 'tagged', tag, false)));
+        const answers = await settleAll(
+          [...bySlotUnit(scores.keys(), (id) => id)].map(([unit, ids]) => this.drop(unit, ids, 'tagged', tag, false)),
+        );
         for (const record of answers.flat()) {
           if (record.code === 'live') count++;
           if (record.code === 'live' || record.code === 'dead') work.forgetRemoved([record]);
@@ -367,12 +389,21 @@ export class RedisBackend implements TaggableBackend {
         const now = Date.now();
         const { expiryKey } = this.keys;
         const flat = (await this.transport.send(expiryKey, true, [
-          'ZRANGEBYSCORE', expiryKey, '-inf', String(now), 'WITHSCORES', 'LIMIT', '0', String(wanted),
+          'ZRANGEBYSCORE',
+          expiryKey,
+          '-inf',
+          String(now),
+          'WITHSCORES',
+          'LIMIT',
+          '0',
+          String(wanted),
         ])) as string[];
         if (flat.length === 0) break;
         const seen = scoresOf(flat);
         const records = new Map<string, DropRecord>();
-        const answers = await settleAll([...bySlotUnit(seen.keys(), (id) => id)].map(([unit, ids]) => this.drop(unit, ids, 'expired', '', true, now)));
+        const answers = await settleAll(
+          [...bySlotUnit(seen.keys(), (id) => id)].map(([unit, ids]) => this.drop(unit, ids, 'expired', '', true, now)),
+        );
         for (const record of answers.flat()) records.set(record.id, record);
         const work = new IndexWork();
         let found = 0;
@@ -423,10 +454,7 @@ export class RedisBackend implements TaggableBackend {
   /** Live carriers of `tag`: [id, data, ...] with data, else [id, ...]. Prunes stale memberships. */
   private async readTag(tag: string, withData: boolean): Promise<string[]> {
     const tagKey = this.tagKey(tag);
-    const [found, foreign] = (await this.runScript('byTag', tagKey, [tag, withData ? 'data' : 'ids'])) as [
-      string[],
-      string[],
-    ];
+    const [found, foreign] = (await this.runScript('byTag', tagKey, [tag, withData ? 'data' : 'ids'])) as [string[], string[]];
     if (foreign.length === 0) return found;
     const ids: string[] = [];
     const scores: string[] = [];
@@ -487,7 +515,12 @@ export class RedisBackend implements TaggableBackend {
   }
 
   /** Runs a backend script with KEYS = [key] and ARGV = prefix, now, ...args, routed by `key`. */
-  private runScript(name: keyof typeof BACKEND_SCRIPTS, key: string, args: readonly string[], now = Date.now()): Promise<unknown> {
+  private runScript(
+    name: keyof typeof BACKEND_SCRIPTS,
+    key: string,
+    args: readonly string[],
+    now = Date.now(),
+  ): Promise<unknown> {
     return this.transport.evalScript(BACKEND_SCRIPTS[name], key, [this.prefix, String(now), ...args]);
   }
 

@@ -113,9 +113,7 @@ export class RedisLocker implements SessionLocker {
   /** @throws InvalidArgumentException when `client` is missing or a duration is invalid. */
   constructor(options: RedisLockerOptions) {
     if (options?.client === undefined || options.client === null) {
-      throw new InvalidArgumentException(
-        'RedisLocker: `client` (a connected node-redis client) is required.',
-      );
+      throw new InvalidArgumentException('RedisLocker: `client` (a connected node-redis client) is required.');
     }
     this.client = options.client;
     this.cluster = isRedisClusterClient(options.client);
@@ -124,14 +122,10 @@ export class RedisLocker implements SessionLocker {
     this.waiterTtl = options.waiterTtl ?? DEFAULT_WAITER_TTL_MS;
     this.wakeups = new RedisLockWakeups(options.client, options.subscriber);
     if (!(Number.isSafeInteger(this.fenceTtl) && this.fenceTtl >= 0)) {
-      throw new InvalidArgumentException(
-        `RedisLocker: fenceTtl must be an integer >= 0 ms, got ${this.fenceTtl}.`,
-      );
+      throw new InvalidArgumentException(`RedisLocker: fenceTtl must be an integer >= 0 ms, got ${this.fenceTtl}.`);
     }
     if (!(Number.isSafeInteger(this.waiterTtl) && this.waiterTtl >= 30)) {
-      throw new InvalidArgumentException(
-        `RedisLocker: waiterTtl must be an integer >= 30 ms, got ${this.waiterTtl}.`,
-      );
+      throw new InvalidArgumentException(`RedisLocker: waiterTtl must be an integer >= 30 ms, got ${this.waiterTtl}.`);
     }
     this.refreshEvery = Math.floor(this.waiterTtl / 3);
   }
@@ -148,9 +142,7 @@ export class RedisLocker implements SessionLocker {
     const ttl = checkTtl(options.ttl);
     const waitTimeout = options.waitTimeout;
     if (!(waitTimeout >= 0)) {
-      throw new InvalidArgumentException(
-        `Lock options: waitTimeout must be >= 0 ms, got ${waitTimeout}.`,
-      );
+      throw new InvalidArgumentException(`Lock options: waitTimeout must be >= 0 ms, got ${waitTimeout}.`);
     }
     if (this.closing !== null) throw lockerClosedError();
     // Tracked so that close() can wait until every acquire under way has cleaned up after itself.
@@ -207,19 +199,9 @@ export class RedisLocker implements SessionLocker {
       'acquire lock',
       LOCK_SCRIPTS.acquire,
       [keys.lock, keys.fence, keys.queue, keys.lease],
-      [
-        token,
-        String(ttl),
-        String(this.fenceTtl),
-        String(this.waiterTtl),
-        queue ? '1' : '0',
-        keys.channel,
-        keys.publish,
-      ],
+      [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0', keys.channel, keys.publish],
     )) as unknown[];
-    return Number(reply[0]) === 1
-      ? { fence: Number(reply[1]), retryIn: 0 }
-      : { fence: null, retryIn: Number(reply[1]) };
+    return Number(reply[0]) === 1 ? { fence: Number(reply[1]), retryIn: 0 } : { fence: null, retryIn: Number(reply[1]) };
   }
 
   /**
@@ -230,12 +212,7 @@ export class RedisLocker implements SessionLocker {
    * handoff costs one failed look, one successful one and the release. Otherwise it subscribes
    * after the first look and looks again.
    */
-  private async wait(
-    keys: LockKeys,
-    token: string,
-    ttl: number,
-    waitTimeout: number,
-  ): Promise<SessionLock> {
+  private async wait(keys: LockKeys, token: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const deadline = performance.now() + waitTimeout;
     const sleeper = this.wakeups.sleeper(token);
     let listening = this.wakeups.join(keys.channel, sleeper);
@@ -274,11 +251,12 @@ export class RedisLocker implements SessionLocker {
   }
 
   private async cancel(keys: LockKeys, token: string): Promise<void> {
-    await this.runScript('acquire lock', LOCK_SCRIPTS.cancel, [keys.lock, keys.queue, keys.lease], [
-      token,
-      keys.channel,
-      keys.publish,
-    ]);
+    await this.runScript(
+      'acquire lock',
+      LOCK_SCRIPTS.cancel,
+      [keys.lock, keys.queue, keys.lease],
+      [token, keys.channel, keys.publish],
+    );
   }
 
   private async shutDown(): Promise<void> {

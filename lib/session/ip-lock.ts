@@ -18,17 +18,26 @@ export function resolveIpLockOptions(options: SessionIpLockOptions | false | und
   if (options === undefined || options === false) return undefined;
   const given: unknown = options; // options may come from untyped configuration
   if (typeof given !== 'object' || given === null) {
-    throw InvalidOptionException.create('ipLock', `must be an object { ipv4Prefix?, ipv6Prefix? } or false (got ${JSON.stringify(options)})`);
+    throw InvalidOptionException.create(
+      'ipLock',
+      `must be an object { ipv4Prefix?, ipv6Prefix? } or false (got ${JSON.stringify(options)})`,
+    );
   }
   const resolved = {
     ipv4Prefix: options.ipv4Prefix ?? DEFAULT_IPV4_PREFIX,
     ipv6Prefix: options.ipv6Prefix ?? DEFAULT_IPV6_PREFIX,
   };
   if (!Number.isInteger(resolved.ipv4Prefix) || resolved.ipv4Prefix < 0 || resolved.ipv4Prefix > 4) {
-    throw InvalidOptionException.create('ipLock.ipv4Prefix', `must be a whole number of octets from 0 to 4 (got ${JSON.stringify(resolved.ipv4Prefix)})`);
+    throw InvalidOptionException.create(
+      'ipLock.ipv4Prefix',
+      `must be a whole number of octets from 0 to 4 (got ${JSON.stringify(resolved.ipv4Prefix)})`,
+    );
   }
   if (!Number.isInteger(resolved.ipv6Prefix) || resolved.ipv6Prefix < 0 || resolved.ipv6Prefix > 8) {
-    throw InvalidOptionException.create('ipLock.ipv6Prefix', `must be a whole number of 16-bit blocks from 0 to 8 (got ${JSON.stringify(resolved.ipv6Prefix)})`);
+    throw InvalidOptionException.create(
+      'ipLock.ipv6Prefix',
+      `must be a whole number of 16-bit blocks from 0 to 8 (got ${JSON.stringify(resolved.ipv6Prefix)})`,
+    );
   }
   return Object.freeze(resolved);
 }
@@ -53,7 +62,13 @@ export function ipLockValue(ip: string | undefined, lock: ResolvedIpLockOptions)
     return ipv4Value([high >> 8, high & 0xff, low >> 8, low & 0xff], lock.ipv4Prefix);
   }
   if (lock.ipv6Prefix === 0) return undefined;
-  return '6:' + groups.slice(0, lock.ipv6Prefix).map((g) => g.toString(16)).join(':');
+  return (
+    '6:' +
+    groups
+      .slice(0, lock.ipv6Prefix)
+      .map((g) => g.toString(16))
+      .join(':')
+  );
 }
 
 /**
@@ -61,7 +76,11 @@ export function ipLockValue(ip: string | undefined, lock: ResolvedIpLockOptions)
  * without a lock value, or an app with the IP lock switched off, always may; otherwise the
  * request's value (computed with the current prefixes) must equal the stored one.
  */
-export function ipLockAllows(stored: string | undefined, ip: string | undefined, lock: ResolvedIpLockOptions | undefined): boolean {
+export function ipLockAllows(
+  stored: string | undefined,
+  ip: string | undefined,
+  lock: ResolvedIpLockOptions | undefined,
+): boolean {
   if (stored === undefined || lock === undefined) return true;
   return ipLockValue(ip, lock) === stored;
 }

@@ -30,8 +30,11 @@ export interface SessionChanges {
 /** Whether `changes` touch the metadata entry (tags, fields, renewal, a new storage id). */
 export function changesMetadata(changes: SessionChanges): boolean {
   return (
-    changes.addedTags.size > 0 || changes.removedTags.size > 0 || changes.fields.size > 0 ||
-    changes.retiredIds.length > 0 || changes.retiredStorageId !== undefined
+    changes.addedTags.size > 0 ||
+    changes.removedTags.size > 0 ||
+    changes.fields.size > 0 ||
+    changes.retiredIds.length > 0 ||
+    changes.retiredStorageId !== undefined
   );
 }
 
@@ -177,7 +180,8 @@ export class SessionChangeSet implements SessionChanges {
       const index = this.retired.indexOf(id);
       if (index !== -1) this.retired.splice(index, 1);
     }
-    if (snapshot.retiredStorageId !== undefined && this.retiredStorage === snapshot.retiredStorageId) this.retiredStorage = undefined;
+    if (snapshot.retiredStorageId !== undefined && this.retiredStorage === snapshot.retiredStorageId)
+      this.retiredStorage = undefined;
   }
 
   /** Forgets what was pending in data, tags, fields and touch (Aerys `unlock()`, a failed save). */

@@ -108,7 +108,9 @@ export class SessionEventBus {
         this.logger.debug(`${who} renewed (replaces ${event.previousIds.map((id) => '#' + fingerprint(id)).join(', ')})`);
         break;
       case 'destroyed':
-        this.logger.debug(`${who} destroyed${event.remote ? ' remotely' : ''}${event.reason === undefined ? '' : ` (reason: ${event.reason})`}`);
+        this.logger.debug(
+          `${who} destroyed${event.remote ? ' remotely' : ''}${event.reason === undefined ? '' : ` (reason: ${event.reason})`}`,
+        );
         break;
       case 'expired':
         this.logger.debug(`${who} expired and was collected`);

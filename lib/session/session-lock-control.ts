@@ -32,7 +32,9 @@ export class SessionLockControl {
    */
   assertNotPending(operation: string): void {
     if (this.state === 'pending') {
-      throw new LockException(`Cannot ${operation} while the session lock is pending: await open() first (only unlock() is allowed meanwhile).`);
+      throw new LockException(
+        `Cannot ${operation} while the session lock is pending: await open() first (only unlock() is allowed meanwhile).`,
+      );
     }
   }
 

@@ -164,10 +164,7 @@ export class SessionStore {
 
   /** Removes a session: its metadata entry and every storage entry (incl. the guard). */
   async destroy(sessionIds: readonly string[], storageId: string): Promise<void> {
-    await Promise.all([
-      ...sessionIds.map((id) => this.metadataCache.remove(id)),
-      this.storageCache.flushByTag(storageId),
-    ]);
+    await Promise.all([...sessionIds.map((id) => this.metadataCache.remove(id)), this.storageCache.flushByTag(storageId)]);
   }
 
   private async writeMetadata(sessionId: string, metadata: SessionMetadata): Promise<void> {

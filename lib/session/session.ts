@@ -332,13 +332,16 @@ export class Session implements SessionInterface {
   }
 
   setName(name: string): void {
-    if (this.started) throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
-    if (!isCookieName(name)) throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
+    if (this.started)
+      throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
+    if (!isCookieName(name))
+      throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
     this.cookieName = name;
   }
 
   setTTL(seconds: number): void {
-    if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentException(`Invalid session lifetime ${seconds}: use a number of seconds > 0.`);
+    if (!Number.isFinite(seconds) || seconds <= 0)
+      throw new InvalidArgumentException(`Invalid session lifetime ${seconds}: use a number of seconds > 0.`);
     const meta = this.meta('set the session lifetime');
     meta.lifetime = seconds;
     this.changes.setField('lifetime', seconds);
@@ -578,7 +581,12 @@ export class Session implements SessionInterface {
   }
 
   /** The state after `written` was stored under `sessionId` (with `metadata`, if written). */
-  private afterCommit(decision: CommitDecision, sessionId: string, metadata: SessionMetadata | undefined, written: SessionChanges): void {
+  private afterCommit(
+    decision: CommitDecision,
+    sessionId: string,
+    metadata: SessionMetadata | undefined,
+    written: SessionChanges,
+  ): void {
     const previousIds = [...new Set(written.retiredIds)];
     const bound = written.fields.get('userId');
     const data = this.data;
@@ -598,15 +606,28 @@ export class Session implements SessionInterface {
     if (this.id !== undefined && this.id !== sessionId) this.changes.retireId(sessionId);
     if (metadata !== undefined && this.metadata !== undefined) {
       // Changes made while the commit was in flight stay on top of what was written.
-      this.metadata = { ...this.planner.merge(metadata, this.changes, metadata.lastActivity), storageId: this.metadata.storageId };
+      this.metadata = {
+        ...this.planner.merge(metadata, this.changes, metadata.lastActivity),
+        storageId: this.metadata.storageId,
+      };
     }
     if (decision.create) this.client.destroyed = false;
     if (decision.create || previousIds.length > 0) this.client.idIssued = true;
     if (metadata !== undefined) this.client.metadataWritten = true;
-    this.emitCommitEvents(sessionId, decision.create ? metadata : undefined, previousIds, typeof bound === 'string' ? bound : undefined);
+    this.emitCommitEvents(
+      sessionId,
+      decision.create ? metadata : undefined,
+      previousIds,
+      typeof bound === 'string' ? bound : undefined,
+    );
   }
 
-  private emitCommitEvents(sessionId: string, created: SessionMetadata | undefined, previousIds: readonly string[], boundUser: string | undefined): void {
+  private emitCommitEvents(
+    sessionId: string,
+    created: SessionMetadata | undefined,
+    previousIds: readonly string[],
+    boundUser: string | undefined,
+  ): void {
     const events = this.store.events;
     const timestamp = Date.now();
     if (created !== undefined) events.emit({ type: 'started', sessionId, userId: created.userId, timestamp });
@@ -679,7 +700,10 @@ export class Session implements SessionInterface {
 
   private requireLocal(operation: string): void {
     if (this.isRemote()) {
-      throw OperationNotSupportedException.create(operation, 'a remote session belongs to another client; destroy it instead, its owner gets a new id on the next login');
+      throw OperationNotSupportedException.create(
+        operation,
+        'a remote session belongs to another client; destroy it instead, its owner gets a new id on the next login',
+      );
     }
   }
 }

@@ -14,7 +14,12 @@ export class CartController {
   @Post()
   async add(@Body() body: { sku?: unknown; quantity?: unknown } | undefined): Promise<Record<string, number>> {
     const { sku, quantity = 1 } = body ?? {};
-    if (typeof sku !== 'string' || !/^[A-Za-z0-9-]{1,40}$/.test(sku) || typeof quantity !== 'number' || !Number.isInteger(quantity)) {
+    if (
+      typeof sku !== 'string' ||
+      !/^[A-Za-z0-9-]{1,40}$/.test(sku) ||
+      typeof quantity !== 'number' ||
+      !Number.isInteger(quantity)
+    ) {
       throw new BadRequestException('Send {"sku": "ABC-1", "quantity": 1}.');
     }
     const cart = await this.session.getBag<CartBag>('cart');

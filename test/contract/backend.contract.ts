@@ -237,12 +237,7 @@ export function backendContract(
 
         expect(await backend.get('ex.short')).toBeUndefined();
         expect(await backend.has('ex.short')).toBe(false);
-        expect(await backend.getMany(['ex.short', 'ex.forever', 'ex.zero', 'ex.long'])).toEqual([
-          undefined,
-          'F',
-          'Z',
-          'L',
-        ]);
+        expect(await backend.getMany(['ex.short', 'ex.forever', 'ex.zero', 'ex.long'])).toEqual([undefined, 'F', 'Z', 'L']);
         expect(sorted(await backend.findIdentifiersByTag('ex-t'))).toEqual(['ex.forever', 'ex.long', 'ex.zero']);
         expect(byId(await backend.getByTag('ex-t'))).toEqual([
           { id: 'ex.forever', data: 'F' },
@@ -369,9 +364,7 @@ export function backendContract(
         expect(await backend.get('wce.a')).toBeUndefined();
         expect(await backend.get('wce.fence')).toBe('5');
 
-        expect(
-          await backend.write({}, { id: 'wce.fence', fence: 6, create: true, tags: ['wce-other'] }),
-        ).toBe('ok');
+        expect(await backend.write({}, { id: 'wce.fence', fence: 6, create: true, tags: ['wce-other'] })).toBe('ok');
         expect(await backend.get('wce.fence')).toBe('6');
         expect(await backend.findIdentifiersByTag('wce')).toEqual(['wce.fence']);
         expect(await backend.findIdentifiersByTag('wce-other')).toEqual([]);
@@ -395,9 +388,7 @@ export function backendContract(
       it('with an equal or newer fence: writes and stores the fence, keeping the guard tags', async () => {
         await backend.write({}, { id: 'wo.fence', fence: 5, create: true, tags: ['wo'] });
 
-        expect(await backend.write({ sets: [{ id: 'wo.a', data: 'A', tags: ['wo'] }] }, { id: 'wo.fence', fence: 5 })).toBe(
-          'ok',
-        );
+        expect(await backend.write({ sets: [{ id: 'wo.a', data: 'A', tags: ['wo'] }] }, { id: 'wo.fence', fence: 5 })).toBe('ok');
         expect(await backend.get('wo.fence')).toBe('5');
         expect(await backend.get('wo.a')).toBe('A');
 

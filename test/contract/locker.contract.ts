@@ -145,9 +145,7 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       const key = freshKey();
       const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
       const started = Date.now();
-      await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-        LockTimeoutException,
-      );
+      await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(LockTimeoutException);
       expect(Date.now() - started).toBeLessThan(MARGIN);
       await holder.release();
       const lock = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });

@@ -262,7 +262,10 @@ export function sessionManagerContract(
     describe('destroying by tag and by user', () => {
       it('destroySessionsByTag destroys all and only the tagged sessions and answers how many', async () => {
         const { store, manager } = instance();
-        const doomed = [await createSession(store, { tags: ['campaign'] }), await createSession(store, { tags: ['campaign', 'x'] })];
+        const doomed = [
+          await createSession(store, { tags: ['campaign'] }),
+          await createSession(store, { tags: ['campaign', 'x'] }),
+        ];
         const kept = await createSession(store, { tags: ['x'] });
         const storageIds = await Promise.all(doomed.map(storageIdOf));
 
@@ -456,7 +459,9 @@ export function sessionManagerContract(
 
           events.length = 0;
           expect(await manager.destroySessionsForUser('frank', 'password changed')).toBe(1);
-          expect(events).toEqual([expect.objectContaining({ type: 'destroyed', sessionId: boundId, reason: 'password changed', remote: true })]);
+          expect(events).toEqual([
+            expect.objectContaining({ type: 'destroyed', sessionId: boundId, reason: 'password changed', remote: true }),
+          ]);
 
           events.length = 0;
           const local = request(store);

@@ -47,7 +47,10 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('bags on %s', (adapter) =
     const browser = new Browser(app);
     await browser.put('/session/data/seed', { value: 1 });
     const add = (message: string) =>
-      request(app.getHttpServer()).post('/flash?delay=50').set('Cookie', `sid=${browser.cookie!}`).send({ type: 'info', message });
+      request(app.getHttpServer())
+        .post('/flash?delay=50')
+        .set('Cookie', `sid=${browser.cookie!}`)
+        .send({ type: 'info', message });
     const [a, b] = await Promise.all([add('one'), add('two')]);
     expect([a.status, b.status]).toEqual([201, 201]);
     const shown = (await browser.get('/flash')).body as { info: string[] };

@@ -14,14 +14,17 @@ const TOKEN = 'test-admin-token';
 /** No GC during the tests unless a test asks for it. */
 const NO_GC = { probability: 0, cron: false } as const;
 
-
 /** The sample app with the framework told to trust X-Forwarded-For from a local proxy. */
 async function createProxiedApp(adapter: HttpAdapterName, config: SampleAppConfig): Promise<INestApplication> {
   let app: INestApplication;
   if (adapter === 'fastify') {
-    app = await NestFactory.create(AppModule.forRoot(config), new FastifyAdapter({ trustProxy: '127.0.0.1,::1' }), { logger: ['error', 'warn'] });
+    app = await NestFactory.create(AppModule.forRoot(config), new FastifyAdapter({ trustProxy: '127.0.0.1,::1' }), {
+      logger: ['error', 'warn'],
+    });
   } else {
-    const express = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), new ExpressAdapter(), { logger: ['error', 'warn'] });
+    const express = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), new ExpressAdapter(), {
+      logger: ['error', 'warn'],
+    });
     express.set('trust proxy', 'loopback');
     app = express;
   }
@@ -47,7 +50,10 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
   describe('admin routes', () => {
     let app: INestApplication;
     beforeAll(async () => {
-      app = await start({ adminToken: TOKEN, session: { metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend(), garbageCollection: NO_GC } });
+      app = await start({
+        adminToken: TOKEN,
+        session: { metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend(), garbageCollection: NO_GC },
+      });
     });
     const admin = () => request(app.getHttpServer());
 
@@ -66,7 +72,9 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
 
     it('list metadata only: no session id', async () => {
       const alice = await login('alice');
-      const res = await admin().get(`/admin/sessions?tag=${userTag('alice')}`).set('x-admin-token', TOKEN);
+      const res = await admin()
+        .get(`/admin/sessions?tag=${userTag('alice')}`)
+        .set('x-admin-token', TOKEN);
       expect(res.status).toBe(200);
       expect(res.body.truncated).toBe(false);
       expect(res.body.sessions).toContainEqual({
@@ -88,7 +96,9 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
       const phone = await login('bert');
       const laptop = await login('bert');
       const other = await login('cleo');
-      const res = await admin().delete(`/admin/sessions?tag=${userTag('bert')}`).set('x-admin-token', TOKEN);
+      const res = await admin()
+        .delete(`/admin/sessions?tag=${userTag('bert')}`)
+        .set('x-admin-token', TOKEN);
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ destroyed: 2 });
       for (const browser of [phone, laptop]) {
@@ -140,7 +150,9 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
   it('probabilistic GC runs after the response, never delaying it', async () => {
     fakeOnlyDate();
     const metadataBackend = new MemoryBackend();
-    const app = await start({ session: { metadataBackend, inactivityTimeout: 600, garbageCollection: { probability: 100, cron: false } } });
+    const app = await start({
+      session: { metadataBackend, inactivityTimeout: 600, garbageCollection: { probability: 100, cron: false } },
+    });
     const runs: SessionEvent[] = [];
     app.get(SessionManager).events$.subscribe((event) => {
       if (event.type === 'gc') runs.push(event);
@@ -185,7 +197,11 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
     expect((await read('203.0.113.99')).body).toMatchObject({ started: true, data: { k: 'mine' } });
     expect((await read('198.51.100.7')).body).toEqual({ started: false, data: {}, tags: [], user: null });
     // A write from the other address gets a new session; the original one is untouched.
-    const stolen = await request(app.getHttpServer()).put('/session/data/k').set(from('198.51.100.7')).set('Cookie', `sid=${cookie}`).send({ value: 'theirs' });
+    const stolen = await request(app.getHttpServer())
+      .put('/session/data/k')
+      .set(from('198.51.100.7'))
+      .set('Cookie', `sid=${cookie}`)
+      .send({ value: 'theirs' });
     expect(String(stolen.headers['set-cookie'])).not.toContain(cookie);
     expect((await read('203.0.113.7')).body).toMatchObject({ started: true, data: { k: 'mine' } });
   });

@@ -81,7 +81,9 @@ describe('two app instances on one Redis', () => {
       Array.from({ length: 100 }, (_, i) => browser.post(i % 2 === 0 ? a.url : b.url, '/counter/n/increment?lock=1')),
     );
     expect(results.filter((r) => r.status !== 200).map((r) => [r.status, r.body])).toEqual([]);
-    expect(results.map((r) => r.body.value as number).sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(results.map((r) => r.body.value as number).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
     expect((await browser.get(b.url, '/session')).body.data).toMatchObject({ n: 100 });
     expect((await browser.get(a.url, '/session')).body.data).toMatchObject({ n: 100 });
   });

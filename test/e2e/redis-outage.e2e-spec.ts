@@ -68,7 +68,15 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
       return { user, kind, status: res.status, body, startedAt, endedAt: Date.now(), value: answered };
     } catch (error) {
       const timeout = (error as { timeout?: number }).timeout !== undefined;
-      return { user, kind, status: timeout ? 'timeout' : 'error', body: { error: String(error) }, startedAt, endedAt: Date.now(), value };
+      return {
+        user,
+        kind,
+        status: timeout ? 'timeout' : 'error',
+        body: { error: String(error) },
+        startedAt,
+        endedAt: Date.now(),
+        value,
+      };
     }
   }
 
@@ -76,7 +84,9 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
     // Sessions that exist before the outage, each with a value that must survive it.
     const cookies: string[] = [];
     for (let user = 0; user < USERS; user++) {
-      const res = await request(app.getHttpServer()).put('/session/data/seed').send({ value: `user-${user}` });
+      const res = await request(app.getHttpServer())
+        .put('/session/data/seed')
+        .send({ value: `user-${user}` });
       expect(res.status).toBe(200);
       cookies.push(setCookies(res).get('sid')!.value);
     }
@@ -173,7 +183,10 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
 
       const puts = mine.filter((o) => o.kind === 'put');
       const lastOkPut = puts.map((o) => o.status).lastIndexOf(200);
-      const candidates = puts.slice(lastOkPut).filter((o) => o.status === 200 || o.status === 503).map((o) => o.value);
+      const candidates = puts
+        .slice(lastOkPut)
+        .filter((o) => o.status === 200 || o.status === 503)
+        .map((o) => o.value);
       expect(candidates).toContain(data.last);
     }
   });

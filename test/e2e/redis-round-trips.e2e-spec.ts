@@ -51,7 +51,6 @@ function cost(commands: RoundTripCommand[]) {
   };
 }
 
-
 let server: RedisServer;
 let recorder: CommandRecorder;
 

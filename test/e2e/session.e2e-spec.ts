@@ -151,7 +151,10 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %
     });
 
     it('a 17 KB header is refused by the HTTP server, not by a crash', async () => {
-      const res = await request(app.getHttpServer()).get('/health').set('Cookie', 'sid=' + 'a'.repeat(17 * 1024)).catch((e: Error) => e);
+      const res = await request(app.getHttpServer())
+        .get('/health')
+        .set('Cookie', 'sid=' + 'a'.repeat(17 * 1024))
+        .catch((e: Error) => e);
       if (res instanceof Error) expect(res.message).toMatch(/socket hang up|ECONNRESET|Parse Error/);
       else expect(res.status).toBe(431);
       expect((await request(app.getHttpServer()).get('/health')).status).toBe(200);
@@ -167,12 +170,15 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %
       expect(await metadataBackend.has(id)).toBe(false);
     });
 
-    it.each(['function', 'symbol', 'instance', 'cyclic'])('an unserializable %s gives 400 DataNotSerializableException and stores nothing', async (kind) => {
-      const res = await request(app.getHttpServer()).post(`/session/unserializable?kind=${kind}`);
-      expect(res.status).toBe(400);
-      expect(res.body.message).toMatch(/Cannot store session key "bad"/);
-      expect(res.headers['set-cookie']).toBeUndefined();
-    });
+    it.each(['function', 'symbol', 'instance', 'cyclic'])(
+      'an unserializable %s gives 400 DataNotSerializableException and stores nothing',
+      async (kind) => {
+        const res = await request(app.getHttpServer()).post(`/session/unserializable?kind=${kind}`);
+        expect(res.status).toBe(400);
+        expect(res.body.message).toMatch(/Cannot store session key "bad"/);
+        expect(res.headers['set-cookie']).toBeUndefined();
+      },
+    );
 
     it('a __proto__ key in the payload is refused and pollutes nothing', async () => {
       const res = await request(app.getHttpServer())

@@ -168,8 +168,8 @@ describe('CacheManagerBackend', () => {
       mget.mockClear();
       jest.setSystemTime(start + 130_000);
       expect(await backend.collectGarbage()).toEqual([]);
-      const bucketReads = [...get.mock.calls.map(([key]) => key), ...mget.mock.calls.flatMap(([keys]) => keys)].filter(
-        (key) => /\|x\|\d+$/.test(key),
+      const bucketReads = [...get.mock.calls.map(([key]) => key), ...mget.mock.calls.flatMap(([keys]) => keys)].filter((key) =>
+        /\|x\|\d+$/.test(key),
       );
       expect(bucketReads).toEqual([`p:|x|${start / 60_000 + 1}`, `p:|x|${start / 60_000 + 2}`]);
     });
@@ -218,12 +218,16 @@ describe('CacheManagerBackend', () => {
           return this;
         },
       } as unknown as KeyvStoreAdapter;
-      const broken = new CacheManagerBackend({ cache: createCache({ stores: [new Keyv({ store: failing, throwOnErrors: true })] }) });
+      const broken = new CacheManagerBackend({
+        cache: createCache({ stores: [new Keyv({ store: failing, throwOnErrors: true })] }),
+      });
 
       await expect(broken.get('f.a')).rejects.toThrow(StoreUnavailableException);
       await expect(broken.getMany(['f.a', 'f.b'])).rejects.toThrow(StoreUnavailableException);
       await expect(broken.set('f.a', 'A')).rejects.toThrow(StoreUnavailableException);
-      await expect(broken.write({}, { id: 'f.fence', fence: 1, create: true })).rejects.toThrow(/cache-manager write: connection refused/);
+      await expect(broken.write({}, { id: 'f.fence', fence: 1, create: true })).rejects.toThrow(
+        /cache-manager write: connection refused/,
+      );
       await broken.close();
     });
 

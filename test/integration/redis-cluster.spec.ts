@@ -62,7 +62,9 @@ describe('the test cluster', () => {
   it('has three masters sharing the slots, and keys of different groups land on different nodes', async () => {
     expect(cluster.masters).toHaveLength(3);
     const backend = makeBackend('spread');
-    const nodes = new Set(await Promise.all(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((g) => nodeOf(backend.entryKey(`${g}.x`)))));
+    const nodes = new Set(
+      await Promise.all(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((g) => nodeOf(backend.entryKey(`${g}.x`)))),
+    );
     expect(nodes.size).toBeGreaterThan(1);
   });
 
@@ -123,16 +125,32 @@ describe('RedisBackend on a cluster', () => {
     const { metadataBackend: meta, storageBackend: storage } = stores;
     try {
       await storage.write(
-        { sets: [{ id: 'sid1.cart', data: 'C', tags: ['sid1'] }, { id: 'sid1.user', data: 'U', tags: ['sid1'] }] },
+        {
+          sets: [
+            { id: 'sid1.cart', data: 'C', tags: ['sid1'] },
+            { id: 'sid1.user', data: 'U', tags: ['sid1'] },
+          ],
+        },
         { id: 'sid1.~guard', fence: 1, create: true, tags: ['sid1'] },
       );
       await meta.set('sessA', '{}', ['session', 'storage-sid1', 'tag-user-x'], 600);
 
-      const storageKeys = [storage.entryKey('sid1.cart'), storage.entryKey('sid1.user'), storage.entryKey('sid1.~guard'), storage.tagKey('sid1')];
+      const storageKeys = [
+        storage.entryKey('sid1.cart'),
+        storage.entryKey('sid1.user'),
+        storage.entryKey('sid1.~guard'),
+        storage.tagKey('sid1'),
+      ];
       const slots = await Promise.all(storageKeys.map((key) => cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key])));
       expect(new Set(slots).size).toBe(1);
 
-      const metaKeys = [meta.entryKey('sessA'), meta.tagKey('session'), meta.tagKey('storage-sid1'), meta.tagKey('tag-user-x'), meta.expiryIndexKey];
+      const metaKeys = [
+        meta.entryKey('sessA'),
+        meta.tagKey('session'),
+        meta.tagKey('storage-sid1'),
+        meta.tagKey('tag-user-x'),
+        meta.expiryIndexKey,
+      ];
       const metaNodes = new Set(await Promise.all(metaKeys.map(nodeOf)));
       expect(metaNodes.size).toBeGreaterThan(1); // what a standalone-only script could not have written
       expect(await meta.findIdentifiersByTag('tag-user-x')).toEqual(['sessA']);
@@ -190,7 +208,13 @@ describe('RedisBackend on a cluster', () => {
     await backend.write({}, { id: 'st.~guard', fence: 1, create: true, tags: ['st'] });
     sent.length = 0;
     const storage = backend.write(
-      { sets: [{ id: 'st.a', data: 'A', tags: ['st'] }, { id: 'st.b', data: 'B', tags: ['st'] }], removes: ['st.c'] },
+      {
+        sets: [
+          { id: 'st.a', data: 'A', tags: ['st'] },
+          { id: 'st.b', data: 'B', tags: ['st'] },
+        ],
+        removes: ['st.c'],
+      },
       { id: 'st.~guard', fence: 2, tags: ['st'] },
     );
     await expect(storage).resolves.toBe('ok');

@@ -45,7 +45,15 @@ describe('createRedisSessionStores', () => {
     const lock = await stores.locker.acquire('st1', { waitTimeout: 0, ttl: 1000 });
     const keys = (await admin.keys(`${prefix}*`)).sort();
     expect(keys).toEqual(
-      [`${prefix}l:lock:{st1}`, `${prefix}l:lock:{st1}:fence`, `${prefix}m:{abc}`, `${prefix}m:{session}#tag`, `${prefix}m:{}#expiry`, `${prefix}s:{st1}#tag`, `${prefix}s:{st1}.color`].sort(),
+      [
+        `${prefix}l:lock:{st1}`,
+        `${prefix}l:lock:{st1}:fence`,
+        `${prefix}m:{abc}`,
+        `${prefix}m:{session}#tag`,
+        `${prefix}m:{}#expiry`,
+        `${prefix}s:{st1}#tag`,
+        `${prefix}s:{st1}.color`,
+      ].sort(),
     );
     await lock.release();
     expect(await connectionsNamed(admin, 'owned-1')).toBe(1);
@@ -135,7 +143,9 @@ describe('createRedisSessionStores', () => {
       await sleeper.sendCommand(['CLIENT', 'PAUSE', '1000', 'ALL']);
       const hung = Date.now();
       await expect(stores.metadataBackend.get('k')).rejects.toBeInstanceOf(StoreUnavailableException);
-      await expect(stores.locker.acquire('paused', { waitTimeout: 0, ttl: 100 })).rejects.toBeInstanceOf(StoreUnavailableException);
+      await expect(stores.locker.acquire('paused', { waitTimeout: 0, ttl: 100 })).rejects.toBeInstanceOf(
+        StoreUnavailableException,
+      );
       expect(Date.now() - hung).toBeLessThan(900);
       await sleep(1100);
       expect(await stores.metadataBackend.get('k')).toBe('v2');
@@ -156,7 +166,9 @@ describe('createRedisSessionStores', () => {
     const browser = new Browser(app);
     await browser.put('/session/data/n', { value: 1 });
     // Contention makes the locker open its Pub/Sub connection too.
-    const held = request(app.getHttpServer()).post('/counter/c/increment?lock=1&delay=200').set('Cookie', `sid=${browser.cookie!}`);
+    const held = request(app.getHttpServer())
+      .post('/counter/c/increment?lock=1&delay=200')
+      .set('Cookie', `sid=${browser.cookie!}`);
     const heldDone = held.then((r) => r);
     await sleep(80);
     const waiter = await request(app.getHttpServer()).post('/counter/c/increment?lock=1').set('Cookie', `sid=${browser.cookie!}`);

@@ -69,9 +69,7 @@ describe('RedisBackend', () => {
     it('rejects a prefix with hash-tag braces, a negative margin and a missing client', () => {
       expect(() => new RedisBackend({ client, prefix: 'a{b}:' })).toThrow(InvalidOptionException);
       expect(() => new RedisBackend({ client, safetyTtlMargin: -1 })).toThrow(InvalidOptionException);
-      expect(() => new RedisBackend({ client: undefined as unknown as RedisCommandClient })).toThrow(
-        InvalidOptionException,
-      );
+      expect(() => new RedisBackend({ client: undefined as unknown as RedisCommandClient })).toThrow(InvalidOptionException);
     });
 
     it('defaults the prefix to sess:', () => {
@@ -104,7 +102,15 @@ describe('RedisBackend', () => {
       const p = backend.prefix;
 
       expect(await keysUnder(p)).toEqual(
-        [`${p}{st1}.cart`, `${p}{st1}.user`, `${p}{st1}.fence`, `${p}{st1}#tag`, `${p}{all-sessions}#tag`, `${p}{nodot}`, `${p}{}#expiry`].sort(),
+        [
+          `${p}{st1}.cart`,
+          `${p}{st1}.user`,
+          `${p}{st1}.fence`,
+          `${p}{st1}#tag`,
+          `${p}{all-sessions}#tag`,
+          `${p}{nodot}`,
+          `${p}{}#expiry`,
+        ].sort(),
       );
       expect(backend.entryKey('st1.cart')).toBe(`${p}{st1}.cart`);
       expect(backend.tagKey('st1')).toBe(`${p}{st1}#tag`);
@@ -255,7 +261,10 @@ describe('RedisBackend', () => {
         { sets: [{ id: 'rt.k1', data: 'one', tags: ['rt'] }] },
         { id: 'rt.fence', fence: 1, create: true, tags: ['rt'] },
       );
-      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual(['SCRIPT LOAD', `EVALSHA ${recorded.commands[1][1]}`]);
+      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual([
+        'SCRIPT LOAD',
+        `EVALSHA ${recorded.commands[1][1]}`,
+      ]);
 
       recorded.commands.length = 0;
       await counted.get('rt.fence');

@@ -73,9 +73,7 @@ describe('RedisLocker', () => {
     for await (const batch of client.scanIterator({ MATCH: `${prefix}lock:{${key}}*` })) {
       keys.push(...batch);
     }
-    expect(keys.sort()).toEqual(
-      ['', ':fence', ':lease', ':queue'].map((suffix) => `${prefix}lock:{${key}}${suffix}`).sort(),
-    );
+    expect(keys.sort()).toEqual(['', ':fence', ':lease', ':queue'].map((suffix) => `${prefix}lock:{${key}}${suffix}`).sort());
     await holder.release();
     await (await waiter).release();
     await locker.close();
@@ -142,9 +140,7 @@ describe('RedisLocker', () => {
     const now = await redisNow();
     await client.zAdd(`${base}:queue`, { score: 1, value: 'dead-waiter' });
     await client.zAdd(`${base}:lease`, { score: now + 150, value: 'dead-waiter' });
-    await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      LockTimeoutException,
-    );
+    await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(LockTimeoutException);
     const started = Date.now();
     const lock = await locker.acquire(key, { waitTimeout: 2000, ttl: 1000 });
     expect(Date.now() - started).toBeLessThan(150 + 150);
@@ -277,9 +273,7 @@ describe('RedisLocker', () => {
     expect(served).toBe(false); // asleep: its timers are 10 s away
     // Somebody else's look drops the expired ticket and, the lock being free, wakes the waiter.
     const probe = new RedisLocker({ client, prefix });
-    await expect(probe.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      LockTimeoutException,
-    );
+    await expect(probe.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(LockTimeoutException);
     const looked = Date.now();
     await (await waiter).release();
     expect(Date.now() - looked).toBeLessThan(100);
@@ -312,9 +306,7 @@ describe('RedisLocker', () => {
     const locker = new RedisLocker({ client, prefix });
     const key = freshKey();
     const holder = await locker.acquire(key, { waitTimeout: 0, ttl: 5000 });
-    const pending = [1, 2, 3].map(() =>
-      locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e: unknown) => e),
-    );
+    const pending = [1, 2, 3].map(() => locker.acquire(key, { waitTimeout: 5000, ttl: 1000 }).catch((e: unknown) => e));
     await sleep(30);
     expect(await client.zCard(`${prefix}lock:{${key}}:queue`)).toBe(3);
     await locker.close();
@@ -322,9 +314,7 @@ describe('RedisLocker', () => {
       expect(error).toBeInstanceOf(StoreUnavailableException);
     }
     expect(await client.exists(`${prefix}lock:{${key}}:queue`)).toBe(0);
-    await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      StoreUnavailableException,
-    );
+    await expect(locker.acquire(key, { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(StoreUnavailableException);
     await expect(holder.release()).resolves.toBe(true);
   });
 

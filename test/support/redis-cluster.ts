@@ -52,9 +52,11 @@ export class RedisClusterServer {
   private async launch(): Promise<void> {
     await Promise.all(this.ports.map((port, i) => this.startNode(port, i + 1)));
     const created = await run('redis-cli', [
-      '--cluster', 'create',
+      '--cluster',
+      'create',
       ...this.ports.map((port) => `127.0.0.1:${port}`),
-      '--cluster-replicas', '0',
+      '--cluster-replicas',
+      '0',
       '--cluster-yes',
     ]);
     if (created.code !== 0) {
@@ -73,17 +75,28 @@ export class RedisClusterServer {
 
   private async startNode(port: number, index: number): Promise<void> {
     const args = [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--cluster-enabled', 'yes',
-      '--cluster-config-file', join(this.dir, `nodes-${index}.conf`),
-      '--cluster-node-timeout', '2000',
-      '--dir', this.dir,
-      '--dbfilename', `dump-${index}.rdb`,
-      '--save', '',
-      '--appendonly', 'no',
-      '--daemonize', 'no',
-      '--loglevel', 'warning',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      join(this.dir, `nodes-${index}.conf`),
+      '--cluster-node-timeout',
+      '2000',
+      '--dir',
+      this.dir,
+      '--dbfilename',
+      `dump-${index}.rdb`,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
     ];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(child);

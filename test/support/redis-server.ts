@@ -44,14 +44,22 @@ export class RedisServer {
   async launch(): Promise<void> {
     if (this.child !== undefined) return;
     const args = [
-      '--port', String(this.port),
-      '--bind', '127.0.0.1',
-      '--save', '',
-      '--appendonly', this.options.appendonly === true ? 'yes' : 'no',
-      '--appendfsync', 'always',
-      '--dir', this.dir,
-      '--daemonize', 'no',
-      '--loglevel', 'warning',
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      this.options.appendonly === true ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
+      '--dir',
+      this.dir,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
     ];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.output = '';
@@ -145,8 +153,27 @@ export interface RoundTripCommand extends MonitoredCommand {
 
 /** Commands that change data (including inside scripts). */
 const WRITE_COMMANDS = new Set([
-  'SET', 'DEL', 'UNLINK', 'SADD', 'SREM', 'ZADD', 'ZREM', 'ZREMRANGEBYSCORE', 'PEXPIRE', 'EXPIRE', 'PERSIST',
-  'INCR', 'INCRBY', 'HSET', 'HDEL', 'MSET', 'GETDEL', 'SETEX', 'PSETEX', 'APPEND', 'RENAME',
+  'SET',
+  'DEL',
+  'UNLINK',
+  'SADD',
+  'SREM',
+  'ZADD',
+  'ZREM',
+  'ZREMRANGEBYSCORE',
+  'PEXPIRE',
+  'EXPIRE',
+  'PERSIST',
+  'INCR',
+  'INCRBY',
+  'HSET',
+  'HDEL',
+  'MSET',
+  'GETDEL',
+  'SETEX',
+  'PSETEX',
+  'APPEND',
+  'RENAME',
 ]);
 
 export function isWrite(command: RoundTripCommand): boolean {

@@ -35,7 +35,8 @@ function newestSource(): number {
   };
   visit(join(ROOT, 'lib'));
   visit(join(ROOT, 'sample-app'));
-  for (const file of ['tsconfig.json', 'tsconfig.build.json', 'package.json']) newest = Math.max(newest, statSync(join(ROOT, file)).mtimeMs);
+  for (const file of ['tsconfig.json', 'tsconfig.build.json', 'package.json'])
+    newest = Math.max(newest, statSync(join(ROOT, file)).mtimeMs);
   return newest;
 }
 
@@ -55,9 +56,13 @@ export function buildSampleApp(): string {
     process.execPath,
     [
       join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p', join(ROOT, 'tsconfig.build.json'),
-      '--outDir', OUT_DIR,
-      '--incremental', '--tsBuildInfoFile', join(OUT_DIR, '.tsbuildinfo'),
+      '-p',
+      join(ROOT, 'tsconfig.build.json'),
+      '--outDir',
+      OUT_DIR,
+      '--incremental',
+      '--tsBuildInfoFile',
+      join(OUT_DIR, '.tsbuildinfo'),
     ],
     { cwd: ROOT, encoding: 'utf8' },
   );
@@ -163,7 +168,13 @@ export class InstanceBrowser {
 
   constructor(readonly cookieName = 'sid') {}
 
-  async send(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  async send(
+    base: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<JsonResponse> {
     const all: Record<string, string> = { ...headers };
     if (this.cookie !== undefined) all.cookie = `${this.cookieName}=${this.cookie}`;
     const response = await jsonRequest(base, method, path, body, all);
@@ -204,7 +215,12 @@ export function jsonRequest(
       {
         method,
         agent: false,
-        headers: { ...headers, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }) },
+        headers: {
+          ...headers,
+          ...(payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+        },
         timeout,
       },
       (res) => {

@@ -52,5 +52,7 @@ export async function createTestSessionStores(backend: SessionBackendName): Prom
 
 /** Every adapter on every backend, for `describe.each`: [adapter, backend] pairs. */
 export function onEveryBackend<A extends string>(adapters: readonly A[]): Array<[A, SessionBackendName]> {
-  return (['memory', 'redis'] as const).flatMap((backend) => adapters.map((adapter): [A, SessionBackendName] => [adapter, backend]));
+  return (['memory', 'redis'] as const).flatMap((backend) =>
+    adapters.map((adapter): [A, SessionBackendName] => [adapter, backend]),
+  );
 }

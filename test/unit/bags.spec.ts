@@ -16,7 +16,7 @@ describe('AttributeBag', () => {
     expect(bag.getStorableData()).toBeUndefined(); // an empty bag stores nothing
   });
 
-  it('merge re-applies this request\'s sets and removes onto fresh data', () => {
+  it("merge re-applies this request's sets and removes onto fresh data", () => {
     const bag = new AttributeBag('attrs');
     bag.initialize({ keep: 1, gone: 2 });
     bag.set('mine', 3);

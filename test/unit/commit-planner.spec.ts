@@ -22,7 +22,12 @@ describe('CommitPlanner', () => {
     it('creates a new session once it holds data, a tag or a user', () => {
       const changes = new SessionChangeSet();
       changes.put('a', '1');
-      expect(planner.decide(changes, meta(), false, NOW)).toEqual({ create: true, replace: true, metadataChanged: true, writeMetadata: true });
+      expect(planner.decide(changes, meta(), false, NOW)).toEqual({
+        create: true,
+        replace: true,
+        metadataChanged: true,
+        writeMetadata: true,
+      });
       expect(planner.decide(new SessionChangeSet(), meta({ tags: ['t'] }), false, NOW)?.create).toBe(true);
       expect(planner.decide(new SessionChangeSet(), meta({ userId: 'alice' }), false, NOW)?.create).toBe(true);
     });
@@ -39,7 +44,12 @@ describe('CommitPlanner', () => {
     it('writes data without metadata within the grace period', () => {
       const changes = new SessionChangeSet();
       changes.put('a', '1');
-      expect(planner.decide(changes, meta(), true, NOW)).toEqual({ create: false, replace: false, metadataChanged: false, writeMetadata: false });
+      expect(planner.decide(changes, meta(), true, NOW)).toEqual({
+        create: false,
+        replace: false,
+        metadataChanged: false,
+        writeMetadata: false,
+      });
     });
 
     it('writes metadata for a touch, and as changed for tags, fields and renewals', () => {
@@ -87,7 +97,7 @@ describe('CommitPlanner', () => {
     });
   });
 
-  it('merge() puts this request\'s tag and field changes on top of fresh metadata', () => {
+  it("merge() puts this request's tag and field changes on top of fresh metadata", () => {
     const changes = new SessionChangeSet();
     changes.addTag('mine');
     changes.removeTag('gone');

@@ -277,7 +277,10 @@ describe('MemoryBackend tag index (small groups, arrays and sets)', () => {
       }
       if (step % 50 === 0) {
         for (const tag of tags) {
-          const expected = [...model].filter(([, t]) => t.has(tag)).map(([key]) => key).sort();
+          const expected = [...model]
+            .filter(([, t]) => t.has(tag))
+            .map(([key]) => key)
+            .sort();
           expect((await backend.findIdentifiersByTag(tag)).sort()).toEqual(expected);
           expect((await backend.getByTag(tag)).map((e) => e.id).sort()).toEqual(expected);
         }

@@ -60,9 +60,7 @@ describe('MemoryLocker', () => {
     const holder = await locker.acquire('k', { waitTimeout: 0, ttl: 1000 });
     const waiter = locker.acquire('k', { waitTimeout: 1000, ttl: 1000 });
     await holder.release();
-    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      LockTimeoutException,
-    );
+    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(LockTimeoutException);
     await (await waiter).release();
     await locker.close();
   });
@@ -76,9 +74,7 @@ describe('MemoryLocker', () => {
     while (Date.now() < until) {
       /* busy on purpose */
     }
-    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      LockTimeoutException,
-    );
+    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(LockTimeoutException);
     await (await first).release();
     await locker.close();
   });
@@ -121,16 +117,10 @@ describe('MemoryLocker', () => {
   it('rejects invalid options with InvalidArgumentException', async () => {
     const locker = new MemoryLocker();
     for (const ttl of [0, -1, NaN, Infinity]) {
-      await expect(locker.acquire('k', { waitTimeout: 0, ttl })).rejects.toBeInstanceOf(
-        InvalidArgumentException,
-      );
+      await expect(locker.acquire('k', { waitTimeout: 0, ttl })).rejects.toBeInstanceOf(InvalidArgumentException);
     }
-    await expect(locker.acquire('k', { waitTimeout: -1, ttl: 1000 })).rejects.toBeInstanceOf(
-      InvalidArgumentException,
-    );
-    await expect(locker.acquire('k', { waitTimeout: NaN, ttl: 1000 })).rejects.toBeInstanceOf(
-      InvalidArgumentException,
-    );
+    await expect(locker.acquire('k', { waitTimeout: -1, ttl: 1000 })).rejects.toBeInstanceOf(InvalidArgumentException);
+    await expect(locker.acquire('k', { waitTimeout: NaN, ttl: 1000 })).rejects.toBeInstanceOf(InvalidArgumentException);
     const lock = await locker.acquire('k', { waitTimeout: 0, ttl: 1000 });
     await expect(lock.extend(0)).rejects.toBeInstanceOf(InvalidArgumentException);
     expect(locker.size).toBe(1);
@@ -144,9 +134,7 @@ describe('MemoryLocker', () => {
     const lock: SessionLock = await locker.acquire('k', { waitTimeout: 0, ttl: 1000 });
     await locker.close();
     await locker.close();
-    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(
-      StoreUnavailableException,
-    );
+    await expect(locker.acquire('k', { waitTimeout: 0, ttl: 1000 })).rejects.toBeInstanceOf(StoreUnavailableException);
     await expect(lock.release()).resolves.toBe(false);
     await expect(lock.extend(1000)).resolves.toBe(false);
     expect(locker.size).toBe(0);

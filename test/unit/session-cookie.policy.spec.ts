@@ -25,7 +25,11 @@ describe('session cookie policy', () => {
   });
 
   it('slides a permanent session cookie on every metadata write', () => {
-    expect(cookieAfterCommit(facts({ permanent: true, metadataWritten: true, cookieLifetime: 3600 }))).toEqual({ kind: 'set', id: 'id-1', maxAge: 3600 });
+    expect(cookieAfterCommit(facts({ permanent: true, metadataWritten: true, cookieLifetime: 3600 }))).toEqual({
+      kind: 'set',
+      id: 'id-1',
+      maxAge: 3600,
+    });
     expect(cookieAfterCommit(facts({ permanent: true, cookieLifetime: 3600 }))).toEqual({ kind: 'none' });
   });
 
@@ -35,7 +39,11 @@ describe('session cookie policy', () => {
   });
 
   it('before the commit, announces the id the commit will store', () => {
-    expect(cookieBeforeCommit(facts({ idIssuePending: true, cookieLifetime: 60 }))).toEqual({ kind: 'set', id: 'id-1', maxAge: 60 });
+    expect(cookieBeforeCommit(facts({ idIssuePending: true, cookieLifetime: 60 }))).toEqual({
+      kind: 'set',
+      id: 'id-1',
+      maxAge: 60,
+    });
     expect(cookieBeforeCommit(facts())).toEqual({ kind: 'none' });
     expect(cookieBeforeCommit(facts({ idIssued: true }))).toEqual({ kind: 'set', id: 'id-1', maxAge: undefined });
   });

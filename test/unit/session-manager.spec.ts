@@ -38,7 +38,9 @@ describe('garbageCollection and ipLock options', () => {
       maximumPerRun: 1000,
       cron: false,
     });
-    expect(resolveSessionOptions({ garbageCollection: { probability: 0, cron: '0 */2 * * * *' } }).garbageCollection.cron).toBe('0 */2 * * * *');
+    expect(resolveSessionOptions({ garbageCollection: { probability: 0, cron: '0 */2 * * * *' } }).garbageCollection.cron).toBe(
+      '0 */2 * * * *',
+    );
   });
 
   it.each([
@@ -54,7 +56,8 @@ describe('garbageCollection and ipLock options', () => {
     [{ ipLock: { ipv6Prefix: 9 } }, 'ipLock.ipv6Prefix'],
     [{ ipLock: { ipv6Prefix: 1.5 } }, 'ipLock.ipv6Prefix'],
   ])('fails at boot for %j, naming %s', (options, name) => {
-    const resolve = () => resolveSessionOptions({ ...options, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend() });
+    const resolve = () =>
+      resolveSessionOptions({ ...options, metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend() });
     expect(resolve).toThrow(InvalidOptionException);
     expect(resolve).toThrow(`"${name}"`);
   });

@@ -58,10 +58,20 @@ describe('Session', () => {
   it.each<[string, unknown]>([
     ['a function', () => 1],
     ['a symbol', Symbol('x')],
-    ['a class instance', new (class Cart {
-      readonly items: string[] = [];
-    })()],
-    ['a cyclic object', (() => { const o: Record<string, unknown> = {}; o.o = o; return o; })()],
+    [
+      'a class instance',
+      new (class Cart {
+        readonly items: string[] = [];
+      })(),
+    ],
+    [
+      'a cyclic object',
+      (() => {
+        const o: Record<string, unknown> = {};
+        o.o = o;
+        return o;
+      })(),
+    ],
     ['an object with __proto__', JSON.parse('{"__proto__": {"polluted": true}}')],
   ])('putData rejects %s with DataNotSerializableException at once', async (_name, value) => {
     const session = new Session(store, { cookieIds: [], cookieName: 'sid' });
