@@ -100,7 +100,7 @@ export class SessionHttpHandler {
       if (error.httpStatus >= 500) this.logger.warn(error.message);
       return {
         status: error.httpStatus,
-        body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.message }),
+        body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.publicMessage }),
       };
     }
     this.logger.error(`Session handling failed: ${(error as Error)?.stack ?? String(error)}`);
