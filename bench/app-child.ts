@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Session as InspectorSession } from 'node:inspector';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { buildCeilingApp } from './apps/ceiling.app.js';
 import { buildExpressSessionApp } from './apps/express-session.app.js';
 import { buildFastifySessionApp } from './apps/fastify-session.app.js';
@@ -58,12 +58,12 @@ async function main(): Promise<void> {
   try {
     bench = await build(variant, env);
   } catch (error) {
-    send({ type: 'failed', error: (error as Error)?.stack ?? String(error) });
-    process.disconnect?.();
+    send({ type: 'failed', error: (error as { stack?: string } | null | undefined)?.stack ?? String(error) });
+    if (process.connected) process.disconnect();
     return;
   }
   await bench.app.listen(0, '127.0.0.1');
-  const address = bench.app.getHttpServer().address() as AddressInfo;
+  const address = (bench.app.getHttpServer() as Server).address() as AddressInfo;
 
   let stopping = false;
   const stop = async (): Promise<void> => {
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
         inspector.post('Profiler.setSamplingInterval', { interval: 500 });
       }
       inspector.post('Profiler.start');
-    } else if (message.type === 'profile-stop' && inspector !== undefined) {
+    } else if (inspector !== undefined) {
       const file = message.file;
       inspector.post('Profiler.stop', (error, result) => {
         if (error === null) writeFileSync(file, JSON.stringify(result.profile));
@@ -100,6 +100,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  send({ type: 'failed', error: (error as Error)?.stack ?? String(error) });
+  send({ type: 'failed', error: (error as { stack?: string } | null | undefined)?.stack ?? String(error) });
   process.exitCode = 1;
 });

@@ -70,7 +70,7 @@ function randomIds(count: number, bytes: number): string[] {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -91,7 +91,7 @@ async function fill(
     const now = Date.now();
     const writes: Promise<unknown>[] = [];
     for (let i = 0; i < n; i++) {
-      const storageId = storageIds[i];
+      const storageId = storageIds[i]!;
       const expired = kind === 'expired';
       const meta = {
         storageId,
@@ -101,7 +101,7 @@ async function fill(
         tags: kind === 'tagged' ? [TAG] : [],
       };
       const tags = kind === 'tagged' ? [ALL_SESSIONS_TAG, SessionStore.customTag(TAG)] : [ALL_SESSIONS_TAG];
-      writes.push(metadata.set(sessionIds[i], JSON.stringify(meta), tags, expired ? 1 : TIMEOUT_S));
+      writes.push(metadata.set(sessionIds[i]!, JSON.stringify(meta), tags, expired ? 1 : TIMEOUT_S));
       writes.push(
         storage.write(
           { sets: [{ id: `${storageId}.cart`, data: cartData, tags: [storageId] }] },
@@ -179,7 +179,7 @@ async function measure(size: number): Promise<Row> {
 }
 
 function format(rows: Row[]): string {
-  const base = rows[0];
+  const base = rows[0]!;
   const lines = [
     '| sessions | GC run (1,000 expired) | GC vs first row | find-by-tag (100 matches) | find vs first row | memory per session | fill time |',
     '|---:|---:|---:|---:|---:|---:|---:|',
@@ -209,10 +209,10 @@ async function main(): Promise<void> {
     `\nSession GC and find-by-tag, MemoryBackend, Node ${process.version} (median of ${GC_RUNS} GC runs, ${FIND_RUNS} look-ups)\n`,
   );
   console.log(format(rows));
-  const last = rows[rows.length - 1];
-  const flat = last.gcMs / rows[0].gcMs <= 2 && last.findMs / rows[0].findMs <= 2;
+  const last = rows[rows.length - 1]!;
+  const flat = last.gcMs / rows[0]!.gcMs <= 2 && last.findMs / rows[0]!.findMs <= 2;
   console.log(
-    `\n${flat ? 'Flat' : 'NOT flat'}: the largest row is within ${Math.max(last.gcMs / rows[0].gcMs, last.findMs / rows[0].findMs).toFixed(2)}x of the first.`,
+    `\n${flat ? 'Flat' : 'NOT flat'}: the largest row is within ${Math.max(last.gcMs / rows[0]!.gcMs, last.findMs / rows[0]!.findMs).toFixed(2)}x of the first.`,
   );
 }
 

@@ -3,7 +3,7 @@ import { COOKIE_NAME } from './variants.js';
 /** The `name=value` pair of our session cookie among a response's Set-Cookie headers. */
 export function sessionCookieFrom(setCookies: readonly string[]): string | undefined {
   for (const header of setCookies) {
-    const pair = header.split(';', 1)[0].trim();
+    const pair = header.split(';', 1)[0]!.trim();
     if (pair.startsWith(`${COOKIE_NAME}=`) && pair.length > COOKIE_NAME.length + 1) return pair;
   }
   return undefined;

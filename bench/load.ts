@@ -62,7 +62,7 @@ export async function load(options: LoadOptions): Promise<LoadResult> {
         const raw = info.headers ?? [];
         const setCookies: string[] = [];
         for (let i = 0; i + 1 < raw.length; i += 2) {
-          if (raw[i].toLowerCase() === 'set-cookie') setCookies.push(raw[i + 1]);
+          if (raw[i]!.toLowerCase() === 'set-cookie') setCookies.push(raw[i + 1]!);
         }
         const renewed = sessionCookieFrom(setCookies);
         if (renewed !== undefined && renewed !== cookie) {

@@ -103,7 +103,7 @@ async function contention(
       const waited = performance.now() - asked;
       if (recording) {
         waits.push(waited);
-        perWorker[index]++;
+        perWorker[index]!++;
       }
       await nextTurn(); // the critical section
       if (!(await lock.release())) throw new Error('a contended lock was lost before release');
@@ -138,7 +138,7 @@ async function contention(
 /** Nearest-rank percentile of sorted values. */
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 // ---- Redis ---------------------------------------------------------------------------------
@@ -284,7 +284,7 @@ async function seedSession(base: string): Promise<string> {
   if (!response.ok) throw new Error(`PUT /session/data/seed answered ${response.status}: ${await response.text()}`);
   const setCookie = response.headers.get('set-cookie');
   if (setCookie === null) throw new Error('PUT /session/data/seed sent no Set-Cookie');
-  return setCookie.split(';')[0];
+  return setCookie.split(';')[0]!;
 }
 
 async function load(app: AppProcess, url: string, cookie: string, seconds: number): Promise<HttpRun> {
@@ -373,7 +373,7 @@ async function counterRequests(target: AppTarget, warmupSeconds: number, seconds
 function table(headers: string[], rows: string[][], rightAligned = headers.map((_, i) => i > 0)): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
   const line = (cells: string[]): string =>
-    '| ' + cells.map((c, i) => (rightAligned[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ') + ' |';
+    '| ' + cells.map((c, i) => (rightAligned[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ') + ' |';
   const rule = '|' + widths.map((w, i) => (rightAligned[i] ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|';
   return [line(headers), rule, ...rows.map(line)].join('\n');
 }
@@ -386,7 +386,7 @@ const loadAverage = (): string =>
   loadavg()
     .map((n) => n.toFixed(2))
     .join(' ');
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 function skippedRow(name: string, reason: string, columns: number): string[] {
   return [name, reason, ...new Array<string>(columns - 2).fill('')];

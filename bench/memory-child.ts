@@ -67,7 +67,7 @@ async function createExpressSession(count: number): Promise<{ keep: unknown; det
     const data = { cookie, n: i } as unknown as session.SessionData;
     // express-session's ids: uid-safe(24), i.e. 32 base64url characters.
     await new Promise<void>((resolve, reject) =>
-      store.set(randomBytes(24).toString('base64url'), data, (error) => (error ? reject(error) : resolve())),
+      store.set(randomBytes(24).toString('base64url'), data, (error?: Error) => (error ? reject(error) : resolve())),
     );
   }
   const sizes = await new Promise<number>((resolve) => store.length((_error, length) => resolve(length ?? -1)));
@@ -75,7 +75,7 @@ async function createExpressSession(count: number): Promise<{ keep: unknown; det
 }
 
 async function main(): Promise<void> {
-  const impl = process.argv[2];
+  const impl = process.argv[2] ?? '';
   const count = Number(process.argv[3] ?? 100_000);
   const create = impl === 'ours' ? createOurs : impl === 'express-session' ? createExpressSession : undefined;
   if (create === undefined) throw new Error('usage: memory-child.js <ours|express-session> [count]');

@@ -63,7 +63,7 @@ function locate(frame: CallFrame): { group: string; where: string; ours: boolean
   const modules = file.lastIndexOf('/node_modules/');
   if (modules >= 0) {
     const parts = file.slice(modules + 14).split('/');
-    const pkg = parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
+    const pkg = parts[0]!.startsWith('@') ? `${parts[0]!}/${parts[1]!}` : parts[0]!;
     return {
       group: pkg,
       where: `${pkg}/${parts.slice(pkg.includes('/') ? 2 : 1).join('/')}:${frame.lineNumber + 1}`,
@@ -115,7 +115,7 @@ export function summarizeProfile(file: string, top = 25, requests?: number): str
   let total = 0;
   let idle = 0;
   for (let i = 0; i < profile.samples.length; i++) {
-    const id = profile.samples[i];
+    const id = profile.samples[i]!;
     const dt = profile.timeDeltas[i + 1] ?? 0;
     const node = byId.get(id)!;
     total += dt;

@@ -23,7 +23,7 @@ export interface Summary {
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 export function summarize(rounds: readonly LoadResult[]): Summary {
@@ -85,10 +85,10 @@ export function renderTable(
     const b = roundsByKey.get(`${other.name}|${scenario.name}`)!;
     const n = Math.min(a.length, b.length);
     const rounds = Array.from({ length: n }, (_, i) => i);
-    const cpuKnown = rounds.every((i) => a[i].cpuPerRequest !== undefined && b[i].cpuPerRequest !== undefined);
+    const cpuKnown = rounds.every((i) => a[i]!.cpuPerRequest !== undefined && b[i]!.cpuPerRequest !== undefined);
     return {
-      rps: median(rounds.map((i) => a[i].rps / b[i].rps)),
-      cpu: cpuKnown ? median(rounds.map((i) => b[i].cpuPerRequest! / a[i].cpuPerRequest!)) : undefined,
+      rps: median(rounds.map((i) => a[i]!.rps / b[i]!.rps)),
+      cpu: cpuKnown ? median(rounds.map((i) => b[i]!.cpuPerRequest! / a[i]!.cpuPerRequest!)) : undefined,
     };
   };
   const both = (r: { rps: number; cpu: number | undefined }): string =>

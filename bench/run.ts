@@ -58,7 +58,7 @@ function parseOptions(argv: readonly string[]): Options {
   for (const arg of argv) {
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     if (match === null) throw new Error(`Unknown argument ${arg}; see the comment at the top of bench/run.ts.`);
-    flags.set(match[1], match.at(2) ?? 'true');
+    flags.set(match[1]!, match.at(2) ?? 'true');
   }
   const known = [
     'quick',

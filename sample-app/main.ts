@@ -1,10 +1,9 @@
-import { createSampleApp, type HttpAdapterName } from './app.factory.js';
+import { createSampleApp } from './app.factory.js';
 import { sessionConfigFromEnv } from './session-env.config.js';
 
 async function main(): Promise<void> {
-  const adapter = (process.env.HTTP_ADAPTER ?? 'express') as HttpAdapterName;
-  if (adapter !== 'express' && adapter !== 'fastify')
-    throw new Error(`HTTP_ADAPTER must be express or fastify, not ${String(adapter)}`);
+  const adapter = process.env.HTTP_ADAPTER ?? 'express';
+  if (adapter !== 'express' && adapter !== 'fastify') throw new Error(`HTTP_ADAPTER must be express or fastify, not ${adapter}`);
   const port = Number(process.env.PORT ?? 3000);
   const backend = sessionConfigFromEnv(process.env);
   const app = await createSampleApp(adapter, backend.config);

@@ -73,7 +73,7 @@ export function sleep(ms: number): Promise<void> {
 /** Session values may be Map, Set, Date or BigInt; show them as JSON can. */
 function toJson(data: Record<string, unknown>): Record<string, unknown> {
   return JSON.parse(
-    JSON.stringify(data, (_k, v: unknown) =>
+    JSON.stringify(data, (_k, v: unknown): unknown =>
       typeof v === 'bigint' ? v.toString() : v instanceof Map ? Object.fromEntries(v) : v instanceof Set ? [...v] : v,
     ),
   ) as Record<string, unknown>;

@@ -34,7 +34,7 @@ class ExpressSessionController {
   @Post('login')
   @HttpCode(200)
   async login(@Req() req: Request): Promise<{ ok: boolean }> {
-    await new Promise<void>((resolve, reject) => req.session.regenerate((error: unknown) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => req.session.regenerate((error?: Error) => (error ? reject(error) : resolve())));
     req.session.user = `user${next()}`;
     return { ok: true };
   }

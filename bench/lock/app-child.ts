@@ -10,6 +10,7 @@
  * It exits when the parent disconnects or sends SIGTERM.
  */
 import { register } from 'node:module';
+import type { Server } from 'node:net';
 import type { LockOptions, SessionLockHandle, SessionLocker } from 'nest-session';
 
 register('./resolve-hooks.js', import.meta.url);
@@ -79,7 +80,7 @@ class TimedLocker implements SessionLocker {
     this.waits = [];
     this.holds = [];
     const at = (values: Float64Array, p: number): number =>
-      values.length === 0 ? 0 : values[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)];
+      values.length === 0 ? 0 : values[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)]!;
     return {
       acquires: waits.length,
       waitP50: at(waits, 50),
@@ -120,7 +121,7 @@ if (lockerArg === 'redis') {
 const locker = new TimedLocker(inner);
 const app = await createSampleApp(adapter, { session: { locker } });
 await app.listen(0, '127.0.0.1');
-const address = app.getHttpServer().address() as { port: number };
+const address = (app.getHttpServer() as Server).address() as { port: number };
 
 async function onMessage(message: { type?: string } | undefined): Promise<void> {
   if (message?.type !== 'sample') return;

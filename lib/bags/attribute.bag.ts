@@ -42,7 +42,7 @@ export class AttributeBag extends AbstractBag {
     this.clear();
     for (const [k, v] of Object.entries(attributes)) this.set(k, v);
   }
-  /** Removes an attribute and answers its value. */
+  /** Removes an attribute and answers its value; `T`, as for `get<T>()`, is the caller's word for its type (unchecked). */
   remove<T = unknown>(name: string): T | undefined {
     const value = this.attributes.get(name) as T | undefined;
     this.attributes.delete(name);

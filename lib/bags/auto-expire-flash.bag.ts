@@ -39,9 +39,9 @@ export class AutoExpireFlashBag extends AbstractBag {
     return { ...this.display };
   }
   get(type: string, defaultValue: unknown[] = []): unknown[] {
-    const messages = this.display[type];
+    const { [type]: messages, ...rest } = this.display;
     if (messages === undefined) return defaultValue;
-    delete this.display[type];
+    this.display = rest;
     return messages;
   }
   all(): FlashMessages {

@@ -36,6 +36,7 @@ export class SessionAttributes {
     this.clear();
     for (const [k, v] of Object.entries(attributes)) this.set(k, v);
   }
+  /** Removes an attribute and answers its value; `T`, as for `get<T>()`, is the caller's word for its type (unchecked). */
   remove<T = unknown>(name: string): T | undefined {
     const value = this.get<T>(name);
     this.source.delete(name);

@@ -1,5 +1,5 @@
 import type { Cache } from 'cache-manager';
-import { checkedGuard, checkedWrite, gcLimit, secondsOption } from '../cache/backend-arguments.js';
+import { checkedGuard, checkedMustExist, checkedWrite, gcLimit, secondsOption } from '../cache/backend-arguments.js';
 import { assertCacheIdentifier } from '../cache/identifier.js';
 import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
@@ -30,10 +30,13 @@ import type {
  * before a member would silently lose that membership, and keeping it longer would rewrite the
  * index on every write); readers prune members that are gone, and GC, `remove()` and
  * `flushByTag()` take memberships out, so only tags that are never read again keep leftovers.
+ * A guard lifetime (`WriteGuard.lifetime`) also rewrites the group's members with the guard's
+ * TTL (one more read and O(members) writes per such write), so a session's data outlives its
+ * guard by at most the margin; the group's tag index keeps no TTL.
  *
  * What it cannot guarantee, unlike RedisBackend:
  * - No atomicity. `write()` reads the guard and the old entries, then writes entries and indexes
- *   in separate store calls (about 3 round trips). A guard check is check-then-set, and tag
+ *   in separate store calls (about 3 round trips). A guard or `mustExist` check is check-then-set, and tag
  *   indexes and buckets are read-modify-write. An in-process mutex per key (entries first, then
  *   indexes, each in sorted order) serialises this within ONE process only: two processes
  *   sharing the store can both pass a guard, and concurrent index updates can lose a membership
@@ -97,6 +100,13 @@ interface StoredEntry {
   readonly t: readonly string[];
   /** expiry epoch ms, 0 = never */
   readonly x: number;
+}
+
+/** Store TTL (ms) the entries of a guarded group get at least, and the members to rewrite with it. */
+interface Retention {
+  readonly group: string;
+  readonly ttl: number;
+  readonly refresh: readonly string[];
 }
 
 interface CacheWrite {
@@ -230,38 +240,57 @@ export class CacheManagerBackend implements TaggableBackend {
       planned.push([write.id, { d: write.data, t: tags, x: expiryAt(write.id, write.lifetime, now) }]);
     }
     removes.forEach((id) => assertCacheIdentifier(id, 'cache entry identifier'));
+    const mustExist = checkedMustExist(batch.mustExist);
     if (guard !== undefined) checkedGuard(guard);
+    const guardExpiry = guard?.lifetime === undefined ? undefined : expiryAt(guard.id, guard.lifetime, now);
 
-    const ids = [...new Set([...(guard ? [guard.id] : []), ...planned.map(([id]) => id), ...removes])];
-    const keys = ids.map((id) => this.entryKey(id));
-    return this.attempt('write', () =>
-      this.mutex.run(keys, async () => {
+    return this.attempt('write', async () => {
+      // A new guard lifetime refreshes the store TTL of the guard's whole group (best effort:
+      // members are listed before the mutex, so one added concurrently by another process can
+      // keep its older TTL).
+      const group = guard === undefined ? '' : groupOf(guard.id);
+      const groupMembers = guardExpiry === undefined || group === '' ? [] : asIds(await this.read(this.tagKey(group)));
+      const ids = [
+        ...new Set([...(guard ? [guard.id] : []), ...mustExist, ...planned.map(([id]) => id), ...removes, ...groupMembers]),
+      ];
+      const keys = ids.map((id) => this.entryKey(id));
+      return this.mutex.run(keys, async () => {
         const current = await this.readMany(keys);
         const before = new Map<string, StoredEntry | undefined>();
         ids.forEach((id, i) => before.set(id, asEntry(current[i])));
         const after = new Map(before);
 
+        for (const id of mustExist) {
+          const stored = before.get(id);
+          if (stored === undefined || !isLive(stored, now)) return 'missing';
+        }
         if (guard !== undefined) {
           const stored = before.get(guard.id);
           if (stored === undefined || !isLive(stored, now)) {
             if (guard.create !== true) return 'missing';
             // An expired guard entry counts as missing and is replaced.
-            after.set(guard.id, { d: String(guard.fence), t: [...new Set(guard.tags ?? NO_TAGS)], x: 0 });
+            after.set(guard.id, { d: String(guard.fence), t: [...new Set(guard.tags ?? NO_TAGS)], x: guardExpiry ?? 0 });
           } else if (Number(stored.d) > guard.fence) {
             return 'fenced';
           }
         }
         for (const [id, entry] of planned) after.set(id, entry);
         for (const id of removes) after.set(id, undefined);
+        let retention: Retention | undefined;
         if (guard !== undefined) {
-          // Keeps the guard's tags and lifetime; a batch that removed it (a destroy) wins.
+          // Keeps the guard's tags (and its lifetime unless one is given); a batch that removed
+          // it (a destroy) wins.
           const entry = after.get(guard.id);
-          if (entry !== undefined) after.set(guard.id, { ...entry, d: String(guard.fence) });
+          if (entry !== undefined) {
+            after.set(guard.id, { ...entry, d: String(guard.fence), x: guardExpiry ?? entry.x });
+            const until = guardExpiry ?? entry.x;
+            if (until !== 0 && group !== '') retention = { group, ttl: until + this.marginMs - now, refresh: groupMembers };
+          }
         }
-        await this.applyIndexes(now, before, after);
+        await this.applyIndexes(now, before, after, undefined, undefined, retention);
         return 'ok';
-      }),
-    );
+      });
+    });
   }
 
   /**
@@ -418,6 +447,7 @@ export class CacheManagerBackend implements TaggableBackend {
     after: ReadonlyMap<string, StoredEntry | undefined>,
     staleMembers?: ReadonlyMap<string, readonly string[]>,
     staleRecords?: ReadonlyMap<number, readonly string[]>,
+    retention?: Retention,
   ): Promise<void> {
     const tagAdds = new Map<string, Set<string>>();
     const tagRemoves = new Map<string, Set<string>>();
@@ -427,10 +457,14 @@ export class CacheManagerBackend implements TaggableBackend {
 
     for (const [id, next] of after) {
       const previous = before.get(id);
-      if (next === previous) continue;
+      const kept = retention !== undefined && next !== undefined && next.t.includes(retention.group);
+      if (next === previous && !(kept && retention.refresh.includes(id))) continue;
       const key = this.entryKey(id);
+      const ttl = next === undefined || next.x === 0 ? 0 : next.x + this.marginMs - now;
       if (next === undefined) deletes.add(key);
-      else writes.push({ key, value: next, ttl: next.x === 0 ? 0 : next.x + this.marginMs - now });
+      // An entry of a guarded group lives in the store at least as long as its guard.
+      else writes.push({ key, value: next, ttl: kept && (ttl === 0 || ttl < retention.ttl) ? retention.ttl : ttl });
+      if (next === previous) continue;
       const previousTags = previous?.t ?? NO_TAGS;
       const nextTags = next?.t ?? NO_TAGS;
       for (const tag of previousTags) {
@@ -552,6 +586,12 @@ class KeyedMutex {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     };
   }
+}
+
+/** The group of an id: the text before its first `.` (the slot-group rule of `TaggableBackend`). */
+function groupOf(id: string): string {
+  const dot = id.indexOf('.');
+  return dot < 0 ? id : id.slice(0, dot);
 }
 
 function asEntry(value: unknown): StoredEntry | undefined {

@@ -1,6 +1,7 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
+import { lifetimeMs } from './lifetime.js';
 import type { BackendWrite, WriteGuard } from './taggable-backend.interface.js';
 
 /*
@@ -30,12 +31,16 @@ export function assertEntryData(id: string, data: unknown): asserts data is stri
   }
 }
 
-/** @throws InvalidArgumentException when a guard's fence is not a number. */
+/** @throws InvalidArgumentException when a guard's fence is not a number, or its lifetime is not seconds > 0. */
 export function assertGuardFence(guard: WriteGuard): void {
   if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
     throw new InvalidArgumentException(
       `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
     );
+  }
+  // A guard lifetime of 0 would mean "never expires", which no caller of a lifetime means.
+  if (guard.lifetime !== undefined && lifetimeMs(guard.id, guard.lifetime) === 0) {
+    throw new InvalidArgumentException(`Invalid lifetime 0 for guard entry "${guard.id}": use seconds > 0, or omit it.`);
   }
 }
 
@@ -62,6 +67,16 @@ export function checkedGuard(guard: WriteGuard): readonly string[] {
   const tags = guard.tags ?? NO_TAGS;
   tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
   return tags;
+}
+
+/**
+ * Checks the `mustExist` ids of a `write()` batch, like {@link checkedWrite}; answers them.
+ * @throws InvalidArgumentException naming the bad id.
+ */
+export function checkedMustExist(ids: readonly string[] | undefined): readonly string[] {
+  const list = ids ?? NO_TAGS;
+  list.forEach((id) => assertCacheIdentifier(id, 'cache entry identifier'));
+  return list;
 }
 
 /**

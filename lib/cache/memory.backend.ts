@@ -184,14 +184,22 @@ export class MemoryBackend implements TaggableBackend {
       this.checkData(write.id, write.data);
       expiries[i] = expiryAt(write.id, write.lifetime, now);
     }
-    if (guard !== undefined) assertGuardFence(guard);
+    // Undefined: the guard keeps its expiry (a created one never expires).
+    let guardExpires: number | undefined;
+    if (guard !== undefined) {
+      assertGuardFence(guard);
+      if (guard.lifetime !== undefined) guardExpires = expiryAt(guard.id, guard.lifetime, now);
+    }
+    for (const id of batch.mustExist ?? NO_TAGS) {
+      if (this.live(id, now) === undefined) return 'missing';
+    }
 
     if (guard !== undefined) {
       const current = this.live(guard.id, now);
       if (current === undefined) {
         if (guard.create !== true) return 'missing';
         // An expired guard entry counts as missing and is replaced.
-        this.store(guard.id, String(guard.fence), guard.tags, 0);
+        this.store(guard.id, String(guard.fence), guard.tags, guardExpires ?? 0);
       } else if (Number(current.data) > guard.fence) {
         return 'fenced';
       }
@@ -207,10 +215,14 @@ export class MemoryBackend implements TaggableBackend {
     }
 
     if (guard !== undefined) {
-      // Keeps the guard's tags and lifetime (also when the batch itself set it); a batch that
-      // removed the guard entry (a destroy) leaves it removed.
+      // Keeps the guard's tags, and its lifetime unless one was given (also when the batch itself
+      // set it); a batch that removed the guard entry (a destroy) leaves it removed. Memory has
+      // no native expiry: the group's other entries stay until flushByTag or collectGarbage.
       const entry = this.entries.get(guard.id);
-      if (entry !== undefined) entry.data = String(guard.fence);
+      if (entry !== undefined) {
+        if (guardExpires === undefined) entry.data = String(guard.fence);
+        else this.store(guard.id, String(guard.fence), tagList(entry.tags), guardExpires);
+      }
     }
     return 'ok';
   }
@@ -492,6 +504,11 @@ function isExpired(entry: Entry, now: number): boolean {
 function toTags(tags: readonly string[] | undefined): Tags {
   if (tags === undefined || tags.length === 0) return NO_TAGS;
   return tags.length === 1 ? tags[0]! : tags.slice();
+}
+
+/** Stored tags as a list (for re-storing an entry with the tags it has). */
+function tagList(tags: Tags): readonly string[] {
+  return typeof tags === 'string' ? [tags] : tags;
 }
 
 function sameTags(current: Tags, next: readonly string[] | undefined): boolean {

@@ -47,7 +47,10 @@ export interface TaggableBackend {
    * - the guard entry must exist (unless `guard.create`, which creates it),
    * - its stored fence must not be greater than `guard.fence`;
    * on success the guard entry's data becomes `String(guard.fence)` (keeping its tags, or
-   * `guard.tags` when created). Answers `'ok'`, or why nothing was written.
+   * `guard.tags` when created), and its lifetime becomes `guard.lifetime` when given.
+   * With `batch.mustExist`, every id listed must be a live entry, else nothing is written and
+   * the answer is `'missing'` (checked in the same atomic step as the guard). Answers `'ok'`,
+   * or why nothing was written.
    */
   write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult>;
 
@@ -89,6 +92,14 @@ export interface BackendWrite {
 export interface WriteBatch {
   readonly sets?: readonly BackendWrite[];
   readonly removes?: readonly string[];
+  /**
+   * Ids that must be live entries for the batch to apply (a conditional update of an entry
+   * that someone else may remove or let expire meanwhile, e.g. a session's metadata). If one
+   * is missing or expired, nothing of the batch is written and `write` answers `'missing'`.
+   * Same slot-group rule as a guard: keep them in the group of the batch's ids. Atomic on the
+   * memory and Redis backends; check-then-set on cache-manager (see there). @default []
+   */
+  readonly mustExist?: readonly string[];
 }
 
 /**
@@ -103,7 +114,17 @@ export interface WriteGuard {
   readonly create?: boolean;
   /** Tags of the guard entry when it is created. */
   readonly tags?: readonly string[];
+  /**
+   * Seconds the guard entry lives from now (its owner's lifetime, e.g. a session's remaining
+   * lifetime): once it has passed, the guard counts as missing and later writes answer
+   * `'missing'`. Backends with store-native expiry also keep every entry of the guard's group
+   * (the ids tagged with the group), the group's tag set and the guard itself natively at least
+   * this long plus their safety margin, refreshed by each write that gives a lifetime; entries a
+   * write without a lifetime stores are kept as long as the guard. Omitted: the guard keeps
+   * its expiry (a created guard then never expires). @default undefined
+   */
+  readonly lifetime?: number;
 }
 
-/** `ok`: written. `missing`: the guard entry is gone. `fenced`: a newer fence has written. */
+/** `ok`: written. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired. `fenced`: a newer fence has written. */
 export type WriteResult = 'ok' | 'missing' | 'fenced';

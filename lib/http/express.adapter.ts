@@ -48,8 +48,8 @@ function fail(res: ServerResponse, handler: SessionHttpHandler, error: unknown):
 }
 
 function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
-  const originalEnd = res.end;
-  const originalWriteHead = res.writeHead;
+  const originalEnd = res.end.bind(res);
+  const originalWriteHead = res.writeHead.bind(res);
   let finishing = false;
 
   // Headers written before end() (streaming): send the cookie the commit will make valid.
@@ -59,14 +59,15 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
       if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
     }
     return (originalWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as ServerResponse['writeHead'];
+  };
 
   res.end = function end(this: ServerResponse, ...args: EndArgs): ServerResponse {
     if (finishing) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
     finishing = true;
     // Nothing to write and no cookie: end now, without waiting a tick.
     if (handler.finishIfIdle(session)) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
-    const streamed = res.headersSent;
+    // Typed, so TypeScript does not take `!streamed` below as proof that `res.headersSent` is still false.
+    const streamed: boolean = res.headersSent;
     handler.finish(session, secure).then(
       (cookie) => {
         if (cookie !== undefined && !streamed && !res.headersSent) res.appendHeader('set-cookie', cookie);

@@ -16,8 +16,10 @@ interface FastifyReplyLike {
 }
 type Done = (error?: Error) => void;
 export interface FastifyInstanceLike {
-  addHook(name: 'onRequest', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void): unknown;
-  addHook(name: 'preHandler', hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void): unknown;
+  addHook(
+    name: 'onRequest' | 'preHandler',
+    hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: Done) => void,
+  ): unknown;
   addHook(
     name: 'onSend',
     hook: (

@@ -103,7 +103,7 @@ export class SessionHttpHandler {
         body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.publicMessage }),
       };
     }
-    this.logger.error(`Session handling failed: ${(error as Error)?.stack ?? String(error)}`);
+    this.logger.error(`Session handling failed: ${(error as { stack?: string } | null | undefined)?.stack ?? String(error)}`);
     return {
       status: 500,
       body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' }),

@@ -61,7 +61,7 @@ class MemoryLock implements SessionLock {
 /** The bookkeeping behind {@link MemoryLocker}, kept apart so locks can call into it. */
 class LockTable {
   readonly states = new Map<string, KeyState>();
-  /** One counter for the whole locker, so fences only grow even across idle keys. */
+  /** The last fence handed out, for any key: one sequence for the whole locker. */
   private fence = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
   closed = false;
@@ -154,7 +154,11 @@ class LockTable {
   }
 
   private grant(state: KeyState, ttl: number, now: number): MemoryLock {
-    const lock = new MemoryLock(this, state, state.key, randomUUID(), ++this.fence, now + ttl);
+    // Clock part: a new locker (a restarted process, whose stores may have outlived it) still
+    // starts above the fences of the one before; counter part: strictly increasing meanwhile,
+    // also when Date.now() stands still or steps back. Microseconds stay below 2^53 until 2255.
+    this.fence = Math.max(this.fence + 1, Math.floor(Date.now()) * 1000);
+    const lock = new MemoryLock(this, state, state.key, randomUUID(), this.fence, now + ttl);
     state.holder = lock;
     return lock;
   }
@@ -239,8 +243,10 @@ class LockTable {
  *   expired lock passes directly to the first waiter, so newcomers cannot barge in.
  * - No polling: waiters sleep on promises that a release (or the expiry of the holder's ttl)
  *   resolves.
- * - Fences come from one counter for the whole locker, so they strictly increase per key for
- *   as long as the locker lives, also after a key went idle.
+ * - Fences are max(last fence + 1, wall clock in microseconds), one sequence for the whole
+ *   locker: each exceeds every fence handed out before for any key while the locker lives, and
+ *   a later locker (a restarted process writing to stores that outlived the old one) starts
+ *   above the old one's as long as the system clock did not step back across the restart.
  * - Memory stays bounded: a key's state is deleted as soon as it is neither held nor awaited
  *   (expired locks nobody released are collected by an unref'd sweep every 10 s).
  */

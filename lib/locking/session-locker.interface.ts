@@ -1,9 +1,9 @@
 /**
  * Per-key mutual exclusion for sessions, with tokens, expiry and fencing numbers: a lock that
  * cannot be had in time is a typed error, not a hang; only the token's holder can release or
- * extend it; fences never go backwards for a key, whatever expires; waiters are woken on release
- * instead of polling, with a timeout fallback because expiry wakes nobody. Every implementation
- * must pass the contract suite in `test/contract/locker.contract.ts`.
+ * extend it; fences never go backwards, across keys and whatever expires; waiters are woken on
+ * release instead of polling, with a timeout fallback because expiry wakes nobody. Every
+ * implementation must pass the contract suite in `test/contract/locker.contract.ts`.
  */
 export interface SessionLocker {
   /**
@@ -31,8 +31,11 @@ export interface SessionLock {
   /** Random token that identifies this holder; release and extend compare it. */
   readonly token: string;
   /**
-   * Fencing number: strictly greater than the fence of every earlier holder of the same key,
-   * for as long as the locker runs (memory) or its store keeps data (Redis).
+   * Fencing number, a safe integer: strictly greater than every fence handed out earlier for
+   * any key (MemoryLocker: by it; RedisLocker: by any locker on the same Redis), whatever
+   * expired since. A write guard that never expires compares it with fences of other keys
+   * (`regenerate(true)` moves data to a new storage id under the old key's lock) and of long
+   * ago. Implementations may rely on a clock that does not go back; they say so.
    */
   readonly fence: number;
   /** Releases the lock if still held by this token; answers whether it was. Idempotent. */

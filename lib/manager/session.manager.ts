@@ -81,11 +81,19 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
     return this.context.require('get the current session');
   }
 
-  /** A remote session by its public id; `undefined` for unknown, malformed, destroyed or expired ids. */
+  /**
+   * A remote session by its public id; `undefined` for unknown, malformed, destroyed or expired
+   * ids. When it is the current request's own session, its `destroy()` destroys it through the
+   * request's session, so that the response expires the cookie.
+   */
   async getSession(id: string): Promise<SessionInterface | undefined> {
     if (typeof id !== 'string' || !this.store.options.idGenerator.isValid(id)) return undefined;
+    const current = await this.currentStoredAs(id);
     const metadata = await this.store.loadMetadata(id);
-    return metadata === undefined ? undefined : this.remote(id, metadata);
+    if (metadata === undefined) return undefined;
+    const session = this.remote(id, metadata);
+    if (current !== undefined) session.destroy = (reason?: string) => current.destroy(reason);
+    return session;
   }
 
   /**
@@ -132,7 +140,11 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
   /**
    * Destroys every session carrying `tag` (each under its own lock, briefly) and answers how
    * many were destroyed. Looks again afterwards (up to 3 passes) for sessions that got a new id
-   * meanwhile, so none escapes by being renewed during the call.
+   * meanwhile, so none escapes by being renewed during the call. Called from a request whose
+   * own session is among them, that session is destroyed as by `Session.destroy()`: the
+   * response expires its cookie and the request writes nothing back (a session renewed earlier
+   * in the same request, not yet committed, is not recognised: its commit then fails with
+   * `SessionDestroyedException`).
    * @throws the first failure (e.g. `LockTimeoutException` when a session stayed locked longer
    *   than `lock.waitTimeout`) after destroying all others; call again to retry.
    */
@@ -236,14 +248,35 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
     }
   }
 
+  /**
+   * The current request's session if it is stored under `id` (resumed first if the request has
+   * not used it yet), so that destroying `id` can end it as `Session.destroy()` does.
+   */
+  private async currentStoredAs(id: string): Promise<Session | undefined> {
+    const current = this.context.current();
+    if (current === undefined || current.isRemote()) return undefined;
+    if (!current.isStarted()) await current.resume().catch(() => undefined);
+    return this.isStoredAs(current, id) ? current : undefined;
+  }
+
   private async destroyTagged(cacheTag: string, reason: string | undefined): Promise<number> {
     let destroyed = 0;
+    const current = this.context.current();
+    if (current !== undefined && !current.isRemote() && !current.isStarted()) await current.resume().catch(() => undefined);
     for (let pass = 1; ; pass++) {
       let found = 0;
       const failures: unknown[] = [];
       for await (const page of this.pages(cacheTag, DEFAULT_PAGE_SIZE)) {
         found += page.length;
-        const results = await Promise.allSettled(page.map(([id, metadata]) => this.remote(id, metadata).destroy(reason)));
+        const results = await Promise.allSettled(
+          page.map(([id, metadata]) =>
+            // The request's own session ends through itself: its response expires the cookie,
+            // and a lock it holds is used rather than waited for.
+            current !== undefined && this.isStoredAs(current, id)
+              ? current.destroy(reason)
+              : this.remote(id, metadata).destroy(reason),
+          ),
+        );
         for (const result of results) {
           if (result.status === 'fulfilled') destroyed++;
           else failures.push(result.reason);
@@ -256,6 +289,10 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
         throw failures[0];
       }
     }
+  }
+
+  private isStoredAs(session: Session, id: string): boolean {
+    return !session.isRemote() && session.isStarted() && !session.isNew() && session.getId() === id;
   }
 
   private async runGarbageCollection(): Promise<number> {

@@ -14,7 +14,7 @@ import { LuaScript } from './lua-script.js';
  *            expired entries for `collectGarbage()`) and answers what they were.
  *   BY_TAG   one tag set: reads (or flushes) the members of the tag's own group there and then,
  *            and answers the other members for the caller to read.
- *   TAG_ADD, TAG_FORGET, EXPIRY_FIX   one index key: tag-set and expiry-index upkeep.
+ *   TAG_ADD, TAG_FORGET, EXPIRY_ADD, EXPIRY_FIX   one index key: tag-set and expiry-index upkeep.
  *
  * Scripts run by EVALSHA; on a standalone client SCRIPT LOAD rides with the first use, on a
  * cluster each node learns a script through EVAL when it first answers NOSCRIPT (as after a
@@ -81,9 +81,16 @@ end
 
 /**
  * KEYS: a key of the group's slot. ARGV: prefix, now, group ('' = none), guard id ('' = no
- * guard), fence, create ('1'/'0'), guard value without its data ("0 <version>\\n<tags>\\n"),
- * number of sets, then id, encoded value, native TTL ms ('0' = none) per set, then the ids to
- * remove. Every id is of `group` (or, for group '', the one id of its slot).
+ * guard), fence, create ('1'/'0'), created guard's value without its data
+ * ("<expiry> <version>\\n<tags>\\n"), guard expiry ('' = keep the guard's), guard native TTL
+ * ms ('0' with a kept expiry), number of ids that must be live, those ids, number of sets,
+ * then id, encoded value, native TTL ms ('0' = none) per set, then the ids to remove. Every id
+ * is of `group` (or, for group '', the one id of its slot).
+ *
+ * Retention: in a guarded group whose guard has a native TTL, no entry of the group (a member
+ * of its own tag set) is stored with a shorter native TTL than the guard's, and a write that
+ * gives the guard a new expiry extends every member and the tag set to it (O(members), only on
+ * such writes), so nothing of a session outlives its guard natively, or dies before it.
  *
  * Answers {status, created ('1'/'0'), then what the caller must clean up in other slots:
  * 'T', tag, id, version (a foreign membership of an old entry) / 'E', id, expiry (its expiry
@@ -92,6 +99,18 @@ end
 const WRITE_SCRIPT = `${LUA_PRELUDE}
 local group = ARGV[3]
 local cleanup = {}
+local guardId = ARGV[4]
+local fence = ARGV[5]
+local guardExpiry = ARGV[8]
+local guardPttl = tonumber(ARGV[9])
+-- Native TTL ms every own-group entry stored gets at least (0 = none): the guard's.
+local retain = 0
+
+-- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
+local function extend(key, pttl)
+  local current = redis.call('PTTL', key)
+  if current == -1 or (current >= 0 and current < pttl) then redis.call('PEXPIRE', key, pttl) end
+end
 
 -- Notes the foreign memberships and the expiry record of an old entry that must go.
 local function forget(id, expiry, version, tags, keptTags, newExpiry)
@@ -120,6 +139,7 @@ local function store(id, value, pttl)
     if group ~= '' and not own and hasTag(oldTags, group) then redis.call('ZREM', tagKey(group), id) end
     forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
   end
+  if own and retain > 0 and (pttl == 0 or pttl < retain) then pttl = retain end
   if pttl > 0 then
     redis.call('SET', key, value, 'PX', pttl)
   else
@@ -128,8 +148,13 @@ local function store(id, value, pttl)
   if own then addMembers(tagKey(group), pttl, {version, id}) end
 end
 
-local guardId = ARGV[4]
-local fence = ARGV[5]
+local i = 11
+for _ = 1, tonumber(ARGV[10]) do
+  local value = redis.call('GET', entryKey(ARGV[i]))
+  if not value or not isLive(parse(value)) then return {'missing', '0'} end
+  i = i + 1
+end
+
 local created = '0'
 if guardId ~= '' then
   local current = redis.call('GET', entryKey(guardId))
@@ -145,13 +170,20 @@ if guardId ~= '' then
   if not live then
     if ARGV[6] ~= '1' then return {'missing', '0'} end
     -- An expired guard entry counts as missing and is replaced.
-    store(guardId, ARGV[7] .. fence, 0)
+    store(guardId, ARGV[7] .. fence, guardPttl)
     created = '1'
+  end
+  if guardExpiry ~= '' then
+    retain = guardPttl
+  else
+    local pttl = redis.call('PTTL', entryKey(guardId))
+    if pttl > 0 then retain = pttl end
   end
 end
 
-local i = 9
-for _ = 1, tonumber(ARGV[8]) do
+local sets = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, sets do
   store(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
   i = i + 3
 end
@@ -168,12 +200,24 @@ for j = i, #ARGV do
 end
 
 if guardId ~= '' then
-  -- Keeps the guard's tags, expiry and native TTL; a batch that removed it (a destroy) wins.
+  -- Keeps the guard's tags (and its expiry and native TTL unless a new one is given); a batch
+  -- that removed it (a destroy) wins.
   local key = entryKey(guardId)
   local current = redis.call('GET', key)
   if current then
-    local _, _, _, _, headerEnd = parse(current)
-    redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
+    local _, version, tags, _, headerEnd = parse(current)
+    if guardExpiry == '' then
+      redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
+    else
+      redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
+      if group ~= '' then
+        local setKey = tagKey(group)
+        for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+          if id ~= guardId then extend(entryKey(id), guardPttl) end
+        end
+        extend(setKey, guardPttl)
+      end
+    end
   end
 end
 local result = {'ok', created}
@@ -275,6 +319,21 @@ addMembers(KEYS[1], tonumber(ARGV[3]), members)
 return 1
 `;
 
+/**
+ * KEYS: the expiry index. ARGV: prefix, now, native TTL ms of the longest-living entry added,
+ * then expiry, id pairs. The index lives at least as long as that entry natively, so it
+ * disappears with the entries it indexes if garbage collection stops.
+ */
+const EXPIRY_ADD_SCRIPT = `
+for i = 4, #ARGV, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local pttl = tonumber(ARGV[3])
+local current = redis.call('PTTL', KEYS[1])
+if current == -1 or (current >= 0 and current < pttl) then redis.call('PEXPIRE', KEYS[1], pttl) end
+return 1
+`;
+
 /** KEYS: a tag set. ARGV: prefix, now, then id, version pairs: each member goes if its score is still that version. */
 const TAG_FORGET_SCRIPT = `
 local removed = 0
@@ -313,6 +372,7 @@ export const BACKEND_SCRIPTS = {
   byTag: new LuaScript(BY_TAG_SCRIPT),
   tagAdd: new LuaScript(TAG_ADD_SCRIPT),
   tagForget: new LuaScript(TAG_FORGET_SCRIPT),
+  expiryAdd: new LuaScript(EXPIRY_ADD_SCRIPT),
   expiryFix: new LuaScript(EXPIRY_FIX_SCRIPT),
 } as const;
 

@@ -31,9 +31,9 @@ export function encodeEntry(expiry: number, version: string, tags: readonly stri
   return `${expiry} ${version}\n${tags.join(' ')}\n${data}`;
 }
 
-/** A guard entry without its data (the WRITE script appends the fence): no expiry. */
-export function encodeGuardHead(version: string, tags: readonly string[]): string {
-  return `0 ${version}\n${tags.join(' ')}\n`;
+/** A guard entry without its data (the WRITE script appends the fence); expiry 0 = never. */
+export function encodeGuardHead(expiry: number, version: string, tags: readonly string[]): string {
+  return `${expiry} ${version}\n${tags.join(' ')}\n`;
 }
 
 /** Whether an entry that expires at `expiry` (0 = never) is live at `now`. */

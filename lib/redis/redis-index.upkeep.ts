@@ -7,10 +7,13 @@ import { settleAll, type RedisTransport } from './redis-client.adapter.js';
  * the metadata tags "all sessions" or a user's tag) is sent as separate commands. Additions go
  * in the same tick as the entry script (node-redis pipelines them: one round trip on a
  * standalone client, one per node in parallel on a cluster) and are queued before it: TAG_ADD
- * of each foreign tag set and one ZADD on the expiry index. Removals of foreign memberships and
+ * of each foreign tag set and one EXPIRY_ADD on the expiry index (which, like tag sets, gets a
+ * native TTL as long as its longest-living entry's, so no key outlives what it indexes). Removals of foreign memberships and
  * expiry records that only the script's answer names (the old tags of an overwritten or removed
  * entry) follow in a second round trip, only when there are any. A guarded write sends its
- * foreign additions only after the guard allowed it, so a refused write changes nothing anywhere.
+ * foreign tag additions only after the guard allowed it; its expiry records, and every addition
+ * of a conditional write without a guard (`mustExist`, e.g. session metadata), go out with the
+ * script, so a refused write leaves at most index records without their entry (see below).
  *
  * What a crash or a failing node between those commands can leave, and why it is harmless:
  * - a tag-set member whose entry is gone, or no longer carries the tag: readers check every
@@ -41,6 +44,8 @@ export class IndexWork {
   readonly adds = new Map<string, { pttl: number; pairs: string[] }>();
   readonly forgets = new Map<string, string[]>();
   readonly expiryAdds: string[] = [];
+  /** Native TTL ms of the longest-living entry among `expiryAdds`: the index lives at least as long. */
+  expiryPttl = 0;
   readonly expiryFixes: string[] = [];
 
   add(tag: string, id: string, version: string, pttl: number): void {
@@ -53,9 +58,10 @@ export class IndexWork {
     entry.pttl = entry.pttl === 0 || pttl === 0 ? 0 : Math.max(entry.pttl, pttl);
   }
 
-  /** An expiry record for an entry stored with a lifetime. */
-  addExpiry(id: string, expiry: number): void {
+  /** An expiry record for an entry stored with a lifetime (and a native TTL of `pttl` ms). */
+  addExpiry(id: string, expiry: number, pttl: number): void {
     this.expiryAdds.push(String(expiry), id);
+    this.expiryPttl = Math.max(this.expiryPttl, pttl);
   }
 
   forget(tag: string, id: string, version: string): void {
@@ -120,7 +126,7 @@ export class IndexUpkeep {
       promises.push(script('tagAdd', keys.tagKey(tag), [String(pttl), ...pairs]));
     }
     if (work.expiryAdds.length > 0) {
-      promises.push(transport.send(keys.expiryKey, false, ['ZADD', keys.expiryKey, ...work.expiryAdds]));
+      promises.push(script('expiryAdd', keys.expiryKey, [String(work.expiryPttl), ...work.expiryAdds]));
     }
     for (const [tag, pairs] of work.forgets) {
       promises.push(script('tagForget', keys.tagKey(tag), pairs));

@@ -2,9 +2,9 @@ import { LuaScript } from './lua-script.js';
 
 /*
  * The Lua scripts of RedisLocker. Each touches the keys of one lock key only (lock, fence,
- * queue, lease), which share the `{key}` hash tag: one cluster slot. Wake-ups name one waiter:
- * a script publishes the token of the waiter whose turn it is, on the lock's channel (PUBLISH,
- * or SPUBLISH on a cluster), and nothing else.
+ * queue, lease, and the tombstones of abandoned tokens), which share the `{key}` hash tag: one
+ * cluster slot. Wake-ups name one waiter: a script publishes the token of the waiter whose
+ * turn it is, on the lock's channel (PUBLISH, or SPUBLISH on a cluster), and nothing else.
  */
 
 /**
@@ -25,9 +25,22 @@ end
 }
 
 /**
- * KEYS: lock, fence, queue, lease. ARGV: token, ttl ms, fence ttl ms, waiter ttl ms, enqueue,
- * channel, publish command ('PUBLISH', or 'SPUBLISH' on a cluster: the channel shares the
- * lock's hash tag, so the message stays on the lock's node). Returns {1, fence} when taken, else {0, ms until worth retrying without a message}.
+ * KEYS: lock, fence, queue, lease, the token's tombstone. ARGV: token, ttl ms, fence ttl ms,
+ * waiter ttl ms, enqueue, channel, publish command ('PUBLISH', or 'SPUBLISH' on a cluster: the
+ * channel shares the lock's hash tag, so the message stays on the lock's node). Returns
+ * {1, fence} when taken, else {0, ms until worth retrying without a message}.
+ *
+ * The fence is max(last fence of this key + 1, Redis time in microseconds): the clock part
+ * makes it exceed every fence handed out earlier for any key of this Redis, also for a new
+ * key or after the key's counter expired (the storage guard it is compared with never
+ * expires); the counter part keeps it increasing for the key should the clock step back.
+ * Microseconds since 1970 stay below 2^53 (exact in Lua's doubles and JS numbers) until
+ * 2255; the value is written with '%.0f', as Lua's tostring would round it to 14 digits.
+ * TIME before writes is allowed: scripts replicate their effects, not their source (the
+ * default since Redis 5, the only mode in 7). `t` is the TIME reply of the prelude.
+ *
+ * A token whose caller gave up on an attempt of unknown outcome has a tombstone (see ABANDON):
+ * an ACQUIRE of it that reaches Redis late neither takes the lock nor queues.
  *
  * The queue (ZSET token -> arrival number) makes waiting fair across processes: a free lock
  * goes only to the first queued token, or to anyone when nobody queues. `lease` (ZSET token ->
@@ -36,7 +49,9 @@ end
  * dead tickets leaves a free lock to somebody else, that waiter is woken here, since no release
  * will come to do it.
  */
-const ACQUIRE = `${dropDeadWaiters('KEYS[3]', 'KEYS[4]')}
+const ACQUIRE = `
+if redis.call('EXISTS', KEYS[5]) == 1 then return {0, 0} end
+${dropDeadWaiters('KEYS[3]', 'KEYS[4]')}
 local token = ARGV[1]
 local held = redis.call('EXISTS', KEYS[1]) == 1
 if not held then
@@ -47,8 +62,15 @@ if not held then
       redis.call('ZREM', KEYS[3], token)
       redis.call('ZREM', KEYS[4], token)
     end
-    local fence = redis.call('INCR', KEYS[2])
-    if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+    local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+    local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if clock > fence then fence = clock end
+    local value = string.format('%.0f', fence)
+    if tonumber(ARGV[3]) > 0 then
+      redis.call('SET', KEYS[2], value, 'PX', ARGV[3])
+    else
+      redis.call('SET', KEYS[2], value)
+    end
     return {1, fence}
   end
   if #dead > 0 then redis.call(ARGV[7], ARGV[6], head) end
@@ -107,9 +129,33 @@ end
 return removed
 `;
 
+/**
+ * KEYS: lock, queue, lease, the token's tombstone. ARGV: token, channel, publish command,
+ * tombstone ttl ms. Run for a token whose ACQUIRE failed on the client side (timeout, lost
+ * connection) and so may have run, may still run, or never will: releases the lock if that
+ * token got it, takes its ticket out of the queue (waking the next in line when that leaves
+ * the lock free), and leaves a tombstone so that an ACQUIRE of the token arriving later takes
+ * nothing. Idempotent. Returns 1 when the token held the lock.
+ */
+const ABANDON = `
+local held = redis.call('GET', KEYS[1]) == ARGV[1]
+if held then redis.call('DEL', KEYS[1]) end
+local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if (held or removed == 1) and redis.call('EXISTS', KEYS[1]) == 0 then
+  ${dropDeadWaiters('KEYS[2]', 'KEYS[3]')}
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head then redis.call(ARGV[3], ARGV[2], head) end
+end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
+if held then return 1 end
+return 0
+`;
+
 export const LOCK_SCRIPTS = {
   acquire: new LuaScript(ACQUIRE),
   release: new LuaScript(RELEASE),
   extend: new LuaScript(EXTEND),
   cancel: new LuaScript(CANCEL),
+  abandon: new LuaScript(ABANDON),
 };

@@ -115,6 +115,12 @@ class ClientOwningRedisLocker extends RedisLocker {
   }
 }
 
+/** The options as an untyped caller (JavaScript, a configuration file) may pass them. */
+type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster' | 'client'> & {
+  cluster?: RedisClusterOptions | null;
+  client?: RedisLockerClient | RedisSessionClusterClient | null;
+};
+
 /**
  * Redis backends and locker for `SessionModule`, on one node-redis client:
  *
@@ -145,7 +151,8 @@ export async function createRedisSessionStores(
 ): Promise<RedisSessionStores<RedisLockerClient>>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores> {
-  const { url, cluster: clusterOptions, client: given } = options ?? {};
+  // Options may come from untyped configuration: no options at all, or a null client or cluster, are refused below.
+  const { url, cluster: clusterOptions, client: given } = (options as UntypedRedisSessionStoresOptions | undefined) ?? {};
   if ([url, clusterOptions, given].filter((o) => o !== undefined).length !== 1) {
     throw InvalidOptionException.create(
       'redis',
@@ -325,7 +332,7 @@ async function connect(
     // instead of queueing until Redis returns.
     disableOfflineQueue: true,
     socket: { ...extra.socket, connectTimeout: settings.connectTimeout, reconnectStrategy },
-  } as RedisClientOptions);
+  });
   // node-redis emits 'error' for every failed attempt; without a listener the process would
   // crash. Failures reach callers as failing commands (StoreUnavailableException, HTTP 503).
   client.on('error', () => undefined);

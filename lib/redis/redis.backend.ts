@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { checkedGuard, checkedWrite, gcLimit, secondsOption } from '../cache/backend-arguments.js';
+import { checkedGuard, checkedMustExist, checkedWrite, gcLimit, secondsOption } from '../cache/backend-arguments.js';
 import { assertCacheIdentifier } from '../cache/identifier.js';
 import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
@@ -223,43 +223,50 @@ export class RedisBackend implements TaggableBackend {
   }
 
   /**
-   * The sets and removes of each group are one script, atomic. With a `guard`, every id must be
-   * of the guard's group (the slot-group rule of `TaggableBackend`): the guard check, the sets,
-   * the removes and the guard update are then one atomic script, and a refused write changes
-   * nothing. Without a guard, a batch spanning groups is applied group by group.
+   * The sets and removes of each group are one script, atomic. With a `guard` or `mustExist`,
+   * every id must be of the group of the guard (or of the first `mustExist` id), the slot-group
+   * rule of `TaggableBackend`: the conditions, the sets, the removes and the guard update are
+   * then one atomic script, and a refused write changes no entry (index records it sent along
+   * in the same round trip are pruned later, see `redis-index.upkeep.ts`). Without either, a
+   * batch spanning groups is applied group by group.
    * @throws InvalidArgumentException for a bad id, tag, lifetime, data or fence, or a guarded
-   *   batch with an id outside the guard's group (nothing is written).
-   * @throws StoreUnavailableException when Redis fails (then nothing was written with a guard;
-   *   without one, some groups may have been).
+   *   or conditional batch with an id outside its group (nothing is written).
+   * @throws StoreUnavailableException when Redis fails (then nothing was written with a guard
+   *   or `mustExist`; without, some groups may have been).
    */
   async write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_TAGS;
-    if (sets.length === 0 && removes.length === 0 && guard === undefined) return 'ok';
+    const mustExist = checkedMustExist(batch.mustExist);
+    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) return 'ok';
 
     // Validate and encode everything first: a bad entry must not leave half a batch applied.
     const now = Date.now();
     const version = String(randomInt(1, VERSION_LIMIT));
-    let guardUnit: string | undefined;
     let guardTags: readonly string[] = NO_TAGS;
+    let guardExpiry = 0;
     if (guard !== undefined) {
       guardTags = checkedGuard(guard);
-      guardUnit = slotUnit(guard.id);
+      guardExpiry = guard.lifetime === undefined ? 0 : expiryAt(guard.id, guard.lifetime, now);
     }
+    const guardPttl = guardExpiry === 0 ? 0 : Math.ceil(guardExpiry - now + this.marginMs);
+    const anchor = guard?.id ?? mustExist[0];
+    const anchorUnit = anchor === undefined ? undefined : slotUnit(anchor);
     const units = new Map<string, { sets: EncodedWrite[]; removes: string[] }>();
     const unitOf = (id: string) => {
       const unit = slotUnit(id);
-      if (guardUnit !== undefined && unit !== guardUnit) {
+      if (anchorUnit !== undefined && unit !== anchorUnit) {
         throw new InvalidArgumentException(
-          `Cannot write cache entry "${id}" with guard entry "${guard!.id}": a guarded batch keeps every id in the ` +
-            `guard's group (the text before the first "."), so that one atomic script can apply it.`,
+          `Cannot write cache entry "${id}" with guard or condition entry "${anchor!}": a guarded or conditional batch ` +
+            `keeps every id in the group of that entry (the text before the first "."), so that one atomic script can apply it.`,
         );
       }
       let entry = units.get(unit);
       if (entry === undefined) units.set(unit, (entry = { sets: [], removes: [] }));
       return entry;
     };
-    if (guardUnit !== undefined) unitOf(guard!.id);
+    if (anchor !== undefined) unitOf(anchor);
+    mustExist.forEach(unitOf);
     for (const write of sets) {
       const tags = checkedWrite(write);
       const expiry = expiryAt(write.id, write.lifetime, now);
@@ -272,22 +279,27 @@ export class RedisBackend implements TaggableBackend {
       unitOf(id).removes.push(id);
     }
 
-    // Memberships in tag sets of other groups and expiry records, for every entry stored.
-    const additions = new IndexWork();
+    // Index upkeep in other slots for every entry stored: `early` goes out with the scripts (no
+    // extra round trip), `late` only after a guard allowed the write. A guard's own expiry
+    // record is early, so that refreshing a session's lifetime costs no second round trip; if
+    // the write is refused, garbage collection re-scores or drops the record (it checks each).
+    const early = new IndexWork();
+    const late = guard === undefined ? early : new IndexWork();
     for (const { sets: unitSets } of units.values()) {
       for (const write of unitSets) {
         const group = groupOf(write.id);
-        for (const tag of write.tags) if (tag !== group) additions.add(tag, write.id, version, write.pttl);
-        if (write.expiry !== 0) additions.addExpiry(write.id, write.expiry);
+        for (const tag of write.tags) if (tag !== group) late.add(tag, write.id, version, write.pttl);
+        if (write.expiry !== 0) late.addExpiry(write.id, write.expiry, write.pttl);
       }
     }
+    if (guardExpiry !== 0) early.addExpiry(guard!.id, guardExpiry, guardPttl);
 
     return this.attempt('write', async () => {
-      if (guard === undefined) {
+      if (anchor === undefined) {
         // Additions first, in the same tick as the scripts: no extra round trip, and a crash in
         // between leaves at most a membership or record without its entry (pruned later).
-        const indexed = this.upkeep.start(additions);
-        const written = [...units].map(([unit, part]) => this.runWrite(unit, part, now));
+        const indexed = this.upkeep.start(early);
+        const written = [...units].map(([unit, part]) => this.runWrite(unit, part, now, mustExist));
         const replies = await settleAll([...indexed, ...written]);
         const cleanup = new IndexWork();
         for (const reply of replies.slice(indexed.length)) cleanup.takeCleanup(reply as unknown[], 2);
@@ -295,16 +307,23 @@ export class RedisBackend implements TaggableBackend {
         return 'ok';
       }
       const [unit, part] = [...units][0]!;
-      const reply = (await this.runWrite(unit, part, now, guard, encodeGuardHead(version, guardTags))) as unknown[];
+      const indexed = this.upkeep.start(early);
+      const written = this.runWrite(unit, part, now, mustExist, guard, encodeGuardHead(guardExpiry, version, guardTags), {
+        expiry: guardExpiry,
+        pttl: guardPttl,
+      });
+      const replies = await settleAll([...indexed, written]);
+      const reply = replies.at(-1) as unknown[];
       const status = String(reply[0]) as WriteResult;
       if (status !== 'ok') return status;
       // Allowed: now the additions in other slots, with the clean-up the script asked for.
-      if (reply[1] === '1') {
+      const rest = guard === undefined ? new IndexWork() : late;
+      if (guard !== undefined && reply[1] === '1') {
         const group = groupOf(guard.id);
-        for (const tag of guardTags) if (tag !== group) additions.add(tag, guard.id, version, 0);
+        for (const tag of guardTags) if (tag !== group) rest.add(tag, guard.id, version, guardPttl);
       }
-      additions.takeCleanup(reply, 2);
-      await this.upkeep.send(additions);
+      rest.takeCleanup(reply, 2);
+      await this.upkeep.send(rest);
       return 'ok';
     });
   }
@@ -494,20 +513,26 @@ export class RedisBackend implements TaggableBackend {
     return dropRecordsOf((await this.runScript('drop', key, [group, mode, tag, withData ? '1' : '0', ...ids], now)) as string[]);
   }
 
-  /** One WRITE script for one slot unit. */
+  /** One WRITE script for one slot unit; `mustExist` only for the unit they belong to. */
   private runWrite(
     unit: string,
     part: { sets: readonly EncodedWrite[]; removes: readonly string[] },
     now: number,
+    mustExist: readonly string[],
     guard?: WriteGuard,
     guardHead = '',
+    guardLife = { expiry: 0, pttl: 0 },
   ): Promise<unknown> {
     const group = unit.startsWith('.') ? '' : unit;
-    const firstId = guard?.id ?? part.sets[0]?.id ?? part.removes[0]!;
+    const firstId = guard?.id ?? mustExist[0] ?? part.sets[0]?.id ?? part.removes[0]!;
     const key = this.keys.unitKey(unit, firstId);
     const args = [group];
-    if (guard === undefined) args.push('', '0', '0', '');
-    else args.push(guard.id, String(guard.fence), guard.create === true ? '1' : '0', guardHead);
+    if (guard === undefined) args.push('', '0', '0', '', '', '0');
+    else {
+      args.push(guard.id, String(guard.fence), guard.create === true ? '1' : '0', guardHead);
+      args.push(guardLife.expiry === 0 ? '' : String(guardLife.expiry), String(guardLife.pttl));
+    }
+    args.push(String(mustExist.length), ...mustExist);
     args.push(String(part.sets.length));
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
     args.push(...part.removes);

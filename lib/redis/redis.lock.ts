@@ -30,6 +30,14 @@ export function lockKeysOf(prefix: string, key: string, cluster: boolean): LockK
   };
 }
 
+/**
+ * The tombstone of a token whose acquisition was abandoned: while it exists, an ACQUIRE of that
+ * token reaching Redis late takes nothing. Same `{key}` hash tag as the lock.
+ */
+export function tombstoneOf(keys: LockKeys, token: string): string {
+  return `${keys.lock}:abandoned:${token}`;
+}
+
 /** Runs a locker script; Redis errors become `StoreUnavailableException` naming `operation`. */
 export type ScriptRunner = (operation: string, script: LuaScript, keys: string[], args: string[]) => Promise<unknown>;
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { attemptStore } from '../cache/store-failure.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
@@ -11,7 +12,15 @@ import {
 } from './redis-client.adapter.js';
 import { RedisLockWakeups } from './redis-lock-wakeups.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
-import { checkTtl, lockerClosedError, lockKeysOf, RedisLock, type LockKeys, type ScriptRunner } from './redis.lock.js';
+import {
+  checkTtl,
+  lockerClosedError,
+  lockKeysOf,
+  RedisLock,
+  tombstoneOf,
+  type LockKeys,
+  type ScriptRunner,
+} from './redis.lock.js';
 
 // The client types are part of the options; they belong to the client adapter.
 export type {
@@ -46,9 +55,12 @@ export interface RedisLockerOptions {
    */
   subscriber?: RedisLockerClient | RedisLockerClusterClient;
   /**
-   * Lifetime of a key's fence counter, refreshed on every acquire. It must be longer than a
-   * session can stay idle and still be used, or a fence could start again from 1. `0` keeps
-   * counters forever (one small key per session id ever locked).
+   * Lifetime of a key's fence counter (its last fence), refreshed on every acquire. Fences do
+   * not rely on it to grow: each is at least the Redis server time in microseconds, so it
+   * exceeds every fence handed out before for any key, also for a new key and after the
+   * counter expired. The counter only keeps one key's fences increasing should the Redis clock
+   * step back (an NTP correction) within this time. `0` keeps counters forever (one small key
+   * per session id ever locked). See the class notes for the clock assumption.
    * @default 604800000 (7 days)
    */
   fenceTtl?: number;
@@ -64,11 +76,19 @@ export interface RedisLockerOptions {
 const DEFAULT_PREFIX = 'sess:';
 /**
  * Fence counters get a long TTL, refreshed on every acquire, rather than none: counters of
- * long-gone session ids then do not pile up. 7 days is meant to exceed any inactivity timeout,
- * so a session that can still be resumed never sees its counter restart; `fenceTtl` raises it.
+ * long-gone session ids then do not pile up. Their expiry is harmless (the clock part of the
+ * fence carries on); while they live they cover a Redis clock that steps back.
  */
 const DEFAULT_FENCE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 const DEFAULT_WAITER_TTL_MS = 1000;
+/**
+ * Shortest life of an abandoned token's tombstone (it lives at least twice the lock ttl too),
+ * and so the longest an abandon is retried: a late ACQUIRE of the token must find it.
+ */
+const MIN_TOMBSTONE_MS = 10_000;
+/** First and longest pause between two tries of an abandon that Redis did not answer. */
+const ABANDON_RETRY_FIRST_MS = 25;
+const ABANDON_RETRY_MAX_MS = 1000;
 
 /**
  * Session locker on Redis (>= 6.2) or Redis Cluster (>= 7), for several processes sharing
@@ -78,8 +98,20 @@ const DEFAULT_WAITER_TTL_MS = 1000;
  *   the `{key}` hash tag: one cluster slot. On a cluster, wake-ups use sharded Pub/Sub
  *   (SPUBLISH from the script, SSUBSCRIBE through the cluster client) on a channel with the
  *   same hash tag, so a release message only travels to the node holding the key.
- * - Acquire is one Lua script: `SET lock token NX PX ttl` plus `INCR` of the key's fence
- *   counter, which lives in the same hash slot (`{key}` hash tag).
+ * - Acquire is one Lua script: `SET lock token PX ttl` plus the fence, max(the key's last
+ *   fence + 1, Redis `TIME` in microseconds), kept in a counter in the same hash slot (`{key}`
+ *   hash tag). Fences therefore exceed every fence handed out before by this Redis for any key,
+ *   also for a new key (`regenerate(true)` moves data to a new storage id, whose write guard
+ *   gets the old key's fence) and after a counter expired (a session idle for `fenceTtl`).
+ *   Assumption: the clock of the Redis primary does not go back. After a failover to a replica
+ *   whose clock is behind, or a clock stepped back, fences of keys without a live counter can
+ *   repeat earlier values for up to that skew (write guards then refuse those commits, 409).
+ * - An attempt whose outcome is unknown (the command timed out on the client, or the
+ *   connection failed after sending it) is abandoned for real: a script sent after it releases
+ *   the lock if that token got it, drops its queue ticket, and leaves a tombstone (for at least
+ *   twice the ttl, 10 s or more) so that an ACQUIRE of the token arriving even later takes
+ *   nothing. It is retried in the background until Redis answers or the tombstone's life has
+ *   passed (and stops at `close()`), so a timed-out acquisition cannot leave a lock behind.
  * - Release and extend compare the token in Lua, so an expired holder can never free or
  *   prolong the next holder's lock.
  * - Waiting does not poll, and a release wakes one waiter: waiters listen on their key's
@@ -108,11 +140,17 @@ export class RedisLocker implements SessionLocker {
   private readonly refreshEvery: number;
   private readonly wakeups: RedisLockWakeups;
   private readonly pending = new Set<Promise<unknown>>();
+  /** Abandons under way (see {@link abandon}); `close()` waits for their current try. */
+  private readonly abandoning = new Set<Promise<void>>();
+  /** Cuts the pauses between abandon tries short at `close()`. */
+  private readonly stopRetries = new AbortController();
   private closing: Promise<void> | null = null;
 
   /** @throws InvalidArgumentException when `client` is missing or a duration is invalid. */
   constructor(options: RedisLockerOptions) {
-    if (options?.client === undefined || options.client === null) {
+    // Checked at run time too: JavaScript callers can pass anything.
+    const given = (options as Partial<RedisLockerOptions> | null | undefined)?.client as unknown;
+    if (given === undefined || given === null) {
       throw new InvalidArgumentException('RedisLocker: `client` (a connected node-redis client) is required.');
     }
     this.client = options.client;
@@ -137,6 +175,8 @@ export class RedisLocker implements SessionLocker {
    * @throws InvalidArgumentException when `ttl` is not a positive finite number or
    *   `waitTimeout` is negative.
    * @throws StoreUnavailableException when Redis fails or does not answer, or after `close()`.
+   *   An attempt that failed that way is abandoned in the background (see the class notes):
+   *   should Redis still run it, the lock it took is released at once, not left to its ttl.
    */
   async acquire(key: string, options: LockOptions): Promise<SessionLock> {
     const ttl = checkTtl(options.ttl);
@@ -172,12 +212,22 @@ export class RedisLocker implements SessionLocker {
 
   /**
    * Fails pending waiters with `StoreUnavailableException` (after taking them out of the
-   * queue), unsubscribes, and closes the subscriber connection if the locker created it. The
-   * `client` (and a given `subscriber`) stay open. Idempotent.
+   * queue), waits for the try under way of every abandon (retries stop: a lock that such a
+   * token may still get is then left to its ttl), unsubscribes, and closes the subscriber
+   * connection if the locker created it. The `client` (and a given `subscriber`) stay open.
+   * Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= this.shutDown();
     return this.closing;
+  }
+
+  /**
+   * Whether `close()` was called. A method, not a field test: the flag changes across awaits,
+   * which TypeScript's narrowing of `this.closing` does not see.
+   */
+  private isClosing(): boolean {
+    return this.closing !== null;
   }
 
   /** Runs a locker script (the client adapter handles NOSCRIPT); Redis errors become typed. */
@@ -188,20 +238,65 @@ export class RedisLocker implements SessionLocker {
     return lockKeysOf(this.prefix, key, this.cluster);
   }
 
-  /** One look at Redis: `fence` when taken, else `retryIn` ms worth sleeping without a message. */
+  /**
+   * One look at Redis: `fence` when taken, else `retryIn` ms worth sleeping without a message.
+   * When it fails, the token is abandoned (in the background) before the error goes up.
+   */
   private async attempt(
     keys: LockKeys,
     token: string,
     ttl: number,
     queue: boolean,
   ): Promise<{ fence: number | null; retryIn: number }> {
-    const reply = (await this.runScript(
-      'acquire lock',
-      LOCK_SCRIPTS.acquire,
-      [keys.lock, keys.fence, keys.queue, keys.lease],
-      [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0', keys.channel, keys.publish],
-    )) as unknown[];
+    let reply: unknown[];
+    try {
+      reply = (await this.runScript(
+        'acquire lock',
+        LOCK_SCRIPTS.acquire,
+        [keys.lock, keys.fence, keys.queue, keys.lease, tombstoneOf(keys, token)],
+        [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0', keys.channel, keys.publish],
+      )) as unknown[];
+    } catch (error) {
+      // A timeout or a lost connection says nothing about whether Redis ran the script, or
+      // will: without this, a lock taken by it would be held by nobody until its ttl.
+      this.abandon(keys, token, ttl);
+      throw error;
+    }
     return Number(reply[0]) === 1 ? { fence: Number(reply[1]), retryIn: 0 } : { fence: null, retryIn: Number(reply[1]) };
+  }
+
+  /**
+   * Makes sure `token` holds nothing, whatever became of its ACQUIRE: runs the ABANDON script
+   * (release if held, leave the queue, tombstone), retried with backoff until Redis answers,
+   * the tombstone's life has passed (after that a lock the token got has expired anyway), or
+   * the locker closes. Sent on the same client after the failed ACQUIRE, so on one connection
+   * it runs after it; the tombstone covers an ACQUIRE that arrives later by another way.
+   */
+  private abandon(keys: LockKeys, token: string, ttl: number): void {
+    const tombstoneTtl = Math.max(2 * ttl, MIN_TOMBSTONE_MS);
+    const giveUpAt = performance.now() + tombstoneTtl;
+    const run = async (): Promise<void> => {
+      for (let pause = ABANDON_RETRY_FIRST_MS; ; pause = Math.min(2 * pause, ABANDON_RETRY_MAX_MS)) {
+        try {
+          await this.runScript(
+            'abandon lock acquisition',
+            LOCK_SCRIPTS.abandon,
+            [keys.lock, keys.queue, keys.lease, tombstoneOf(keys, token)],
+            [token, keys.channel, keys.publish, String(tombstoneTtl)],
+          );
+          return;
+        } catch {
+          // Redis still does not answer: try again after a pause, unless it is too late.
+        }
+        if (this.isClosing() || performance.now() + pause >= giveUpAt) return;
+        // Unref'd: a process that has nothing else to do may exit meanwhile.
+        await delay(pause, undefined, { ref: false, signal: this.stopRetries.signal }).catch(() => undefined);
+        if (this.isClosing()) return;
+      }
+    };
+    const task = run();
+    this.abandoning.add(task);
+    void task.finally(() => this.abandoning.delete(task));
   }
 
   /**
@@ -216,14 +311,18 @@ export class RedisLocker implements SessionLocker {
     const deadline = performance.now() + waitTimeout;
     const sleeper = this.wakeups.sleeper(token);
     let listening = this.wakeups.join(keys.channel, sleeper);
+    /** A look is under way: if it fails, it has abandoned the token itself. */
+    let looking = false;
     try {
       for (;;) {
-        if (this.closing !== null) throw lockerClosedError();
+        if (this.isClosing()) throw lockerClosedError();
         sleeper.reset();
+        looking = true;
         const result = await this.attempt(keys, token, ttl, true);
+        looking = false;
         if (result.fence !== null) {
           const lock = new RedisLock(this.runScript, keys, token, result.fence);
-          if (this.closing === null) return lock;
+          if (!this.isClosing()) return lock;
           await lock.release().catch(() => false);
           throw lockerClosedError();
         }
@@ -241,7 +340,7 @@ export class RedisLocker implements SessionLocker {
         await sleeper.sleep(Math.min(remaining, retryIn, this.refreshEvery));
       }
     } catch (error) {
-      await this.cancel(keys, token).catch(() => undefined);
+      if (!looking) await this.cancel(keys, token).catch(() => undefined);
       throw error;
     } finally {
       this.wakeups.leave(keys.channel, sleeper);
@@ -262,6 +361,10 @@ export class RedisLocker implements SessionLocker {
   private async shutDown(): Promise<void> {
     this.wakeups.interrupt();
     await Promise.allSettled([...this.pending]);
+    // Every abandon gets its try under way (or its first one) answered before the client may
+    // close; pauses before further tries end now, and so do the retries.
+    this.stopRetries.abort();
+    await Promise.allSettled([...this.abandoning]);
     await this.wakeups.close();
   }
 }

@@ -9,9 +9,9 @@ export interface CommitDecision {
   /** The session was never stored: this is its first write, without a lock. */
   readonly create: boolean;
   /**
-   * The metadata is written in full from the local copy (a first write, or a new storage id
-   * after `regenerate(true)`) instead of merged onto the stored entry, and the storage is
-   * written with a creating guard.
+   * The storage is written as new, with a creating guard, and the metadata before it: a first
+   * write (the metadata from the local copy), or a move to a fresh storage id after
+   * `regenerate(true)` or a login (the fresh entry with this request's changes on top).
    */
   readonly replace: boolean;
   /** Tags, fields or ids changed: a session that vanished meanwhile fails the commit. */
@@ -26,8 +26,23 @@ export interface CommitDecision {
  * a new anonymous session is stored only once it holds data, tags or a user.
  */
 export class CommitPlanner {
-  /** @param updateGracePeriod seconds within which an unchanged session's last activity is not rewritten. */
-  constructor(private readonly updateGracePeriod: number) {}
+  /**
+   * @param updateGracePeriod seconds within which an unchanged session's last activity is not rewritten.
+   * @param inactivityTimeout seconds a session without its own lifetime lives without activity.
+   */
+  constructor(
+    private readonly updateGracePeriod: number,
+    private readonly inactivityTimeout: number = Number.POSITIVE_INFINITY,
+  ) {}
+
+  /**
+   * The grace period (seconds) of a session with `metadata`: the module's, but at most half
+   * its lifetime, so that a session used more often than that never expires while in use
+   * (a `setTTL()` at or below the module's grace period would otherwise expire it).
+   */
+  graceOf(metadata: SessionMetadata): number {
+    return Math.min(this.updateGracePeriod, (metadata.lifetime ?? this.inactivityTimeout) / 2);
+  }
 
   /**
    * What committing `changes` at `now` writes for a session with the local `metadata`,
@@ -36,7 +51,7 @@ export class CommitPlanner {
   decide(changes: SessionChanges, metadata: SessionMetadata, stored: boolean, now: number): CommitDecision | undefined {
     const create = !stored;
     if (create && changes.data.size === 0 && metadata.tags.length === 0 && metadata.userId === undefined) return undefined;
-    const graceOver = now - metadata.lastActivity >= this.updateGracePeriod * 1000;
+    const graceOver = now - metadata.lastActivity >= this.graceOf(metadata) * 1000;
     const metadataChanged = create || changesMetadata(changes);
     const writeMetadata = metadataChanged || changes.touch || graceOver;
     if (changes.data.size === 0 && !writeMetadata) return undefined;
@@ -50,10 +65,17 @@ export class CommitPlanner {
 
   /**
    * The plan the store writes: `changes` (a snapshot) under `sessionId`, with `metadata`
-   * (undefined when only data is written).
+   * (undefined when only data is written). `data` replaces the snapshot's data entries when
+   * a storage move writes every entry of the session.
    */
-  plan(sessionId: string, decision: CommitDecision, changes: SessionChanges, metadata: SessionMetadata | undefined): CommitPlan {
-    return { sessionId, metadata, create: decision.replace, changes: changes.data, retiredIds: changes.retiredIds };
+  plan(
+    sessionId: string,
+    decision: CommitDecision,
+    changes: SessionChanges,
+    metadata: SessionMetadata | undefined,
+    data: ReadonlyMap<string, string | null> = changes.data,
+  ): CommitPlan {
+    return { sessionId, metadata, create: decision.replace, changes: data, retiredIds: changes.retiredIds };
   }
 
   /**
@@ -66,7 +88,7 @@ export class CommitPlanner {
     for (const tag of changes.addedTags) tags.add(tag);
     const merged: Mutable<SessionMetadata> = { ...fresh, tags: [...tags], lastActivity };
     for (const [field, value] of changes.fields) {
-      if (value === undefined) delete merged[field];
+      if (value === undefined) Reflect.deleteProperty(merged, field);
       else (merged as Record<string, unknown>)[field] = value;
     }
     return merged;

@@ -58,7 +58,7 @@ export function ipLockValue(ip: string | undefined, lock: ResolvedIpLockOptions)
   if (family !== 6) return undefined;
   const groups = ipv6Groups(address);
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    const [high, low] = [groups[6], groups[7]];
+    const [high, low] = [groups[6]!, groups[7]!];
     return ipv4Value([high >> 8, high & 0xff, low >> 8, low & 0xff], lock.ipv4Prefix);
   }
   if (lock.ipv6Prefix === 0) return undefined;

@@ -23,7 +23,11 @@ export interface SessionChanges {
   readonly touch: boolean;
   /** Ids renewed away: their metadata entries are removed by the commit. */
   readonly retiredIds: readonly string[];
-  /** Old storage id whose entries are flushed after `regenerate(true)` moved the data. */
+  /**
+   * Storage id the next commit moves the data away from (`regenerate(true)`, login; see
+   * `StorageMover`): copied under a fresh storage id, then flushed. Until then the session
+   * still lives in it.
+   */
   readonly retiredStorageId: string | undefined;
 }
 
@@ -111,7 +115,7 @@ export class SessionChangeSet implements SessionChanges {
     if (!this.retired.includes(id)) this.retired.push(id);
   }
 
-  /** Marks the storage id whose entries must be flushed once the data lives under a new one. */
+  /** Records a move of the data away from `storageId` for the next commit (use `StorageMover.request`). */
   retireStorage(storageId: string): void {
     this.retiredStorage = storageId;
   }
@@ -184,13 +188,19 @@ export class SessionChangeSet implements SessionChanges {
       this.retiredStorage = undefined;
   }
 
-  /** Forgets what was pending in data, tags, fields and touch (Aerys `unlock()`, a failed save). */
+  /**
+   * Forgets what was pending in data, tags, fields and touch, and a storage move (Aerys
+   * `unlock()`, a failed save): the session stays in the storage it was loaded from, with
+   * its data. Renewals stay pending (the id is still renewed by the next commit).
+   */
   discard(): void {
     this.values.clear();
     this.added.clear();
     this.removed.clear();
     this.changedFields.clear();
     this.touchRequested = false;
+    // A move kept without the copied values would publish an empty storage and flush the old one.
+    this.retiredStorage = undefined;
   }
 
   /** Forgets everything, renewals included (the session was destroyed). */

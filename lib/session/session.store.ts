@@ -128,37 +128,38 @@ export class SessionStore {
 
   /**
    * Writes a commit plan under the session lock held by the caller, whose fencing number is
-   * `fence` (0 for a new session, which nobody else can know yet). New sessions: metadata, then data
-   * with a creating guard. Existing sessions: data guarded by the lock's fence (a destroyed
-   * session's guard is gone, so nothing is written back), then metadata.
-   * @throws SessionDestroyedException when the session was destroyed meanwhile.
+   * `fence` (0 for a new session, which nobody else can know yet). Order:
+   * 1. Renewal: the retired ids are removed first, and at least one must have existed (else the
+   *    session was destroyed or expired: nothing is written). A failure after this step leaves
+   *    the client logged out, never with two valid ids.
+   * 2. New sessions (and `regenerate(true)`'s new storage): metadata, then data with a creating guard.
+   * 3. Existing sessions: data guarded by the lock's fence (a destroyed or expired session's
+   *    guard is gone, so nothing is written back), then the metadata, only if its entry is
+   *    still live (a renewed id's entry is new). A metadata-only commit sends both in one tick.
+   * Every metadata write gives the storage guard the session's remaining lifetime, so the
+   * guard (and, natively, every storage entry) lives exactly as long as the session.
+   * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
    * @throws LockException when a newer lock holder has written (this lock expired).
+   * @throws StoreUnavailableException when a store fails (see step 1 for what is left).
    */
   async write(storageId: string, plan: CommitPlan, fence: number): Promise<void> {
-    if (plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata);
-    if (plan.changes.size > 0 || plan.create) {
-      const sets: BackendWrite[] = [];
-      const removes: string[] = [];
-      for (const [key, value] of plan.changes) {
-        const id = `${storageId}.${key}`;
-        if (value === null) removes.push(id);
-        else sets.push({ id, data: value, tags: [storageId] });
-      }
-      const result = await this.storageCache.write(
-        { sets, removes },
-        { id: storageId + GUARD_SUFFIX, fence, create: plan.create, tags: [storageId] },
-      );
-      if (result === 'missing') throw SessionDestroyedException.create('save the session');
-      if (result === 'fenced') {
-        throw new LockException(
-          'The session lock expired before the commit and another request has written since; ' +
-            'these changes were discarded. Raise lock.ttl or shorten the locked section.',
-        );
-      }
-    }
-    if (!plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata);
     if (plan.retiredIds.length > 0) {
-      await Promise.all(plan.retiredIds.map((id) => this.metadataCache.remove(id)));
+      const existed = await Promise.all(plan.retiredIds.map((id) => this.metadataCache.remove(id)));
+      if (!existed.includes(true)) throw SessionDestroyedException.create('renew the session id');
+    }
+    const lifetime = plan.metadata === undefined ? undefined : this.remainingSeconds(plan.metadata);
+    if (plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata, lifetime!, false);
+    // The metadata entry of an existing, not renewed session must still be live to be rewritten.
+    const conditional = !plan.create && plan.retiredIds.length === 0;
+    if (plan.changes.size > 0 || plan.create) {
+      await this.writeStorage(storageId, plan, fence, lifetime);
+      if (!plan.create && plan.metadata) await this.writeMetadata(plan.sessionId, plan.metadata, lifetime!, conditional);
+    } else if (plan.metadata) {
+      // Only the guard's lifetime to refresh: one round trip with the metadata.
+      await Promise.all([
+        this.writeStorage(storageId, plan, fence, lifetime),
+        this.writeMetadata(plan.sessionId, plan.metadata, lifetime!, conditional),
+      ]);
     }
   }
 
@@ -167,11 +168,51 @@ export class SessionStore {
     await Promise.all([...sessionIds.map((id) => this.metadataCache.remove(id)), this.storageCache.flushByTag(storageId)]);
   }
 
-  private async writeMetadata(sessionId: string, metadata: SessionMetadata): Promise<void> {
+  /** Seconds the session has left from now (exact to the millisecond, at least 1 ms). */
+  private remainingSeconds(metadata: SessionMetadata): number {
+    return Math.max(0.001, (metadata.lastActivity + this.timeoutOf(metadata) * 1000 - Date.now()) / 1000);
+  }
+
+  /** The changed data entries under the storage guard; `lifetime` (seconds) refreshes the guard's. */
+  private async writeStorage(storageId: string, plan: CommitPlan, fence: number, lifetime: number | undefined): Promise<void> {
+    const sets: BackendWrite[] = [];
+    const removes: string[] = [];
+    for (const [key, value] of plan.changes) {
+      const id = `${storageId}.${key}`;
+      if (value === null) removes.push(id);
+      else sets.push({ id, data: value, tags: [storageId] });
+    }
+    const result = await this.storageCache.write(
+      { sets, removes },
+      { id: storageId + GUARD_SUFFIX, fence, create: plan.create, tags: [storageId], lifetime },
+    );
+    if (result === 'missing') throw SessionDestroyedException.create('save the session');
+    if (result === 'fenced') {
+      throw new LockException(
+        'The session lock expired before the commit and another request has written since; ' +
+          'these changes were discarded. Raise lock.ttl or shorten the locked section.',
+      );
+    }
+  }
+
+  /**
+   * The metadata entry, living `lifetime` seconds; `conditional`: only if the entry is still
+   * live (an existing session), so that no commit can bring back a destroyed or expired one.
+   * @throws SessionDestroyedException when a conditional write finds the entry gone.
+   */
+  private async writeMetadata(
+    sessionId: string,
+    metadata: SessionMetadata,
+    lifetime: number,
+    conditional: boolean,
+  ): Promise<void> {
     const tags = [ALL_SESSIONS_TAG, SessionStore.storageOwnerTag(metadata.storageId)];
     for (const tag of metadata.tags) tags.push(SessionStore.customTag(tag));
-    const remaining = Math.max(1, Math.ceil((metadata.lastActivity + this.timeoutOf(metadata) * 1000 - Date.now()) / 1000));
-    await this.metadataCache.set(sessionId, metadata, tags, remaining);
+    const result = await this.metadataCache.write({
+      sets: [{ id: sessionId, data: this.metadataCache.encode(metadata), tags, lifetime }],
+      mustExist: conditional ? [sessionId] : undefined,
+    });
+    if (result !== 'ok') throw SessionDestroyedException.create('save the session');
   }
 }
 

@@ -20,6 +20,7 @@ import { SessionLockControl } from './session-lock-control.js';
 import { CommitPlanner, type CommitDecision } from './commit-planner.js';
 import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
+import { StorageMover, type PreparedStorageMove } from './storage-move.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -68,6 +69,7 @@ export class Session implements SessionInterface {
   private readonly bags: SessionBagSet;
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
+  private readonly mover: StorageMover;
   private readonly client: ClientIdHistory = { idIssued: false, destroyed: false, metadataWritten: false };
 
   constructor(
@@ -77,7 +79,8 @@ export class Session implements SessionInterface {
     this.cookieName = origin.cookieName;
     this.codec = new SessionValueCodec(store.storageCache);
     this.bags = new SessionBagSet(store.bags, this.codec, store.storageCache);
-    this.planner = new CommitPlanner(store.options.updateGracePeriod);
+    this.planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
+    this.mover = new StorageMover(store);
   }
 
   /** Builds a started session from stored metadata (used by resume and by SessionManager). */
@@ -166,18 +169,8 @@ export class Session implements SessionInterface {
     if (!this.started) this.start();
     this.locks.assertNotPending('regenerate the session');
     if (lifetime !== undefined) this.setTTL(lifetime);
-    if (destroy && this.storedId !== undefined) {
-      // Move every value to a new storage id so nothing of the old one stays addressable.
-      const data = await this.loadedData();
-      for (const [key, value] of data) if (this.changes.valueOf(key) === undefined) this.changes.put(key, value);
-      const meta = this.meta();
-      this.changes.retireStorage(meta.storageId);
-      meta.storageId = this.store.newStorageId();
-      this.data = new Map();
-      // Committed like a new session: metadata in full, then the new storage with a creating guard.
-      this.renewId();
-      return true;
-    }
+    // With `destroy`, nothing of the old storage stays addressable once committed (StorageMover).
+    if (destroy) this.mover.request(this.changes, this.meta().storageId, this.storedId !== undefined);
     this.renewId();
     return true;
   }
@@ -201,7 +194,9 @@ export class Session implements SessionInterface {
         await this.store.destroy(ids, meta.storageId);
       } finally {
         this.locks.detach();
-        await lock.release();
+        // The session is gone or the error is the caller's; a failed release only leaves the
+        // lock to expire (lock.ttl), it must not hide the outcome of the destroy.
+        await lock.release().catch(() => false);
       }
       this.store.events.emit({ type: 'destroyed', sessionId, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
@@ -213,9 +208,11 @@ export class Session implements SessionInterface {
 
   // ---- data ------------------------------------------------------------------------------
 
+  // `| undefined` is needed for keys declared by declaration merging (see session.interface.ts).
+  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents
   async getData<K extends keyof SessionData & string>(key: K): Promise<SessionData[K] | undefined> {
     const raw = await this.rawValue(key, 'read session data');
-    return raw === undefined ? undefined : this.codec.decode<SessionData[K]>(raw);
+    return raw === undefined ? undefined : this.codec.decode(raw);
   }
 
   async hasKey(key: string): Promise<boolean> {
@@ -277,9 +274,11 @@ export class Session implements SessionInterface {
     if (this.storedId === undefined) return undefined;
     // One key before the whole session is needed: one plain read of that key (a GET on Redis)
     // instead of loading every entry.
-    const singles = (this.singles ??= new Map());
+    const singles = (this.singles ??= new Map<string, string | undefined>());
     if (singles.has(key)) return singles.get(key);
     const raw = await this.store.loadValue(this.meta().storageId, key);
+    // Another call may have loaded all data meanwhile (the compiler keeps the narrowing across the await).
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (this.data === undefined) singles.set(key, raw);
     return raw;
   }
@@ -379,7 +378,9 @@ export class Session implements SessionInterface {
     const tag = userTag(userId);
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
     this.changes.addTag(tag);
-    this.renewId();
+    // Fixation defence: a new id and a new storage id, in the same commit. A session never
+    // stored has neither to give up: nobody but this request knows its id.
+    if (this.mover.request(this.changes, meta.storageId, this.storedId !== undefined)) this.renewId();
   }
 
   isPermanent(): boolean {
@@ -426,7 +427,7 @@ export class Session implements SessionInterface {
     return new MetadataBag({
       metadata: () => this.meta(),
       cookieLifetime: () => this.cookieLifetimeOf(this.meta()) ?? 0,
-      updateThreshold: () => this.store.options.updateGracePeriod,
+      updateThreshold: () => this.planner.graceOf(this.meta()),
       stampNew: (lifetime) => {
         const createdAt = Date.now();
         this.meta().createdAt = createdAt;
@@ -448,6 +449,8 @@ export class Session implements SessionInterface {
     if (this.locks.getState() === 'locked') return;
     if (!this.started) {
       await this.resume();
+      // resume() may have started it (the compiler keeps the narrowing across the await).
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (!this.started) this.start();
     }
     const meta = this.meta();
@@ -545,16 +548,26 @@ export class Session implements SessionInterface {
 
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
+    // A storage move runs under the lock of the storage it leaves (still `storageId`).
     const lock = this.locks.held ?? (decision.create ? undefined : await this.store.lock(storageId));
     try {
-      const metadata = await this.metadataToWrite(decision, meta, snapshot, now);
+      let metadata = await this.metadataToWrite(decision, meta, snapshot, now);
       if (changedBags.length > 0 && this.storedId !== undefined) {
+        // While a move is pending the bags merge onto the old storage, where the data still is.
         snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
       }
-      const plan = this.planner.plan(sessionId, decision, snapshot, metadata);
-      await this.store.write(storageId, plan, lock?.fence ?? 0);
-      if (snapshot.retiredStorageId !== undefined) {
-        await this.store.destroy([], snapshot.retiredStorageId);
+      let move: PreparedStorageMove | undefined;
+      // A move always writes metadata (it changes it), so `metadata` is set here.
+      if (this.storedId !== undefined && this.mover.isPending(snapshot) && metadata !== undefined) {
+        move = await this.mover.prepare(storageId, snapshot);
+        metadata = { ...metadata, storageId: move.to };
+      }
+      const plan = this.planner.plan(sessionId, decision, snapshot, metadata, move?.entries);
+      // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0.
+      await this.store.write(move?.to ?? storageId, plan, move === undefined ? (lock?.fence ?? 0) : 0);
+      if (move !== undefined) {
+        await this.mover.finish(move);
+        this.movedTo(move);
       }
       this.afterCommit(decision, sessionId, metadata, snapshot);
     } finally {
@@ -564,20 +577,31 @@ export class Session implements SessionInterface {
     }
   }
 
-  /** The metadata a commit writes: the local copy in full, fresh metadata with this request's changes on top, or none. */
+  /**
+   * The metadata a commit writes: the local copy in full (a first write), fresh metadata with
+   * this request's changes on top (also for a storage move: a session destroyed meanwhile is
+   * not brought back), or none.
+   */
   private async metadataToWrite(
     decision: CommitDecision,
     local: SessionMetadata,
     changes: SessionChanges,
     now: number,
   ): Promise<SessionMetadata | undefined> {
-    if (decision.replace) return { ...local, lastActivity: now };
+    if (decision.create) return { ...local, lastActivity: now };
     if (!decision.writeMetadata) return undefined;
     const fresh = await this.store.loadMetadata(this.storedId!);
     if (fresh !== undefined) return this.planner.merge(fresh, changes, now);
     if (decision.metadataChanged) throw SessionDestroyedException.create('save the session');
     // Only a touch is lost; data writes are still guarded by the storage guard.
     return undefined;
+  }
+
+  /** After a committed storage move: the session lives in the new storage, whose entries this commit wrote in full. */
+  private movedTo(move: PreparedStorageMove): void {
+    if (this.metadata !== undefined) this.metadata.storageId = move.to;
+    this.data = new Map(move.entries);
+    this.singles = undefined;
   }
 
   /** The state after `written` was stored under `sessionId` (with `metadata`, if written). */

@@ -170,7 +170,7 @@ describe('the packed library, as a consumer type-checks it (skipLibCheck: false)
     await copyFile(join(ROOT, 'README.md'), join(pkg, 'README.md'));
     // npm pack applies package.json's `files`; --ignore-scripts keeps it from running a build.
     const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: pkg });
-    const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
+    const [packed] = JSON.parse(stdout) as [{ filename: string; files: { path: string }[] }];
     tarball = join(work, packed.filename);
     const paths = packed.files.map((f) => f.path);
     expect(paths).toContain('dist/lib/index.d.ts');

@@ -36,13 +36,13 @@ function sources(dir: string): string[] {
 
 function folderOf(file: string): string {
   const rel = relative(LIB, file);
-  return rel.includes(sep) ? rel.split(sep)[0] : '.';
+  return rel.includes(sep) ? rel.split(sep)[0]! : '.';
 }
 
 function relativeImports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   const specs: string[] = [];
-  for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) specs.push(match[1]);
+  for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) specs.push(match[1]!);
   return specs;
 }
 
@@ -66,7 +66,7 @@ describe('lib/ layering', () => {
         }
         const to = folderOf(target);
         if (to === from) continue;
-        if (RANKS[to] >= RANKS[from]) violations.push(`${relative(LIB, file)} (${from}) imports ${spec} (${to})`);
+        if (RANKS[to]! >= RANKS[from]!) violations.push(`${relative(LIB, file)} (${from}) imports ${spec} (${to})`);
       }
     }
     expect(violations).toEqual([]);
@@ -78,7 +78,7 @@ describe('lib/ layering', () => {
     for (const file of files) {
       const text = readFileSync(file, 'utf8');
       for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'".][^'"]*)['"]/g)) {
-        const engine = peers[match[1]];
+        const engine = peers[match[1]!];
         if (engine !== undefined && folderOf(file) !== engine) violations.push(`${relative(LIB, file)} imports ${match[1]}`);
       }
     }

@@ -425,6 +425,57 @@ export function backendContract(
       });
     });
 
+    describe('conditional writes and guard lifetimes (issue 11 item 5)', () => {
+      it('mustExist: applies the batch only while the entry is live, else writes nothing and answers missing', async () => {
+        await backend.set('me', 'v1', ['me-t'], 1);
+        await backend.set('mx', 'x1', ['me-t'], 1);
+        expect(await backend.write({ sets: [{ id: 'me', data: 'v2', tags: ['me-t'], lifetime: 1 }], mustExist: ['me'] })).toBe(
+          'ok',
+        );
+        expect(await backend.get('me')).toBe('v2');
+
+        await elapse(EXPIRED_AFTER_MS);
+        // Expired but not collected: no revival.
+        expect(await backend.write({ sets: [{ id: 'mx', data: 'x2', tags: ['me-t'] }], mustExist: ['mx'] })).toBe('missing');
+        expect(await backend.get('mx')).toBeUndefined();
+        expect(byId(await backend.collectGarbage())).toEqual([
+          { id: 'me', data: 'v2' },
+          { id: 'mx', data: 'x1' },
+        ]);
+
+        // Removed: no zombie.
+        expect(await backend.write({ sets: [{ id: 'me', data: 'v4', tags: ['me-t'] }], mustExist: ['me'] })).toBe('missing');
+        expect(await backend.get('me')).toBeUndefined();
+        expect(await backend.findIdentifiersByTag('me-t')).toEqual([]);
+      });
+
+      it('guard.lifetime: the guard expires with it (later writes answer missing); writes without one keep it', async () => {
+        expect(
+          await backend.write(
+            { sets: [{ id: 'gl.a', data: 'A', tags: ['gl'] }] },
+            { id: 'gl.g', fence: 1, create: true, tags: ['gl'], lifetime: 1 },
+          ),
+        ).toBe('ok');
+        expect(await backend.write({ sets: [{ id: 'gl.b', data: 'B', tags: ['gl'] }] }, { id: 'gl.g', fence: 1 })).toBe('ok');
+        expect(await backend.get('gl.g')).toBe('1');
+        await elapse(EXPIRED_AFTER_MS);
+        expect(await backend.has('gl.g')).toBe(false);
+        expect(await backend.write({ sets: [{ id: 'gl.c', data: 'C', tags: ['gl'] }] }, { id: 'gl.g', fence: 2 })).toBe(
+          'missing',
+        );
+        expect(await backend.get('gl.c')).toBeUndefined();
+      });
+
+      it('guard.lifetime on an existing guard refreshes its expiry', async () => {
+        await backend.write({}, { id: 'gr.g', fence: 1, create: true, tags: ['gr'], lifetime: 1 });
+        expect(await backend.write({}, { id: 'gr.g', fence: 2, lifetime: 3600 })).toBe('ok');
+        await elapse(EXPIRED_AFTER_MS);
+        expect(await backend.get('gr.g')).toBe('2');
+        expect(await backend.write({ sets: [{ id: 'gr.a', data: 'A', tags: ['gr'] }] }, { id: 'gr.g', fence: 2 })).toBe('ok');
+        expect(await backend.get('gr.a')).toBe('A');
+      });
+    });
+
     describe('data and identifiers', () => {
       it('accepts every identifier and tag character: . : % & - _', async () => {
         const id = 'Grp_1.a:b%c&d-e_F.9';

@@ -8,6 +8,11 @@ export interface LockerUnderTest {
   locker: SessionLocker;
   /** Closes the locker and whatever the factory opened for it. */
   cleanup: () => Promise<void>;
+  /**
+   * Makes the locker's store forget what it remembers of `key`'s fences, as the expiry of a
+   * per-key counter would (Redis: deletes its fence counter). Omitted when nothing expires.
+   */
+  forgetFences?: (key: string) => Promise<void>;
 }
 
 /**
@@ -243,7 +248,28 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       const last = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
       fences.push(last.fence);
       await last.release();
-      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]);
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
+    });
+
+    it("a fence is greater than every earlier fence, for any key, even after the key's fence counter expired", async () => {
+      // A write guard that never expires compares fences of different keys (regenerate(true)
+      // moves data to a new storage id) and of long ago: they must form one rising sequence.
+      const keys = [freshKey(), freshKey(), freshKey()];
+      const fences: number[] = [];
+      const take = async (key: string): Promise<void> => {
+        const lock = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
+        fences.push(lock.fence);
+        expect(Number.isSafeInteger(lock.fence)).toBe(true);
+        await lock.release();
+      };
+      for (let round = 0; round < 3; round++) for (const key of keys) await take(key);
+      await subject.forgetFences?.(keys[0]!);
+      await take(keys[0]!);
+      await take(freshKey());
+      await subject.forgetFences?.(keys[1]!);
+      await take(keys[1]!);
+      await take(keys[2]!);
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
     });
 
     it('locks on different keys do not block each other', async () => {

@@ -254,7 +254,7 @@ export function sessionManagerContract(
         const [info, ...rest] = await collect(manager.listSessions({ tag: 'x' }));
         expect(rest).toEqual([]);
         expect(info).toMatchObject({ id, tags: expect.arrayContaining(['x']), userId: 'alice', permanent: false });
-        expect(info.expiresAt).toBe(info.lastActivity + TIMEOUT * 1000);
+        expect(info!.expiresAt).toBe(info!.lastActivity + TIMEOUT * 1000);
         expect(JSON.stringify(info)).not.toContain(await storageIdOf(id));
       });
     });
@@ -357,7 +357,7 @@ export function sessionManagerContract(
         ];
         const expiredStorage = await Promise.all(expired.map(storageIdOf));
         await elapse(TIMEOUT / 2 + (realTime ? 0.3 : 1));
-        expect(await resumes(store, expired[3])).toBe(false);
+        expect(await resumes(store, expired[3]!)).toBe(false);
         // These are used again now, so they outlive the first three.
         const live = [
           await createSession(store, { tags: ['doomed'], data: { keep: 'me' } }),

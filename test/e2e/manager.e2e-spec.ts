@@ -7,7 +7,7 @@ import request from 'supertest';
 import { MemoryBackend, SessionManager, userTag, type SessionEvent } from 'nest-session';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { AppModule, type SampleAppConfig } from '../../sample-app/app.module.js';
-import { Browser } from '../support/http.js';
+import { Browser, setCookies } from '../support/http.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 
 const TOKEN = 'test-admin-token';
@@ -125,6 +125,28 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
     });
   });
 
+  it("destroying sessions by tag from a request of one of them expires that request's cookie (issue 11 item 13)", async () => {
+    const app = await start({
+      adminToken: TOKEN,
+      session: { metadataBackend: new MemoryBackend(), storageBackend: new MemoryBackend(), garbageCollection: NO_GC },
+    });
+    const own = new Browser(app);
+    await own.put('/session/data/cart', { value: ['x'] });
+    expect((await own.post('/auth/login', { user: 'erin' })).status).toBe(200);
+    const other = new Browser(app);
+    await other.put('/session/data/cart', { value: ['y'] });
+    expect((await other.post('/auth/login', { user: 'erin' })).status).toBe(200);
+
+    const res = await request(app.getHttpServer())
+      .delete(`/admin/sessions?tag=${userTag('erin')}`)
+      .set('x-admin-token', TOKEN)
+      .set('Cookie', `sid=${own.cookie!}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ destroyed: 2 });
+    expect(setCookies(res).get('sid')?.attributes['max-age']).toBe('0');
+    expect((await other.get('/session')).body.started).toBe(false);
+  });
+
   it('admin routes answer 403 when no admin token is configured', async () => {
     const app = await start({ adminToken: '', session: { garbageCollection: NO_GC } });
     const res = await request(app.getHttpServer()).post('/admin/gc').set('x-admin-token', '');
@@ -137,13 +159,13 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
     const browsers = [new Browser(app), new Browser(app), new Browser(app)];
     for (const browser of browsers) await browser.put('/session/data/k', { value: 1 });
     jest.setSystemTime(Date.now() + 300_000);
-    await browsers[2].put('/session/data/k', { value: 2 }); // stays alive
+    await browsers[2]!.put('/session/data/k', { value: 2 }); // stays alive
     jest.setSystemTime(Date.now() + 301_000);
     const res = await request(app.getHttpServer()).post('/admin/gc').set('x-admin-token', TOKEN);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ removed: 2 });
-    expect((await browsers[0].get('/session')).body.started).toBe(false);
-    expect((await browsers[2].get('/session')).body).toMatchObject({ started: true, data: { k: 2 } });
+    expect((await browsers[0]!.get('/session')).body.started).toBe(false);
+    expect((await browsers[2]!.get('/session')).body).toMatchObject({ started: true, data: { k: 2 } });
     expect((await request(app.getHttpServer()).post('/admin/gc').set('x-admin-token', TOKEN)).body).toEqual({ removed: 0 });
   });
 

@@ -154,7 +154,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %
       const res = await request(app.getHttpServer())
         .get('/health')
         .set('Cookie', 'sid=' + 'a'.repeat(17 * 1024))
-        .catch((e: Error) => e);
+        .catch((e: unknown) => e as Error);
       if (res instanceof Error) expect(res.message).toMatch(/socket hang up|ECONNRESET|Parse Error/);
       else expect(res.status).toBe(431);
       expect((await request(app.getHttpServer()).get('/health')).status).toBe(200);

@@ -29,7 +29,7 @@ afterAll(async () => {
 /** Every key of a cache's first store, via Keyv's iterator (test only). */
 async function storedKeys(cache: Cache): Promise<string[]> {
   const keys: string[] = [];
-  for await (const [key] of cache.stores[0].iterator!(undefined) as AsyncGenerator<[string, unknown]>) keys.push(key);
+  for await (const [key] of cache.stores[0]!.iterator!(undefined) as AsyncGenerator<[string, unknown]>) keys.push(key);
   return keys.sort();
 }
 

@@ -11,7 +11,7 @@ import { freePort, RedisServer } from '../support/redis-server.js';
 
 /** Names of the connections a client named `name` (and its duplicates) holds open. */
 async function connectionsNamed(admin: TestRedisClient, name: string): Promise<number> {
-  const list = String(await admin.sendCommand(['CLIENT', 'LIST']));
+  const list = await admin.sendCommand<string>(['CLIENT', 'LIST']);
   return list.split('\n').filter((line) => line.includes(` name=${name} `)).length;
 }
 

@@ -263,7 +263,7 @@ describe('RedisBackend', () => {
       );
       expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual([
         'SCRIPT LOAD',
-        `EVALSHA ${recorded.commands[1][1]}`,
+        `EVALSHA ${recorded.commands[1]![1]}`,
       ]);
 
       recorded.commands.length = 0;

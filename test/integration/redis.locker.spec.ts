@@ -1,9 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../../lib/errors/lock-timeout.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
+import { LOCK_SCRIPTS } from '../../lib/redis/redis-lock.scripts.js';
+import { createRedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { RedisLocker } from '../../lib/redis/redis.locker.js';
 import { lockerContract } from '../contract/locker.contract.js';
+import { RedisServer } from '../support/redis-server.js';
 import { connectTestRedis, type TestRedisClient, uniquePrefix } from '../support/redis.js';
 
 let client: TestRedisClient;
@@ -24,7 +27,13 @@ afterAll(async () => {
 
 lockerContract('RedisLocker', async () => {
   const locker = new RedisLocker({ client, prefix });
-  return { locker, cleanup: () => locker.close() };
+  return {
+    locker,
+    cleanup: () => locker.close(),
+    forgetFences: async (key) => {
+      await client.del(`${prefix}lock:{${key}}:fence`);
+    },
+  };
 });
 
 describe('RedisLocker', () => {
@@ -176,7 +185,7 @@ describe('RedisLocker', () => {
     let inside = 0;
     let acquisitions = 0;
     const workers = Array.from({ length: 8 }, async (_, i) => {
-      const locker = lockers[i % 2];
+      const locker = lockers[i % 2]!;
       for (let round = 0; round < rounds; round++) {
         const lock = await locker.acquire(key, { waitTimeout: 5000, ttl: 20_000 });
         expect(++inside).toBe(1);
@@ -214,20 +223,20 @@ describe('RedisLocker', () => {
     await sleep(20); // the waiters' looks after subscribing
     const before = counter.scripts;
     await holder.release();
-    const first = await waiters[0];
+    const first = await waiters[0]!;
     await sleep(50); // time for any other waiter to look, if it had been woken
     expect(counter.scripts - before).toBe(2); // the release, the first waiter's look
     expect(served).toEqual([0]);
     // The next handoff goes to the other locker (another process), again by message only.
     const released = Date.now();
     await first.release();
-    const second = await waiters[1];
+    const second = await waiters[1]!;
     expect(Date.now() - released).toBeLessThan(100);
     await sleep(50);
     expect(served).toEqual([0, 1]);
     await second.release();
-    await (await waiters[2]).release();
-    await (await waiters[3]).release();
+    await (await waiters[2]!).release();
+    await (await waiters[3]!).release();
     expect(served).toEqual([0, 1, 2, 3]);
     await a.close();
     await b.close();
@@ -295,10 +304,10 @@ describe('RedisLocker', () => {
     expect(first).toBeDefined();
     const released = Date.now();
     await holder.release(); // names the dead waiter: nobody wakes
-    const lock = await waiters[0];
+    const lock = await waiters[0]!;
     expect(Date.now() - released).toBeLessThan(150 + 150);
     await lock.release();
-    await (await waiters[1]).release();
+    await (await waiters[1]!).release();
     await locker.close();
   });
 
@@ -375,6 +384,175 @@ describe('RedisLocker', () => {
     await expect(lock.release()).rejects.toBeInstanceOf(StoreUnavailableException);
     await expect(lock.extend(1000)).rejects.toBeInstanceOf(StoreUnavailableException);
     await locker.close();
+  });
+
+  it('fences are Redis time in microseconds (or the counter + 1), exact, written back to the counter', async () => {
+    const locker = new RedisLocker({ client, prefix });
+    const key = freshKey();
+    const before = (await redisNow()) * 1000;
+    const lock = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
+    expect(lock.fence).toBeGreaterThanOrEqual(before);
+    expect(lock.fence).toBeLessThan(before + 60_000_000);
+    expect(Number.isSafeInteger(lock.fence)).toBe(true);
+    // Written in full digits (Lua's tostring would give 1.796e+15).
+    expect(await client.get(`${prefix}lock:{${key}}:fence`)).toBe(String(lock.fence));
+    await lock.release();
+    // A counter ahead of the clock (the clock stepped back): counter + 1.
+    const ahead = lock.fence + 3_600_000_000;
+    await client.set(`${prefix}lock:{${key}}:fence`, String(ahead));
+    const next = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
+    expect(next.fence).toBe(ahead + 1);
+    await next.release();
+    await locker.close();
+  });
+
+  describe('an acquisition whose outcome is unknown is cancelled for real (issue 11, item 7)', () => {
+    let server: RedisServer;
+    let control: TestRedisClient;
+
+    beforeAll(async () => {
+      server = await RedisServer.start();
+      control = await connectTestRedis(server.url);
+    });
+
+    afterAll(async () => {
+      await control.close();
+      await server.stop();
+    });
+
+    /** Lockers and stores a test opened, closed even when it fails. */
+    const opened: { close(): Promise<void> }[] = [];
+    afterEach(async () => {
+      await Promise.allSettled(opened.splice(0).map((o) => o.close()));
+    });
+
+    /**
+     * Holds back every script for `ms` (CLIENT PAUSE WRITE: scripts count as writes), so an
+     * ACQUIRE sent now times out on the client and runs when the pause ends.
+     */
+    const pauseScripts = async (ms: number): Promise<number> => {
+      await control.sendCommand(['CLIENT', 'PAUSE', String(ms), 'WRITE']);
+      return Date.now() + ms;
+    };
+    /** Waits (up to 3 s: far below the 20 s lock ttl) until `test` holds. */
+    const eventually = async (what: string, test: () => Promise<boolean>): Promise<void> => {
+      const until = Date.now() + 3000;
+      while (!(await test())) {
+        if (Date.now() > until) throw new Error(`not within 3 s: ${what}`);
+        await sleep(10);
+      }
+    };
+    /** Whether the abandon script has run for some token of the lock `base`. */
+    const tombstoned = async (base: string): Promise<boolean> => {
+      for await (const batch of control.scanIterator({ MATCH: `${base}:abandoned:*` })) if (batch.length > 0) return true;
+      return false;
+    };
+
+    it.each([
+      ['tries once (waitTimeout 0, as the GC lock)', 0],
+      ['waits (waitTimeout > 0)', 5000],
+    ])('a late ACQUIRE after a client timeout leaves no lock: %s', async (_name, waitTimeout) => {
+      const own = uniquePrefix('abandon');
+      // The helper's deadline (commandTimeout) is the client-side timeout of real deployments.
+      const stores = await createRedisSessionStores({ url: server.url, prefix: own, commandTimeout: 150 });
+      opened.push(stores);
+      const key = freshKey();
+      const base = `${own}l:lock:{${key}}`;
+      await (await stores.locker.acquire(freshKey(), { waitTimeout: 0, ttl: 1000 })).release(); // scripts loaded
+      const resumes = await pauseScripts(700);
+      const error = await stores.locker.acquire(key, { waitTimeout, ttl: 20_000 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StoreUnavailableException);
+      expect(Date.now()).toBeLessThan(resumes); // it did time out while Redis held it back
+      // Once the pause ends, Redis runs the ACQUIRE (the lock is taken: 20 s ttl), then the
+      // abandon queued behind it frees it: well before the ttl, not after.
+      await sleep(Math.max(0, resumes - Date.now()));
+      // The fence counter proves the late ACQUIRE took the lock; then it must be freed.
+      await eventually('the late ACQUIRE ran', async () => (await control.exists(`${base}:fence`)) === 1);
+      await eventually('the lock is free', async () => (await control.exists(base)) === 0);
+      expect(await tombstoned(base)).toBe(true);
+      expect(await control.exists([`${base}:queue`, `${base}:lease`])).toBe(0);
+      const next = await stores.locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
+      await expect(next.release()).resolves.toBe(true);
+      await stores.close();
+    });
+
+    it('an abandoned waiter leaves the queue, and the next waiter gets the lock at release', async () => {
+      const own = uniquePrefix('abandon');
+      const stores = await createRedisSessionStores({ url: server.url, prefix: own, commandTimeout: 150 });
+      opened.push(stores);
+      const other = new RedisLocker({ client: control, prefix: `${own}l:`, waiterTtl: 30_000 });
+      opened.unshift(other);
+      const key = freshKey();
+      const base = `${own}l:lock:{${key}}`;
+      const holder = await other.acquire(key, { waitTimeout: 0, ttl: 20_000 });
+      await (await stores.locker.acquire(freshKey(), { waitTimeout: 0, ttl: 1000 })).release(); // scripts loaded
+      const resumes = await pauseScripts(600);
+      const error = await stores.locker.acquire(key, { waitTimeout: 5000, ttl: 20_000 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StoreUnavailableException);
+      await sleep(Math.max(0, resumes - Date.now()));
+      // Its late look queued it; the abandon behind it took the ticket out again.
+      await eventually('the abandon ran', () => tombstoned(base));
+      expect(await control.exists([`${base}:queue`, `${base}:lease`])).toBe(0);
+      const waiter = other.acquire(key, { waitTimeout: 5000, ttl: 1000 });
+      await sleep(50);
+      const released = Date.now();
+      await holder.release();
+      await (await waiter).release();
+      // Its timers are 10 s away: the release woke it, not a dead ticket's expiry.
+      expect(Date.now() - released).toBeLessThan(300);
+      await other.close();
+      await stores.close();
+    });
+  });
+
+  it('an ACQUIRE that reaches Redis after the abandon takes nothing (tombstone)', async () => {
+    // The client gives up before sending (a timeout), but the command goes out later anyway
+    // (e.g. after a reconnect): the abandon runs first.
+    let late: Promise<unknown> | undefined;
+    const delaying = new Proxy(client, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        if (property === 'evalSha') {
+          return (sha: string, options: unknown) => {
+            const send = () => (value as (s: string, o: unknown) => Promise<unknown>).call(target, sha, options);
+            if (sha !== LOCK_SCRIPTS.acquire.sha || late !== undefined) return send();
+            late = sleep(150).then(send);
+            return Promise.reject(new Error('Redis did not answer within 100 ms (commandTimeout)'));
+          };
+        }
+        return (value as (...a: unknown[]) => unknown).bind(target);
+      },
+    });
+    // Scripts loaded (a NOSCRIPT fallback would go through `eval`, not delayed).
+    await (await new RedisLocker({ client, prefix }).acquire(freshKey(), { waitTimeout: 0, ttl: 1000 })).release();
+    const locker = new RedisLocker({ client: delaying, prefix });
+    const key = freshKey();
+    const base = `${prefix}lock:{${key}}`;
+    await expect(locker.acquire(key, { waitTimeout: 0, ttl: 20_000 })).rejects.toBeInstanceOf(StoreUnavailableException);
+    expect(late).toBeDefined();
+    expect(await late).toEqual([0, 0]); // the late ACQUIRE found the tombstone
+    expect(await client.exists(base)).toBe(0);
+    const tombstones: string[] = [];
+    for await (const batch of client.scanIterator({ MATCH: `${base}:abandoned:*` })) tombstones.push(...batch);
+    expect(tombstones).toHaveLength(1);
+    const pttl = await client.pTTL(tombstones[0]!);
+    expect(pttl).toBeGreaterThan(20_000); // outlives the lock ttl it guards against
+    expect(pttl).toBeLessThanOrEqual(40_000);
+    const next = await locker.acquire(key, { waitTimeout: 0, ttl: 1000 });
+    await expect(next.release()).resolves.toBe(true);
+    await locker.close();
+  });
+
+  it('close() stops abandon retries against a Redis that is gone', async () => {
+    const broken = await connectTestRedis();
+    await broken.close();
+    const locker = new RedisLocker({ client: broken, prefix });
+    await expect(locker.acquire(freshKey(), { waitTimeout: 0, ttl: 60_000 })).rejects.toBeInstanceOf(StoreUnavailableException);
+    await sleep(100); // a few retries, all failing
+    const started = Date.now();
+    await locker.close();
+    expect(Date.now() - started).toBeLessThan(200);
   });
 
   it('validates its options', () => {

@@ -14,7 +14,7 @@ export function setCookies(res: Response): Map<string, ParsedCookie> {
   const list = header === undefined ? [] : Array.isArray(header) ? header : [header];
   const cookies = new Map<string, ParsedCookie>();
   for (const raw of list) {
-    const [pair, ...attrs] = raw.split(';').map((p) => p.trim());
+    const [pair = '', ...attrs] = raw.split(';').map((p) => p.trim());
     const eq = pair.indexOf('=');
     const attributes: Record<string, string | true> = {};
     for (const attr of attrs) {

@@ -177,7 +177,7 @@ const WRITE_COMMANDS = new Set([
 ]);
 
 export function isWrite(command: RoundTripCommand): boolean {
-  return WRITE_COMMANDS.has(command.args[0]) || command.scriptCommands.some((c) => WRITE_COMMANDS.has(c.args[0]));
+  return WRITE_COMMANDS.has(command.args[0] ?? '') || command.scriptCommands.some((c) => WRITE_COMMANDS.has(c.args[0] ?? ''));
 }
 
 /**
@@ -207,13 +207,13 @@ export class CommandRecorder {
   private record(line: string): void {
     const match = /^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/s.exec(line);
     if (match === null) return;
-    const args = [...match[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => unescape(m[1]));
+    const args = [...match[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => unescape(m[1]!));
     if (args.length === 0) return;
-    args[0] = args[0].toUpperCase();
+    args[0] = args[0]!.toUpperCase();
     if (args[0] === 'ECHO' && args[1]?.startsWith('recorder-mark-')) {
       this.waiters.get(args[1])?.();
     }
-    this.lines.push({ source: match[1], args });
+    this.lines.push({ source: match[1]!, args });
   }
 
   private async mark(): Promise<number> {

@@ -179,7 +179,7 @@ export class InstanceBrowser {
     if (this.cookie !== undefined) all.cookie = `${this.cookieName}=${this.cookie}`;
     const response = await jsonRequest(base, method, path, body, all);
     for (const raw of response.setCookie) {
-      const [pair, ...attributes] = raw.split(';').map((part) => part.trim());
+      const [pair = '', ...attributes] = raw.split(';').map((part) => part.trim());
       const eq = pair.indexOf('=');
       if (pair.slice(0, eq) !== this.cookieName) continue;
       const cleared = attributes.some((a) => a.toLowerCase() === 'max-age=0');

@@ -271,7 +271,7 @@ describe('MemoryBackend tag index (small groups, arrays and sets)', () => {
         await backend.remove(id);
         model.delete(id);
       } else {
-        const tag = tags[random(tags.length)];
+        const tag = tags[random(tags.length)]!;
         await backend.flushByTag(tag);
         for (const [key, t] of model) if (t.has(tag)) model.delete(key);
       }

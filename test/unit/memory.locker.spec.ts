@@ -1,10 +1,11 @@
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../../lib/errors/lock-timeout.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
 import { MemoryLocker } from '../../lib/locking/memory.locker.js';
 import type { SessionLock } from '../../lib/locking/session-locker.interface.js';
 import { lockerContract } from '../contract/locker.contract.js';
+import { fakeOnlyDate } from '../support/fake-date.js';
 
 lockerContract('MemoryLocker', async () => {
   const locker = new MemoryLocker();
@@ -112,6 +113,44 @@ describe('MemoryLocker', () => {
     await (await waiter).release();
     expect(Date.now() - started).toBeLessThan(500);
     await locker.close();
+  });
+
+  it('a new locker (a restarted process) hands out fences above those of the one before', async () => {
+    // Stores may outlive the process (a shared cache-manager store): their write guards keep
+    // the old locker's fences, which a fresh counter starting at 1 would never pass.
+    const before = new MemoryLocker();
+    let last = 0;
+    for (let i = 0; i < 50; i++) {
+      const lock = await before.acquire(`k${i % 3}`, { waitTimeout: 0, ttl: 1000 });
+      last = lock.fence;
+      await lock.release();
+    }
+    await before.close();
+    await new Promise<void>((resolve) => setTimeout(resolve, 2)); // the restart takes time
+    const after = new MemoryLocker();
+    const lock = await after.acquire('k0', { waitTimeout: 0, ttl: 1000 });
+    expect(lock.fence).toBeGreaterThan(last);
+    expect(Number.isSafeInteger(lock.fence)).toBe(true);
+    await lock.release();
+    await after.close();
+  });
+
+  it('fences keep rising while the wall clock stands still or steps back', async () => {
+    const locker = new MemoryLocker();
+    fakeOnlyDate(Date.now());
+    try {
+      const fences: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const lock = await locker.acquire(`k${i}`, { waitTimeout: 0, ttl: 1000 });
+        fences.push(lock.fence);
+        await lock.release();
+        if (i === 2) jest.setSystemTime(Date.now() - 60_000);
+      }
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
+    } finally {
+      jest.useRealTimers();
+      await locker.close();
+    }
   });
 
   it('rejects invalid options with InvalidArgumentException', async () => {

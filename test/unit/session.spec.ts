@@ -130,7 +130,7 @@ describe('Session', () => {
     expect(await (await resumed(store, id)).getData('b')).toBe(2);
   });
 
-  it('GC keeps data still referenced by a renewed id when removing the old id had failed', async () => {
+  it('a renewal whose removal of the old id fails publishes no new id (issue 11 item 6); the old id keeps the data', async () => {
     fakeOnlyDate();
     try {
       const metadataBackend = new MemoryBackend();
@@ -144,10 +144,11 @@ describe('Session', () => {
       metadataBackend.remove = () => Promise.reject(new Error('connection reset'));
       await expect(session.commit()).rejects.toBeInstanceOf(StoreUnavailableException);
       metadataBackend.remove = remove;
-      // The old entry expires 50 s before the new one; GC collects it but must keep the data.
+      // The old id is killed first: its removal failed, so the new id was never written.
+      expect(await renewing.loadMetadata(newId)).toBeUndefined();
+      expect(await (await resumed(renewing, oldId)).getData('cart')).toEqual(['book']);
       jest.setSystemTime(Date.now() + 60_000);
       expect(await manager.collectGarbage()).toBe(1);
-      expect(await (await resumed(renewing, newId)).getData('cart')).toEqual(['book']);
     } finally {
       jest.useRealTimers();
     }

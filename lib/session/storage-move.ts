@@ -1,0 +1,78 @@
+import { Logger } from '@nestjs/common';
+import type { SessionChangeSet, SessionChanges } from './session-change-set.js';
+import type { SessionStore } from './session.store.js';
+
+/** A storage move prepared by a commit: where the data goes and what it starts with. */
+export interface PreparedStorageMove {
+  /** The storage id the data leaves (flushed once the commit has written). */
+  readonly from: string;
+  /** The fresh storage id (never seen by anybody before this commit). */
+  readonly to: string;
+  /** Every entry the new storage starts with (serialized): the old entries with this commit's changes on top. */
+  readonly entries: ReadonlyMap<string, string>;
+}
+
+/**
+ * Moving a session's data to a fresh storage id, the fixation defence of `regenerate(true)`
+ * and of login (`bindToUser`), in one place.
+ *
+ * `request()` only records the old storage id on the change set; until a commit carries the
+ * move out the session keeps reading and writing the old storage (bags merge onto it too), so
+ * discarding the changes (`unlock()`, a failed `save()`) undoes the move and leaves the old id
+ * and its data as they were. The commit, under the old storage's lock: `prepare()` copies the
+ * old entries as they are now, with the commit's changes on top, for a fresh storage id that
+ * the store creates like a new session's (metadata under the renewed id, a creating guard);
+ * the old id is removed by the same write; `finish()` then flushes the old storage, guard
+ * included, so a request still in flight under the old id reads nothing and its writes are
+ * refused (SessionDestroyedException). A commit that fails leaves whatever reached the new
+ * storage alone (if the write did land, that copy is what the renewed id points at); the
+ * change set keeps the move for a retry, or `discard()` drops it.
+ */
+export class StorageMover {
+  private readonly logger = new Logger('Session');
+
+  constructor(private readonly store: SessionStore) {}
+
+  /**
+   * Records a move of the data away from `storageId` for the next commit. A session never
+   * stored has nothing to move: neither its id nor its storage id has left this request.
+   * Answers whether a move was recorded.
+   */
+  request(changes: SessionChangeSet, storageId: string, stored: boolean): boolean {
+    if (!stored) return false;
+    changes.retireStorage(storageId);
+    return true;
+  }
+
+  /** Whether a commit of `changes` moves the data to a fresh storage id. */
+  isPending(changes: SessionChanges): boolean {
+    return changes.retiredStorageId !== undefined;
+  }
+
+  /**
+   * Under the lock of `from`: the entries of `from` as they are now with `written` (the
+   * commit's snapshot) on top, for a fresh storage id.
+   */
+  async prepare(from: string, written: SessionChanges): Promise<PreparedStorageMove> {
+    const entries = await this.store.loadData(from);
+    for (const [key, raw] of written.data) {
+      if (raw === null) entries.delete(key);
+      else entries.set(key, raw);
+    }
+    return { from, to: this.store.newStorageId(), entries };
+  }
+
+  /**
+   * After the commit wrote the new storage and removed the old id: flushes the old storage.
+   * A failed flush does not fail the commit (the data is safe under the new id and nothing
+   * points at the old storage any more); its entries are left for their store lifetime.
+   */
+  async finish(move: PreparedStorageMove): Promise<void> {
+    await this.store.destroy([], move.from).then(
+      () => undefined,
+      (error: unknown) => {
+        this.logger.warn(`A moved session's old storage could not be flushed: ${String(error)}`);
+      },
+    );
+  }
+}
