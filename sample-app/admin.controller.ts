@@ -1,9 +1,23 @@
-import { BadRequestException, Controller, Delete, Get, HttpCode, Inject, Post, Query, UseGuards } from '@nestjs/common';
+import {
+  BadRequestException,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Inject,
+  NotFoundException,
+  Param,
+  Post,
+  Query,
+  UseGuards,
+} from '@nestjs/common';
 import { SessionManager, type SessionInfo } from 'nest-session';
 import { AdminTokenGuard } from './admin-token.guard.js';
 
 /** One session as the admin listing shows it. */
 export interface AdminSessionView {
+  /** The session's handle: a non-secret digest of its id, for `DELETE /admin/sessions/:handle`. */
+  readonly handle: string;
   readonly createdAt: string;
   readonly lastActivity: string;
   readonly expiresAt: string;
@@ -16,11 +30,13 @@ const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 
 /**
- * Admin routes over `SessionManager` (`/admin/sessions?tag=|user=`, `/admin/gc`), guarded by `x-admin-token`.
+ * Admin routes over `SessionManager` (`/admin/sessions?tag=`, `/admin/sessions/:handle`, `/admin/gc`),
+ * guarded by `x-admin-token`.
  *
- * The listing shows metadata only, and on purpose not the session id: an id is the cookie value,
- * so whoever reads it can take over the session; an admin acts on sessions by tag (every
- * user-bound session carries `userTag(user)`), never by copying ids around.
+ * The listing shows metadata and each session's handle, never the session id: an id is the cookie
+ * value, so whoever reads it can take over the session (and the store does not even keep it, only
+ * a digest). An admin acts on sessions by tag (every user-bound session carries `userTag(user)`)
+ * or on one session by its handle ("revoke this device"); a handle is no cookie.
  */
 @Controller('admin')
 @UseGuards(AdminTokenGuard)
@@ -50,6 +66,13 @@ export class AdminController {
     return { destroyed: await this.manager.destroySessionsByTag(tag, 'admin') };
   }
 
+  /** Destroys the one session with this handle (from the listing): 404 when there is none (any more). */
+  @Delete('sessions/:handle')
+  async destroyOne(@Param('handle') handle: string): Promise<{ destroyed: number }> {
+    if (!(await this.manager.destroySessionByHandle(handle, 'admin'))) throw new NotFoundException('No such session.');
+    return { destroyed: 1 };
+  }
+
   /** Runs garbage collection now (skipped, answering 0, while another run holds the GC lock). */
   @Post('gc')
   @HttpCode(200)
@@ -68,6 +91,7 @@ function parseLimit(limit: string | undefined): number {
 
 function view(info: SessionInfo): AdminSessionView {
   return {
+    handle: info.handle,
     createdAt: new Date(info.createdAt).toISOString(),
     lastActivity: new Date(info.lastActivity).toISOString(),
     expiresAt: new Date(info.expiresAt).toISOString(),

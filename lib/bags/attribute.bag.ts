@@ -1,4 +1,5 @@
 import { AbstractBag } from './abstract.bag.js';
+import { sameStoredValue } from './stored-value.js';
 
 /**
  * Symfony's `AttributeBag`: named values stored together in one entry. The session's own
@@ -67,6 +68,19 @@ export class AttributeBag extends AbstractBag {
     for (const key of this.removedKeys) merged.delete(key);
     for (const key of this.setKeys) merged.set(key, mine.get(key));
     this.attributes = merged;
+  }
+  /**
+   * After a commit wrote `stored`: it is the new base, and the record of sets and removes
+   * starts over with what changed since it was written.
+   */
+  committed(stored: unknown): void {
+    const base = toMap(stored);
+    this.setKeys.clear();
+    this.removedKeys.clear();
+    this.cleared = false;
+    for (const [key, value] of this.attributes)
+      if (!base.has(key) || !sameStoredValue(value, base.get(key))) this.setKeys.add(key);
+    for (const key of base.keys()) if (!this.attributes.has(key)) this.removedKeys.add(key);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FlashMessages } from './flash.bag.js';
 import { AbstractBag } from './abstract.bag.js';
+import { startsWithStored } from './stored-value.js';
 
 interface Stored {
   display: FlashMessages;
@@ -14,6 +15,12 @@ interface Stored {
 export class AutoExpireFlashBag extends AbstractBag {
   private display: FlashMessages = {};
   private next: FlashMessages = {};
+  /** Per type, how many of the queued messages as loaded this request took for display (they expire with it). */
+  private taken = new Map<string, number>();
+  /** This request's changes to the queue, for `merge`: messages added, types replaced, the queue cleared. */
+  private readonly added = new Map<string, unknown[]>();
+  private readonly replaced = new Set<string>();
+  private cleared = false;
 
   /**
    * @param name bag name for `getBag()`. @default 'flashes'
@@ -28,9 +35,13 @@ export class AutoExpireFlashBag extends AbstractBag {
     // What the previous request queued is for display now; what was displayed then is dropped.
     this.display = { ...(stored.new ?? {}) };
     this.next = {};
+    this.taken = new Map(Object.entries(this.display).map(([type, list]) => [type, list.length]));
   }
   add(type: string, message: unknown): void {
     (this.next[type] ??= []).push(message);
+    const added = this.added.get(type) ?? [];
+    added.push(message);
+    this.added.set(type, added);
   }
   peek(type: string, defaultValue: unknown[] = []): unknown[] {
     return [...(this.display[type] ?? defaultValue)];
@@ -52,9 +63,12 @@ export class AutoExpireFlashBag extends AbstractBag {
   /** Replaces the queued messages of a type with `messages`: one message, or an array of them. */
   set(type: string, messages: unknown): void {
     this.next[type] = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
+    this.replaced.add(type);
+    this.added.delete(type);
   }
   setAll(messages: FlashMessages): void {
-    this.next = { ...messages };
+    this.clearQueue();
+    for (const [type, list] of Object.entries(messages)) this.set(type, list);
   }
   has(type: string): boolean {
     return (this.display[type]?.length ?? 0) > 0;
@@ -64,17 +78,56 @@ export class AutoExpireFlashBag extends AbstractBag {
   }
   clear(): FlashMessages {
     const old = this.all();
-    this.next = {};
+    this.clearQueue();
     return old;
   }
   getStorableData(): Stored | undefined {
     // Only what is queued survives this request: displayed messages expire with it.
     return Object.keys(this.next).length === 0 ? undefined : { display: {}, new: this.next };
   }
+  /**
+   * Re-applies this request's queue changes onto `fresh`: what it took for display is dropped,
+   * what another request queued meanwhile is kept.
+   */
   merge(fresh: unknown): void {
-    const stored = (fresh ?? {}) as Partial<Stored>;
-    const merged: FlashMessages = { ...(stored.new ?? {}) };
-    for (const [type, list] of Object.entries(this.next)) merged[type] = [...(merged[type] ?? []), ...list];
-    this.next = merged;
+    const merged = new Map(this.cleared ? [] : Object.entries(((fresh ?? {}) as Partial<Stored>).new ?? {}));
+    for (const [type, count] of this.taken) {
+      const list = merged.get(type);
+      if (list !== undefined) merged.set(type, list.slice(count));
+    }
+    for (const type of this.replaced) {
+      const list = this.next[type];
+      if (list === undefined) merged.delete(type);
+      else merged.set(type, [...list]);
+    }
+    for (const [type, list] of this.added) if (!this.replaced.has(type)) merged.set(type, [...(merged.get(type) ?? []), ...list]);
+    this.next = Object.fromEntries([...merged].filter(([, list]) => list.length > 0));
+  }
+  /**
+   * After a commit wrote `stored`: it is the new base, and the record of queue changes starts
+   * over with what changed since it was written. What this request displays is not affected.
+   */
+  committed(stored: unknown): void {
+    const base = ((stored ?? {}) as Partial<Stored>).new ?? {};
+    this.taken.clear();
+    this.added.clear();
+    this.replaced.clear();
+    this.cleared = false;
+    for (const type of new Set([...Object.keys(base), ...Object.keys(this.next)])) {
+      const was = base[type] ?? [];
+      const now = this.next[type];
+      if (now !== undefined && startsWithStored(now, was)) {
+        if (now.length > was.length) this.added.set(type, now.slice(was.length));
+      } else {
+        this.replaced.add(type);
+      }
+    }
+  }
+
+  private clearQueue(): void {
+    this.next = {};
+    this.added.clear();
+    this.replaced.clear();
+    this.cleared = true;
   }
 }

@@ -1,4 +1,5 @@
 import { AbstractBag } from './abstract.bag.js';
+import { startsWithStored } from './stored-value.js';
 
 /** Flash messages by type. */
 export type FlashMessages = Record<string, unknown[]>;
@@ -106,6 +107,26 @@ export class FlashBag extends AbstractBag {
       merged.set(type, [...(merged.get(type) ?? []), ...messages]);
     }
     this.flashes = merged;
+  }
+  /**
+   * After a commit wrote `stored`: it is the new base, and this request's record of adds and
+   * reads starts over with what changed since it was written (a type that no longer starts
+   * with its stored messages counts as read, then added to).
+   */
+  committed(stored: unknown): void {
+    const base = toFlashMap(stored);
+    this.added.clear();
+    this.consumed.clear();
+    this.replacedTypes.clear();
+    this.cleared = false;
+    for (const type of new Set([...base.keys(), ...this.flashes.keys()])) {
+      const was = base.get(type) ?? [];
+      const now = this.flashes.get(type) ?? [];
+      const kept = startsWithStored(now, was);
+      if (!kept && was.length > 0) this.consumed.set(type, was.length);
+      const added = kept ? now.slice(was.length) : now;
+      if (added.length > 0) this.added.set(type, [...added]);
+    }
   }
 
   private noteConsumed(type: string, count: number): void {

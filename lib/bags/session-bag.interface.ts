@@ -20,6 +20,16 @@ export interface SessionBagInterface {
    * so concurrent requests lose nothing. Without it, the last writer wins.
    */
   merge?(fresh: unknown): void;
+  /**
+   * Optional, for a bag that records its changes for `merge`: called after a commit wrote this
+   * bag's entry, with the value written (decoded; `undefined` when the entry was removed), which
+   * is what is stored now. Take it as the new base and forget the changes it holds, so that a
+   * later `merge` does not apply them again (a message added twice, a value another request
+   * set meanwhile overwritten by an old one); keep the changes made while the commit was in
+   * flight (the difference between the bag's current value and `stored`). Not called for a bag
+   * that was not written. Without it, the bag keeps its record of changes until the request ends.
+   */
+  committed?(stored: unknown): void;
 }
 
 /** Creates a fresh bag instance for each request. */

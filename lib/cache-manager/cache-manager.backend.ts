@@ -92,6 +92,12 @@ export interface CacheManagerBackendOptions {
   expiryBucketSeconds?: number;
 }
 
+/** The options as a JavaScript caller may pass them: the constructor checks what the types above promise. */
+type UntypedCacheManagerBackendOptions = Omit<CacheManagerBackendOptions, 'cache' | 'prefix'> & {
+  cache?: Partial<Cache> | null;
+  prefix?: unknown;
+};
+
 /** What an entry key holds. */
 interface StoredEntry {
   /** data */
@@ -147,22 +153,24 @@ export class CacheManagerBackend implements TaggableBackend {
     this.lastError = error;
   };
   private readonly onCacheEvent = (data: { error?: unknown }): void => {
-    if (data?.error !== undefined) this.onStoreError(data.error);
+    if (data.error !== undefined) this.onStoreError(data.error);
   };
 
   /** @throws InvalidOptionException for a missing cache, a prefix with `|` or bad numbers. */
   constructor(options: CacheManagerBackendOptions) {
-    const cache = options?.cache;
-    if (cache === undefined || cache === null || typeof cache.mget !== 'function' || !Array.isArray(cache.stores)) {
+    const untyped = (options as UntypedCacheManagerBackendOptions | null | undefined) ?? {};
+    const given = untyped.cache;
+    if (given === undefined || given === null || typeof given.mget !== 'function' || !Array.isArray(given.stores)) {
       throw InvalidOptionException.create('cacheManager.cache', 'must be a cache-manager v7 Cache (createCache())');
     }
-    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    const cache = options.cache;
+    const prefix = untyped.prefix ?? DEFAULT_PREFIX;
     if (typeof prefix !== 'string' || prefix.includes('|')) {
       throw InvalidOptionException.create('cacheManager.prefix', `must be a string without "|", got ${JSON.stringify(prefix)}`);
     }
     this.cache = cache;
     this.prefix = prefix;
-    this.readKeyByKey = cache.stores.some((store) => typeof (store.store as { getMany?: unknown })?.getMany !== 'function');
+    this.readKeyByKey = cache.stores.some((store) => typeof (store.store as { getMany?: unknown }).getMany !== 'function');
     this.marginMs =
       secondsOption('cacheManager.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true) * 1000;
     this.bucketMs =
@@ -546,13 +554,18 @@ export class CacheManagerBackend implements TaggableBackend {
   private async checked<T>(call: () => Promise<T>): Promise<T> {
     const errorsBefore = this.errorCount;
     const result = await call();
-    if (this.errorCount !== errorsBefore) throw this.lastError ?? new Error('the store reported an error');
+    if (this.errorCount !== errorsBefore) throw reportedError(this.lastError);
     return result;
   }
 
   private attempt<T>(operation: string, work: () => Promise<T>): Promise<T> {
     return attemptStore(`cache-manager ${operation}`, work);
   }
+}
+
+/** A store error reported through an event, as an `Error`: an `Error` as it is, any other value as the `cause` of one. */
+function reportedError(value: unknown): Error {
+  return value instanceof Error ? value : new Error('the store reported an error', { cause: value });
 }
 
 /**

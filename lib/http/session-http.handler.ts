@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { SessionError } from '../errors/session.error.js';
+import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { Session } from '../session/session.js';
 import type { SessionContext } from '../session/session.context.js';
 import type { SessionStore } from '../session/session.store.js';
@@ -25,6 +26,19 @@ export interface HttpErrorAnswer {
 /**
  * The one commit routine under both HTTP adapters: resume from the cookie before the handler,
  * commit and compute Set-Cookie before the response headers go out.
+ *
+ * Resume is eager, its failure is not (issue 11, "lazy resume"). The metadata read still runs
+ * before the handler, because the session's synchronous getters (`isStarted()`, `getId()`,
+ * `getTags()`, `isNew()`, `getUserId()`, ...) must answer from the first line of a handler
+ * (`if (!session.isStarted())` is the usual opening) and cannot wait for a read; a truly lazy
+ * resume would change that API. But when that read fails because the store is down
+ * (`StoreUnavailableException`), the request is not failed: the session is marked unavailable
+ * (`Session.markUnavailable`), the handler runs, and only code that uses the session (any
+ * getter, `start()`, data, bags, `@SessionLock()`, `@CurrentSession()` calls) throws that
+ * error, which Nest answers with the generic 503. A route that never touches the session
+ * (a health check, a 404, static content) answers normally, and its response carries no
+ * Set-Cookie (an untouched session commits nothing). Each request starts over, so nothing is
+ * left to recover once the store is back. Any other resume error still fails the request.
  */
 export class SessionHttpHandler {
   private readonly logger = new Logger('SessionHttp');
@@ -37,8 +51,10 @@ export class SessionHttpHandler {
 
   /**
    * Creates the request's session and resumes it when the request carries a well-formed
-   * cookie (then asynchronously). Unknown, expired or malformed ids are never adopted.
-   * @throws StoreUnavailableException (as a rejection) when the store cannot be read.
+   * cookie (then asynchronously). Unknown, expired or malformed ids are never adopted. A
+   * store that cannot be read leaves the session unavailable instead of failing the request
+   * (see the class comment); the failure is logged once per request, without the id.
+   * @throws any other resume failure (as a rejection).
    */
   begin(request: HttpRequestInfo): Session | Promise<Session> {
     const options = this.store.options;
@@ -46,7 +62,17 @@ export class SessionHttpHandler {
     const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name, clientIp: request.ip });
     // No cookie, no I/O: answered synchronously so anonymous requests wait for nothing.
     if (ids.length === 0) return session;
-    return session.resume().then(() => session);
+    return session.resume().then(
+      () => session,
+      (error: unknown) => {
+        if (!(error instanceof StoreUnavailableException)) throw error;
+        session.markUnavailable(error);
+        this.logger.warn(
+          `${withoutIds(error.message, ids)} The request goes on without its session; code that uses it fails with this error (503).`,
+        );
+        return session;
+      },
+    );
   }
 
   private readonly isValidId = (id: string): boolean => this.store.options.idGenerator.isValid(id);
@@ -109,4 +135,11 @@ export class SessionHttpHandler {
       body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' }),
     };
   }
+}
+
+/** `message` with every candidate id of the request blanked out: ids never reach the log. */
+function withoutIds(message: string, ids: readonly string[]): string {
+  let clean = message;
+  for (const id of ids) clean = clean.split(id).join('<id>');
+  return clean;
 }

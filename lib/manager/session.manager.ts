@@ -12,6 +12,7 @@ import { checkUserId } from '../session/session-user-id.js';
 import type { SessionMetadata } from '../session/session-metadata.interface.js';
 import { ALL_SESSIONS_TAG, SessionStore } from '../session/session.store.js';
 import { userTag } from '../session/user-tag.js';
+import { handleOf, isHandle, metadataKeyOf, type MetadataKey } from '../session/session-key.js';
 import type { RequestGarbageCollector } from './request-garbage-collector.interface.js';
 import type { SessionEvent } from '../session/session-events.js';
 
@@ -27,11 +28,16 @@ const GC_BATCH = 100;
 const DESTROY_PASSES = 3;
 
 /**
- * What `listSessions()` answers per session: its metadata, never its data or storage id.
- * The `id` is the session's cookie value, a credential: do not show it to anyone but its owner.
+ * What `listSessions()` answers per session: its metadata, never its data, storage id or id
+ * (the store keeps only a digest of each id; an id is the cookie value, a credential).
  */
 export interface SessionInfo {
-  readonly id: string;
+  /**
+   * A short, non-secret name of the session (a digest of its id, never a working cookie): show
+   * it, log it, and act on it with `getSessionByHandle()` / `destroySessionByHandle()`
+   * ("revoke this device"). It changes when the session's id is renewed (e.g. on login).
+   */
+  readonly handle: string;
   /** Epoch ms. */
   readonly createdAt: number;
   /** Epoch ms. */
@@ -88,12 +94,42 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
    */
   async getSession(id: string): Promise<SessionInterface | undefined> {
     if (typeof id !== 'string' || !this.store.options.idGenerator.isValid(id)) return undefined;
-    const current = await this.currentStoredAs(id);
-    const metadata = await this.store.loadMetadata(id);
+    const key = metadataKeyOf(id);
+    const current = await this.currentStoredAs(key);
+    const metadata = await this.store.loadMetadata(key);
     if (metadata === undefined) return undefined;
     const session = this.remote(id, metadata);
     if (current !== undefined) session.destroy = (reason?: string) => current.destroy(reason);
     return session;
+  }
+
+  /**
+   * A remote session by its handle (`SessionInfo.handle`, `getHandle()`, events); `undefined`
+   * for unknown, malformed, destroyed or expired handles. O(1). Its `getId()` throws (the store
+   * keeps no id); everything else works as for `getSession()`, including ending the current
+   * request's own session through it. A handle is no credential: check that the caller may act
+   * on the session (e.g. that its `getUserId()` is theirs) before changing or destroying it.
+   */
+  async getSessionByHandle(handle: string): Promise<SessionInterface | undefined> {
+    if (!isHandle(handle)) return undefined;
+    const found = await this.store.findByHandle(handle);
+    if (found === undefined) return undefined;
+    const current = await this.currentStoredAs(found.key);
+    const session = this.remote({ key: found.key }, found.metadata);
+    if (current !== undefined) session.destroy = (reason?: string) => current.destroy(reason);
+    return session;
+  }
+
+  /**
+   * "Revoke this device": destroys the session with `handle` (under its lock) and answers
+   * whether there was one. Same checks as `getSessionByHandle()` are the caller's.
+   * @throws LockTimeoutException, StoreUnavailableException
+   */
+  async destroySessionByHandle(handle: string, reason?: string): Promise<boolean> {
+    const session = await this.getSessionByHandle(handle);
+    if (session === undefined) return false;
+    await session.destroy(reason);
+    return true;
   }
 
   /**
@@ -142,9 +178,8 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
    * many were destroyed. Looks again afterwards (up to 3 passes) for sessions that got a new id
    * meanwhile, so none escapes by being renewed during the call. Called from a request whose
    * own session is among them, that session is destroyed as by `Session.destroy()`: the
-   * response expires its cookie and the request writes nothing back (a session renewed earlier
-   * in the same request, not yet committed, is not recognised: its commit then fails with
-   * `SessionDestroyedException`).
+   * response expires its cookie and the request writes nothing back (also when it renewed its
+   * id earlier in the same request: it is recognised by the key it is stored under).
    * @throws the first failure (e.g. `LockTimeoutException` when a session stayed locked longer
    *   than `lock.waitTimeout`) after destroying all others; call again to retry.
    */
@@ -196,8 +231,9 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
 
   // ---- internals -------------------------------------------------------------------------
 
-  private remote(id: string, metadata: SessionMetadata): Session {
-    return Session.fromMetadata(this.store, id, metadata, {
+  /** A remote session known by its public id, or (from a listing) by its metadata key only. */
+  private remote(address: string | { readonly key: MetadataKey }, metadata: SessionMetadata): Session {
+    return Session.fromMetadata(this.store, address, metadata, {
       cookieIds: [],
       cookieName: this.store.options.cookie.name,
       remote: true,
@@ -205,22 +241,23 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
   }
 
   /**
-   * Live sessions with a cache tag, a page at a time: the id list (O(matches)) first, then
-   * `getMany` per page. Entries gone or expired since the listing are skipped.
+   * Live sessions with a cache tag, a page at a time: the key list (O(matches)) first, then
+   * `getMany` per page. Entries gone or expired since the listing are skipped. Listings know
+   * metadata keys only, never ids.
    */
-  private async *pages(cacheTag: string, pageSize: number): AsyncGenerator<Array<readonly [string, SessionMetadata]>> {
+  private async *pages(cacheTag: string, pageSize: number): AsyncGenerator<Array<readonly [MetadataKey, SessionMetadata]>> {
     const cache = this.store.metadataCache;
     const ids = await cache.findIdentifiersByTag(cacheTag);
     for (let offset = 0; offset < ids.length; offset += pageSize) {
       const pageIds = ids.slice(offset, offset + pageSize);
       const raw = await cache.getMany(pageIds);
       const now = Date.now();
-      const page: Array<readonly [string, SessionMetadata]> = [];
+      const page: Array<readonly [MetadataKey, SessionMetadata]> = [];
       for (let i = 0; i < pageIds.length; i++) {
         const data = raw[i];
         if (data === undefined) continue;
         const metadata = cache.decode<SessionMetadata>(data);
-        if (!this.store.isExpired(metadata, now)) page.push([pageIds[i]!, metadata]);
+        if (!this.store.isExpired(metadata, now)) page.push([pageIds[i]! as MetadataKey, metadata]);
       }
       if (page.length > 0) yield page;
     }
@@ -228,15 +265,15 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
 
   private async *sessions(cacheTag: string, pageSize: number): AsyncGenerator<SessionInterface> {
     for await (const page of this.pages(cacheTag, pageSize)) {
-      for (const [id, metadata] of page) yield this.remote(id, metadata);
+      for (const [key, metadata] of page) yield this.remote({ key }, metadata);
     }
   }
 
   private async *infos(cacheTag: string, pageSize: number): AsyncGenerator<SessionInfo> {
     for await (const page of this.pages(cacheTag, pageSize)) {
-      for (const [id, m] of page) {
+      for (const [key, m] of page) {
         yield {
-          id,
+          handle: handleOf(key),
           createdAt: m.createdAt,
           lastActivity: m.lastActivity,
           expiresAt: m.lastActivity + this.store.timeoutOf(m) * 1000,
@@ -249,14 +286,14 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
   }
 
   /**
-   * The current request's session if it is stored under `id` (resumed first if the request has
-   * not used it yet), so that destroying `id` can end it as `Session.destroy()` does.
+   * The current request's session if it is stored under `key` (resumed first if the request has
+   * not used it yet), so that destroying it can end it as `Session.destroy()` does.
    */
-  private async currentStoredAs(id: string): Promise<Session | undefined> {
+  private async currentStoredAs(key: MetadataKey): Promise<Session | undefined> {
     const current = this.context.current();
     if (current === undefined || current.isRemote()) return undefined;
     if (!current.isStarted()) await current.resume().catch(() => undefined);
-    return this.isStoredAs(current, id) ? current : undefined;
+    return this.isStoredAs(current, key) ? current : undefined;
   }
 
   private async destroyTagged(cacheTag: string, reason: string | undefined): Promise<number> {
@@ -269,12 +306,12 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
       for await (const page of this.pages(cacheTag, DEFAULT_PAGE_SIZE)) {
         found += page.length;
         const results = await Promise.allSettled(
-          page.map(([id, metadata]) =>
+          page.map(([key, metadata]) =>
             // The request's own session ends through itself: its response expires the cookie,
             // and a lock it holds is used rather than waited for.
-            current !== undefined && this.isStoredAs(current, id)
+            current !== undefined && this.isStoredAs(current, key)
               ? current.destroy(reason)
-              : this.remote(id, metadata).destroy(reason),
+              : this.remote({ key }, metadata).destroy(reason),
           ),
         );
         for (const result of results) {
@@ -291,8 +328,8 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
     }
   }
 
-  private isStoredAs(session: Session, id: string): boolean {
-    return !session.isRemote() && session.isStarted() && !session.isNew() && session.getId() === id;
+  private isStoredAs(session: Session, key: MetadataKey): boolean {
+    return !session.isRemote() && session.isStarted() && !session.isNew() && session.getStoredKey() === key;
   }
 
   private async runGarbageCollection(): Promise<number> {
@@ -354,7 +391,7 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
       const owners = await this.store.metadataCache.findIdentifiersByTag(SessionStore.storageOwnerTag(storageId));
       if (owners.length === 0) await this.store.storageCache.flushByTag(storageId);
     }
-    this.store.events.emit({ type: 'expired', sessionId: entry.id, userId: metadata?.userId, timestamp: Date.now() });
+    this.store.events.emit({ type: 'expired', handle: handleOf(entry.id), userId: metadata?.userId, timestamp: Date.now() });
   }
 }
 

@@ -12,7 +12,9 @@ export const SESSION_LOCK_METADATA = 'nest-session:lock';
 /**
  * Takes the session lock (`open()`) before the handler runs. The HTTP adapter's commit at the
  * end of the request writes under that lock and releases it, on success and on failure alike,
- * so a lock is never left behind (a client that disconnects releases it too).
+ * so a lock is never left behind (a client that disconnects releases it too). When the store
+ * was down at resume (the session is unavailable, see SessionHttpHandler), `open()` rejects
+ * with StoreUnavailableException and the route answers 503 without running the handler.
  */
 @Injectable()
 export class SessionLockInterceptor implements NestInterceptor {

@@ -9,6 +9,18 @@ import { resolveIpLockOptions } from '../session/ip-lock.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from '../session/session-module.options.js';
 import { isCookieName } from '../session/cookie-name.js';
 
+/** What the store calls on each backend: checked at boot so a wrong object fails there, not on a request. */
+const BACKEND_METHODS = [
+  'get',
+  'getByTag',
+  'set',
+  'write',
+  'remove',
+  'flushByTag',
+  'findIdentifiersByTag',
+  'collectGarbage',
+] as const;
+
 /**
  * Merges defaults once, validates, freezes. Every problem names the option, so a bad
  * configuration fails at boot instead of on the first request.
@@ -90,26 +102,8 @@ function validate(o: ResolvedSessionOptions): void {
   }
   positiveNumber('lock.waitTimeout', o.lock.waitTimeout);
   positiveNumber('lock.ttl', o.lock.ttl);
-  implementsMethods('metadataBackend', o.metadataBackend, [
-    'get',
-    'getByTag',
-    'set',
-    'write',
-    'remove',
-    'flushByTag',
-    'findIdentifiersByTag',
-    'collectGarbage',
-  ]);
-  implementsMethods('storageBackend', o.storageBackend, [
-    'get',
-    'getByTag',
-    'set',
-    'write',
-    'remove',
-    'flushByTag',
-    'findIdentifiersByTag',
-    'collectGarbage',
-  ]);
+  implementsMethods('metadataBackend', o.metadataBackend, BACKEND_METHODS);
+  implementsMethods('storageBackend', o.storageBackend, BACKEND_METHODS);
   if (o.metadataBackend === o.storageBackend) {
     throw InvalidOptionException.create(
       'storageBackend',
@@ -143,7 +137,7 @@ function nonNegativeNumber(name: string, value: number): void {
   }
 }
 
-function implementsMethods(name: string, value: unknown, methods: string[]): void {
+function implementsMethods(name: string, value: unknown, methods: readonly string[]): void {
   const missing = methods.filter((m) => typeof (value as Record<string, unknown> | null)?.[m] !== 'function');
   if (missing.length > 0) {
     throw InvalidOptionException.create(name, `must implement ${missing.join(', ')}`);

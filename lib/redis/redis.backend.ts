@@ -73,6 +73,11 @@ const VERSION_LIMIT = 2 ** 48;
 const NO_TAGS: readonly string[] = Object.freeze([]);
 const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
 
+/** The options as a JavaScript caller may pass them: the constructor checks what the types above promise. */
+type UntypedRedisBackendOptions = Omit<RedisBackendOptions, 'client'> & {
+  client?: Partial<RedisCommandClient> | Partial<RedisClusterCommandClient> | null;
+};
+
 /*
  * Where each part lives: the key layout in `redis-backend.keys.ts`, the entry format in
  * `redis-entry.codec.ts`, the Lua scripts in `redis-backend.scripts.ts`, index upkeep in other
@@ -132,7 +137,7 @@ export class RedisBackend implements TaggableBackend {
 
   /** @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin. */
   constructor(options: RedisBackendOptions) {
-    if (options === undefined || options === null || typeof options.client?.sendCommand !== 'function') {
+    if (typeof (options as UntypedRedisBackendOptions | null | undefined)?.client?.sendCommand !== 'function') {
       throw InvalidOptionException.create(
         'redis.client',
         'must be a connected node-redis v5 client (createClient() or createCluster())',
@@ -340,7 +345,7 @@ export class RedisBackend implements TaggableBackend {
         let cursor = '0';
         do {
           const [next, keys] = (await node.sendCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(FLUSH_BATCH)])) as [
-            string,
+            unknown,
             string[],
           ];
           cursor = String(next);
@@ -365,7 +370,7 @@ export class RedisBackend implements TaggableBackend {
         unknown,
         string[],
         unknown[],
-        number,
+        unknown,
       ];
       const work = new IndexWork();
       work.takeCleanup(cleanup, 0);

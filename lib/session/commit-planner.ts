@@ -1,5 +1,6 @@
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { CommitPlan } from './session.store.js';
+import type { MetadataKey } from './session-key.js';
 import { changesMetadata, type SessionChanges } from './session-change-set.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -64,18 +65,19 @@ export class CommitPlanner {
   }
 
   /**
-   * The plan the store writes: `changes` (a snapshot) under `sessionId`, with `metadata`
+   * The plan the store writes: `changes` (a snapshot) under `metadataKey`, with `metadata`
    * (undefined when only data is written). `data` replaces the snapshot's data entries when
    * a storage move writes every entry of the session.
    */
   plan(
-    sessionId: string,
+    metadataKey: MetadataKey,
     decision: CommitDecision,
     changes: SessionChanges,
     metadata: SessionMetadata | undefined,
     data: ReadonlyMap<string, string | null> = changes.data,
   ): CommitPlan {
-    return { sessionId, metadata, create: decision.replace, changes: data, retiredIds: changes.retiredIds };
+    // The change set's retired ids are metadata keys (Session.renewId retires the stored key).
+    return { metadataKey, metadata, create: decision.replace, changes: data, retiredKeys: changes.retiredIds };
   }
 
   /**

@@ -36,6 +36,10 @@ export class CurrentSessionProxy implements SessionInterface {
     return this.context.require('getId()').getId();
   }
 
+  getHandle(): string {
+    return this.context.require('getHandle()').getHandle();
+  }
+
   renewId(): string {
     return this.context.require('renewId()').renewId();
   }

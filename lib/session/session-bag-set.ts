@@ -20,6 +20,8 @@ export function bagEntryKey(bag: SessionBagInterface): string {
 
 interface BagSlot {
   readonly bag: SessionBagInterface;
+  /** Registered on this session (`register`): kept when changes are discarded; a registry bag is created afresh. */
+  readonly own: boolean;
   initialized: boolean;
   /** Serialized data as loaded (or last written); undefined = no entry. */
   storedRaw: string | undefined;
@@ -51,7 +53,7 @@ export class SessionBagSet {
     if (BUILT_IN.includes(name) || this.slots.has(name) || this.registry.names().includes(name)) {
       throw new InvalidArgumentException(`A session bag named "${name}" is already registered.`);
     }
-    this.slots.set(name, { bag, initialized: false, storedRaw: undefined });
+    this.slots.set(name, { bag, own: true, initialized: false, storedRaw: undefined });
   }
 
   /**
@@ -67,7 +69,7 @@ export class SessionBagSet {
         const known = [...BUILT_IN, ...this.registry.names(), ...this.slots.keys()];
         throw new InvalidArgumentException(`There is no session bag named "${name}". Registered bags: ${known.join(', ')}.`);
       }
-      slot = { bag, initialized: false, storedRaw: undefined };
+      slot = { bag, own: false, initialized: false, storedRaw: undefined };
       this.slots.set(name, slot);
     }
     if (!slot.initialized) {
@@ -85,9 +87,37 @@ export class SessionBagSet {
     return false;
   }
 
-  /** After a reload: every bag is initialized again from the fresh data on its next use. */
-  invalidate(): void {
-    for (const slot of this.slots.values()) slot.initialized = false;
+  /**
+   * After a reload that keeps this request's changes (`open()`, `read()`): a bag this request
+   * changed keeps its changes on top of `fresh` (the data just loaded), like the commit-time
+   * merge: a mergeable bag re-applies them onto the fresh entry, any other bag keeps its value
+   * (this request's value wins, as for data keys). An unchanged bag is initialized again from
+   * the fresh data on its next use.
+   */
+  rebase(fresh: ReadonlyMap<string, string>): void {
+    for (const slot of this.slots.values()) {
+      if (!slot.initialized) continue;
+      if (this.storable(slot.bag) === (slot.storedRaw ?? null)) {
+        slot.initialized = false;
+        continue;
+      }
+      const raw = fresh.get(bagEntryKey(slot.bag));
+      if (raw !== slot.storedRaw) slot.bag.merge?.(raw === undefined ? undefined : this.codec.decode(raw));
+      slot.storedRaw = raw;
+    }
+  }
+
+  /**
+   * Forgets this request's bag changes (Aerys `unlock()`, a failed `save()`, `destroy()`): a
+   * bag from the registry is created afresh on its next use (a bag tracks its own changes,
+   * which `initialize` does not forget); a bag registered on the session is initialized
+   * again from the data as it then is.
+   */
+  discard(): void {
+    for (const [name, slot] of this.slots) {
+      if (slot.own) slot.initialized = false;
+      else this.slots.delete(name);
+    }
   }
 
   /** Records the bags whose storable data differs from what is stored as data changes; answers them. */
@@ -121,11 +151,16 @@ export class SessionBagSet {
     return merged;
   }
 
-  /** After a commit: what it wrote for a bag is what is stored now. */
+  /**
+   * After a commit: what it wrote for a bag is what is stored now, and a bag in use that was
+   * written is told so (`committed`) to forget the changes it wrote.
+   */
   acknowledge(written: SessionChanges): void {
     for (const slot of this.slots.values()) {
       const change = written.data.get(bagEntryKey(slot.bag));
-      if (change !== undefined) slot.storedRaw = change ?? undefined;
+      if (change === undefined) continue;
+      slot.storedRaw = change ?? undefined;
+      if (slot.initialized) slot.bag.committed?.(change === null ? undefined : this.codec.decode(change));
     }
   }
 

@@ -21,7 +21,7 @@ export interface SessionChanges {
   readonly fields: ReadonlyMap<MetadataField, MetadataFieldValue>;
   /** `touch()` was called: last activity is rewritten even within the grace period. */
   readonly touch: boolean;
-  /** Ids renewed away: their metadata entries are removed by the commit. */
+  /** Metadata keys of ids renewed away: their entries are removed by the commit. */
   readonly retiredIds: readonly string[];
   /**
    * Storage id the next commit moves the data away from (`regenerate(true)`, login; see

@@ -1,28 +1,40 @@
-import { createHash } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Subject, type Observable } from 'rxjs';
+
+/*
+ * Events name sessions by their handle (`SessionInfo.handle`, `SessionManager.getSessionByHandle`):
+ * a short, non-secret digest. They never carry a session id: an id is the cookie value, a
+ * credential, and subscribers forward events to logs, queues and audit trails.
+ */
 
 /** A session was stored for the first time (an anonymous one once it holds data). */
 export interface SessionStartedEvent {
   readonly type: 'started';
-  readonly sessionId: string;
+  /** The session's handle (never its id). */
+  readonly handle: string;
   readonly userId?: string;
   /** Epoch ms. */
   readonly timestamp: number;
 }
 
-/** A session got a new id (`renewId`, `regenerate`, `bindToUser`); the previous ids are dead. */
+/**
+ * A session got a new id (`renewId`, `regenerate`, `bindToUser`); the previous ids are dead. A
+ * handle is derived from the id, so the session's handle changes with it: `previousHandles`
+ * links the new one to the old.
+ */
 export interface SessionRenewedEvent {
   readonly type: 'renewed';
-  readonly sessionId: string;
-  readonly previousIds: readonly string[];
+  /** Handle of the new id. */
+  readonly handle: string;
+  /** Handles of the ids renewed away. */
+  readonly previousHandles: readonly string[];
   readonly timestamp: number;
 }
 
 /** A session was destroyed: by its own request (`destroy()`), or remotely through `SessionManager`. */
 export interface SessionDestroyedEvent {
   readonly type: 'destroyed';
-  readonly sessionId: string;
+  readonly handle: string;
   /** What the caller passed to `destroy(reason)`, e.g. `'logout'`. */
   readonly reason?: string;
   /** Destroyed through `SessionManager` (not by the session's own request). */
@@ -36,7 +48,7 @@ export interface SessionDestroyedEvent {
  */
 export interface SessionExpiredEvent {
   readonly type: 'expired';
-  readonly sessionId: string;
+  readonly handle: string;
   readonly userId?: string;
   readonly timestamp: number;
 }
@@ -44,7 +56,7 @@ export interface SessionExpiredEvent {
 /** A session was bound to a user (`bindToUser`), committed. */
 export interface SessionUserBoundEvent {
   readonly type: 'userBound';
-  readonly sessionId: string;
+  readonly handle: string;
   readonly userId: string;
   readonly timestamp: number;
 }
@@ -73,8 +85,8 @@ export type SessionEvent =
  * subscribers must not throw (rxjs reports an error thrown in `next` as uncaught) and should
  * move slow work off the request path (e.g. `observeOn(asyncScheduler)`).
  *
- * Logs at debug level per session (ids shown only as a short hash: a session id is a
- * credential) and at log level per GC run that removed something.
+ * Logs at debug level per session (by handle: a session id is a credential and appears in
+ * no event) and at log level per GC run that removed something.
  */
 export class SessionEventBus {
   private readonly subject = new Subject<SessionEvent>();
@@ -99,13 +111,13 @@ export class SessionEventBus {
       return;
     }
     if (!Logger.isLevelEnabled('debug')) return;
-    const who = `session #${fingerprint(event.sessionId)}`;
+    const who = `session #${event.handle}`;
     switch (event.type) {
       case 'started':
         this.logger.debug(`${who} started${event.userId === undefined ? '' : ' (user-bound)'}`);
         break;
       case 'renewed':
-        this.logger.debug(`${who} renewed (replaces ${event.previousIds.map((id) => '#' + fingerprint(id)).join(', ')})`);
+        this.logger.debug(`${who} renewed (replaces ${event.previousHandles.map((handle) => '#' + handle).join(', ')})`);
         break;
       case 'destroyed':
         this.logger.debug(
@@ -120,9 +132,4 @@ export class SessionEventBus {
         break;
     }
   }
-}
-
-/** A short, non-reversible tag of a session id for logs. */
-function fingerprint(id: string): string {
-  return createHash('sha256').update(id).digest('base64url').slice(0, 8);
 }

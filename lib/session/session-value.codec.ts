@@ -18,6 +18,8 @@ export class SessionValueCodec {
     }
   }
 
+  // The caller names the type it stored under the key (the serializer cannot check it).
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
   decode<T = unknown>(raw: string): T {
     return this.cache.decode<T>(raw);
   }

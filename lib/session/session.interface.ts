@@ -25,8 +25,18 @@ export interface SessionInterface {
    * `undefined` when there is none to resume. Called automatically before your handler runs.
    */
   resume(): Promise<number | undefined>;
-  /** The public session id (the cookie value). @throws SessionNotStartedException */
+  /**
+   * The public session id (the cookie value): a credential.
+   * @throws SessionNotStartedException, OperationNotSupportedException (a remote session found
+   *   by a listing, tag or user: the store keeps only a digest of its id; use `getHandle()`)
+   */
   getId(): string;
+  /**
+   * A short, non-secret digest naming the session in listings (`SessionInfo.handle`), events
+   * and logs, and for `SessionManager.getSessionByHandle()`; never a working cookie. Changes
+   * with the id. @throws SessionNotStartedException
+   */
+  getHandle(): string;
   /**
    * Gives the session a new id (fixation defence, e.g. after login) keeping its data; the old
    * id is dead once the request commits. Costs O(1) whatever the data size.

@@ -3,6 +3,7 @@ import { InvalidArgumentException } from '../errors/invalid-argument.exception.j
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { SessionNotStartedException } from '../errors/session-not-started.exception.js';
+import type { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import type { LockOptions } from '../locking/session-locker.interface.js';
 import { MetadataBag } from '../bags/metadata.bag.js';
 import type { SessionBagInterface } from '../bags/session-bag.interface.js';
@@ -21,6 +22,7 @@ import { CommitPlanner, type CommitDecision } from './commit-planner.js';
 import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
 import { StorageMover, type PreparedStorageMove } from './storage-move.js';
+import { handleOf, metadataKeyOf, type MetadataKey } from './session-key.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -53,9 +55,13 @@ interface ClientIdHistory {
  */
 export class Session implements SessionInterface {
   private started = false;
+  /** The public id (cookie value); undefined for a remote session found by key (a listing). */
   private id: string | undefined;
-  /** Id the metadata is stored under; undefined until first stored. */
-  private storedId: string | undefined;
+  /**
+   * Metadata key (`metadataKeyOf` the id, session-key.ts) the session is stored under; undefined
+   * until first stored. The store knows sessions by this key only (ids are hashed at rest).
+   */
+  private storedId: MetadataKey | undefined;
   private metadata: Mutable<SessionMetadata> | undefined;
   /** Stored data (serialized), loaded lazily when all of it is needed. */
   private data: Map<string, string> | undefined;
@@ -63,6 +69,8 @@ export class Session implements SessionInterface {
   private singles: Map<string, string | undefined> | undefined;
   private cookieName: string;
   private resumeAttempt: Promise<number | undefined> | undefined;
+  /** Why this session cannot be used in this request (see `markUnavailable`). */
+  private unavailable: StoreUnavailableException | undefined;
   /** What changed since the last commit. */
   private readonly changes = new SessionChangeSet();
   private readonly locks = new SessionLockControl();
@@ -83,16 +91,27 @@ export class Session implements SessionInterface {
     this.mover = new StorageMover(store);
   }
 
-  /** Builds a started session from stored metadata (used by resume and by SessionManager). */
-  static fromMetadata(store: SessionStore, id: string, metadata: SessionMetadata, origin: SessionOrigin): Session {
+  /**
+   * Builds a started session from stored metadata (used by resume and by SessionManager), known
+   * by its public `id`, or, found by a listing, by its metadata key only (`{ key }`: then
+   * `getId()` throws, see there).
+   */
+  static fromMetadata(
+    store: SessionStore,
+    address: string | { readonly key: MetadataKey },
+    metadata: SessionMetadata,
+    origin: SessionOrigin,
+  ): Session {
     const session = new Session(store, origin);
-    session.adopt(id, metadata);
+    if (typeof address === 'string') session.adopt(address, metadataKeyOf(address), metadata);
+    else session.adopt(undefined, address.key, metadata);
     return session;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------
 
   isStarted(): boolean {
+    this.assertAvailable();
     return this.started;
   }
 
@@ -101,6 +120,7 @@ export class Session implements SessionInterface {
   }
 
   start(): void {
+    this.assertAvailable();
     this.locks.assertNotPending('start the session');
     if (this.started) return;
     const now = Date.now();
@@ -114,9 +134,10 @@ export class Session implements SessionInterface {
   }
 
   async canBeResumed(): Promise<boolean> {
+    this.assertAvailable();
     if (this.started && this.storedId !== undefined) return true;
     for (const id of this.origin.cookieIds) {
-      const metadata = await this.store.loadMetadata(id);
+      const metadata = await this.store.loadMetadata(metadataKeyOf(id));
       if (metadata !== undefined && this.ipAllowed(metadata)) return true;
     }
     return false;
@@ -131,28 +152,83 @@ export class Session implements SessionInterface {
 
   private async doResume(): Promise<number | undefined> {
     for (const id of this.origin.cookieIds) {
-      const metadata = await this.store.loadMetadata(id);
+      const key = metadataKeyOf(id);
+      const metadata = await this.store.loadMetadata(key);
       // A session locked to another client address is treated as no session (IP lock).
       if (metadata === undefined || !this.ipAllowed(metadata)) continue;
-      this.adopt(id, metadata);
+      this.adopt(id, key, metadata);
       return metadata.lastActivity;
     }
     // A cookie that names no live session is replaced or cleared by the next write.
     return undefined;
   }
 
-  private adopt(id: string, metadata: SessionMetadata): void {
+  /**
+   * The HTTP layer's resume before the handler failed because the store is down: the request
+   * goes on, and only code that uses the session fails. From now on every method that needs
+   * the session's state or the store throws `error` (the sync getters such as `isStarted()`,
+   * `getId()`, `getTags()`, `isNew()`, `getUserId()` too: they cannot answer without the
+   * metadata, and a guess such as "not started" would let `start()` replace a live session),
+   * and `resume()` rejects with it. What needs neither (`getName()`, `getLockState()`,
+   * `getCookieFacts()`, `isIdle()`) still answers; `commit()` writes nothing, since nothing
+   * could change, so the response carries no Set-Cookie.
+   */
+  markUnavailable(error: StoreUnavailableException): void {
+    this.unavailable = error;
+    const failed = Promise.reject(error);
+    failed.catch(() => undefined);
+    this.resumeAttempt = failed;
+  }
+
+  /** @throws StoreUnavailableException after `markUnavailable`. */
+  private assertAvailable(): void {
+    if (this.unavailable !== undefined) throw this.unavailable;
+  }
+
+  private adopt(id: string | undefined, key: MetadataKey, metadata: SessionMetadata): void {
     this.id = id;
-    this.storedId = id;
+    this.storedId = key;
     this.metadata = { ...metadata, tags: [...metadata.tags] };
     this.data = undefined;
     this.singles = undefined;
     this.started = true;
   }
 
+  /**
+   * The public id (the cookie value). A remote session found by a listing, a tag or a user
+   * (`SessionManager.getActiveSessions()`, `getSessionsByTag()`, `getSessionsForUser()`,
+   * `getSessionByHandle()`) has none: the store keeps only a digest of the id, so this throws
+   * `OperationNotSupportedException`; use `getHandle()` to name it.
+   */
   getId(): string {
     this.requireStarted('get the session id');
-    return this.id!;
+    if (this.id === undefined) {
+      throw OperationNotSupportedException.create(
+        'getId()',
+        'this remote session was found by a listing, and the store keeps only a digest of session ids; name it by getHandle()',
+      );
+    }
+    return this.id;
+  }
+
+  /**
+   * The session's handle: a short, non-secret digest of its id for listings, events, logs and
+   * "revoke this device" (`SessionManager.destroySessionByHandle`); never a working cookie.
+   * It changes when the id does (renewal, login).
+   */
+  getHandle(): string {
+    this.requireStarted('get the session handle');
+    return handleOf(this.currentKey());
+  }
+
+  /** @internal The metadata key the session is stored under (undefined until stored). */
+  getStoredKey(): MetadataKey | undefined {
+    return this.started ? this.storedId : undefined;
+  }
+
+  /** The metadata key of the current id (the stored one for a session known by key only). */
+  private currentKey(): MetadataKey {
+    return this.id === undefined ? this.storedId! : metadataKeyOf(this.id);
   }
 
   renewId(): string {
@@ -185,20 +261,23 @@ export class Session implements SessionInterface {
     this.requireStarted('destroy the session');
     this.locks.assertNotPending('destroy the session');
     const meta = this.meta();
-    const sessionId = this.storedId ?? this.id!;
+    const handle = handleOf(this.storedId ?? this.currentKey());
     const ids = [...this.changes.retiredIds];
     if (this.storedId !== undefined) ids.push(this.storedId);
     if (ids.length > 0) {
       const lock = this.locks.held ?? (await this.store.lock(meta.storageId));
       try {
-        await this.store.destroy(ids, meta.storageId);
+        // Under the lock: an id renewed away (or destroyed, expired) meanwhile no longer owns the
+        // storage, which a renewal keeps for the live id: flushing it would empty a live session.
+        if (this.storedId === undefined || (await this.store.loadMetadata(this.storedId)) !== undefined)
+          await this.store.destroy(ids, meta.storageId);
       } finally {
         this.locks.detach();
         // The session is gone or the error is the caller's; a failed release only leaves the
         // lock to expire (lock.ttl), it must not hide the outcome of the destroy.
         await lock.release().catch(() => false);
       }
-      this.store.events.emit({ type: 'destroyed', sessionId, reason, remote: this.isRemote(), timestamp: Date.now() });
+      this.store.events.emit({ type: 'destroyed', handle, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
     this.reset();
     this.client.destroyed = true;
@@ -347,14 +426,17 @@ export class Session implements SessionInterface {
   }
 
   isNew(): boolean {
+    this.assertAvailable();
     return this.storedId === undefined;
   }
 
   isAnonymous(): boolean {
+    this.assertAvailable();
     return this.metadata?.userId === undefined;
   }
 
   getUserId(): string | undefined {
+    this.assertAvailable();
     return this.metadata?.userId;
   }
 
@@ -384,6 +466,7 @@ export class Session implements SessionInterface {
   }
 
   isPermanent(): boolean {
+    this.assertAvailable();
     return this.metadata?.permanent === true;
   }
 
@@ -472,9 +555,7 @@ export class Session implements SessionInterface {
 
   async unlock(): Promise<void> {
     await this.locks.settle();
-    this.changes.discard();
-    await this.locks.release();
-    if (this.storedId !== undefined) await this.reload().catch(() => undefined);
+    await this.discardAndReread();
   }
 
   async save(): Promise<void> {
@@ -483,9 +564,7 @@ export class Session implements SessionInterface {
       await this.commit();
     } catch (error) {
       // Aerys: a failed save reloads the old contents; the caller gets the error.
-      this.changes.discard();
-      await this.locks.release();
-      if (this.storedId !== undefined) await this.reload().catch(() => undefined);
+      await this.discardAndReread();
       throw error;
     }
     await this.locks.release();
@@ -543,7 +622,7 @@ export class Session implements SessionInterface {
     const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
     if (decision === undefined) return;
     let snapshot = this.changes.snapshot();
-    const sessionId = this.id!;
+    const sessionKey = this.currentKey();
     const storageId = meta.storageId;
 
     // A new session's storage id has never left this request, so nobody can contend for it:
@@ -559,17 +638,17 @@ export class Session implements SessionInterface {
       let move: PreparedStorageMove | undefined;
       // A move always writes metadata (it changes it), so `metadata` is set here.
       if (this.storedId !== undefined && this.mover.isPending(snapshot) && metadata !== undefined) {
-        move = await this.mover.prepare(storageId, snapshot);
+        move = await this.mover.prepare(storageId, snapshot, lock?.fence ?? 0);
         metadata = { ...metadata, storageId: move.to };
       }
-      const plan = this.planner.plan(sessionId, decision, snapshot, metadata, move?.entries);
+      const plan = this.planner.plan(sessionKey, decision, snapshot, metadata, move?.entries);
       // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0.
       await this.store.write(move?.to ?? storageId, plan, move === undefined ? (lock?.fence ?? 0) : 0);
       if (move !== undefined) {
         await this.mover.finish(move);
         this.movedTo(move);
       }
-      this.afterCommit(decision, sessionId, metadata, snapshot);
+      this.afterCommit(decision, sessionKey, metadata, snapshot);
     } finally {
       // A short commit lock is released without waiting for the reply: the response need not
       // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
@@ -604,13 +683,14 @@ export class Session implements SessionInterface {
     this.singles = undefined;
   }
 
-  /** The state after `written` was stored under `sessionId` (with `metadata`, if written). */
+  /** The state after `written` was stored under `sessionKey` (with `metadata`, if written). */
   private afterCommit(
     decision: CommitDecision,
-    sessionId: string,
+    sessionKey: MetadataKey,
     metadata: SessionMetadata | undefined,
     written: SessionChanges,
   ): void {
+    // Retired entries are metadata keys (see renewId()).
     const previousIds = [...new Set(written.retiredIds)];
     const bound = written.fields.get('userId');
     const data = this.data;
@@ -625,9 +705,9 @@ export class Session implements SessionInterface {
     }
     this.bags.acknowledge(written);
     this.changes.acknowledge(written);
-    this.storedId = sessionId;
+    this.storedId = sessionKey;
     // Renewed while the commit was in flight: the id just written dies with the next commit.
-    if (this.id !== undefined && this.id !== sessionId) this.changes.retireId(sessionId);
+    if (this.id !== undefined && metadataKeyOf(this.id) !== sessionKey) this.changes.retireId(sessionKey);
     if (metadata !== undefined && this.metadata !== undefined) {
       // Changes made while the commit was in flight stay on top of what was written.
       this.metadata = {
@@ -639,7 +719,7 @@ export class Session implements SessionInterface {
     if (decision.create || previousIds.length > 0) this.client.idIssued = true;
     if (metadata !== undefined) this.client.metadataWritten = true;
     this.emitCommitEvents(
-      sessionId,
+      handleOf(sessionKey),
       decision.create ? metadata : undefined,
       previousIds,
       typeof bound === 'string' ? bound : undefined,
@@ -647,16 +727,16 @@ export class Session implements SessionInterface {
   }
 
   private emitCommitEvents(
-    sessionId: string,
+    handle: string,
     created: SessionMetadata | undefined,
-    previousIds: readonly string[],
+    previousKeys: readonly string[],
     boundUser: string | undefined,
   ): void {
     const events = this.store.events;
     const timestamp = Date.now();
-    if (created !== undefined) events.emit({ type: 'started', sessionId, userId: created.userId, timestamp });
-    if (previousIds.length > 0) events.emit({ type: 'renewed', sessionId, previousIds, timestamp });
-    if (boundUser !== undefined) events.emit({ type: 'userBound', sessionId, userId: boundUser, timestamp });
+    if (created !== undefined) events.emit({ type: 'started', handle, userId: created.userId, timestamp });
+    if (previousKeys.length > 0) events.emit({ type: 'renewed', handle, previousHandles: previousKeys.map(handleOf), timestamp });
+    if (boundUser !== undefined) events.emit({ type: 'userBound', handle, userId: boundUser, timestamp });
   }
 
   /**
@@ -686,9 +766,26 @@ export class Session implements SessionInterface {
     if (this.isRemote()) await this.commit();
   }
 
+  /**
+   * Aerys `unlock()`, a failed `save()`: forgets this request's changes (data, tags, fields,
+   * user, bags; a pending storage move) and releases the lock, then reads the session again.
+   * The same for a session never stored: its metadata goes back to what `start()` made.
+   */
+  private async discardAndReread(): Promise<void> {
+    this.changes.discard();
+    this.bags.discard();
+    await this.locks.release();
+    if (this.storedId !== undefined) {
+      await this.reload().catch(() => undefined);
+    } else if (this.started && this.metadata !== undefined) {
+      const { storageId, createdAt, lastActivity } = this.metadata;
+      this.metadata = { storageId, createdAt, lastActivity, tags: [] };
+      const ipLock = this.ipLockValue();
+      if (ipLock !== undefined) this.metadata.ipLock = ipLock;
+    }
+  }
+
   private async reload(): Promise<void> {
-    // Bags are re-initialized from the fresh data on their next getBag().
-    this.bags.invalidate();
     const fresh = await this.store.loadMetadata(this.storedId!);
     if (fresh === undefined) {
       this.reset();
@@ -699,10 +796,13 @@ export class Session implements SessionInterface {
     this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
     this.singles = undefined;
     this.data = await this.store.loadData(meta.storageId);
+    // Bag changes of this request stay on top of the fresh data, like data changes.
+    this.bags.rebase(this.data);
   }
 
   private reset(): void {
     this.changes.reset();
+    this.bags.discard();
     this.started = false;
     this.id = undefined;
     this.storedId = undefined;
@@ -712,6 +812,7 @@ export class Session implements SessionInterface {
   }
 
   private meta(operation?: string): Mutable<SessionMetadata> {
+    this.assertAvailable();
     if (!this.started || this.metadata === undefined) {
       throw SessionNotStartedException.create(operation ?? 'use the session');
     }
@@ -719,7 +820,9 @@ export class Session implements SessionInterface {
   }
 
   private requireStarted(operation: string): void {
-    if (!this.started || this.id === undefined) throw SessionNotStartedException.create(operation);
+    this.assertAvailable();
+    if (!this.started || (this.id === undefined && this.storedId === undefined))
+      throw SessionNotStartedException.create(operation);
   }
 
   private requireLocal(operation: string): void {

@@ -50,10 +50,15 @@ export class StorageMover {
   }
 
   /**
-   * Under the lock of `from`: the entries of `from` as they are now with `written` (the
-   * commit's snapshot) on top, for a fresh storage id.
+   * Under the lock of `from` (whose fencing number is `fence`): the entries of `from` as they
+   * are now with `written` (the commit's snapshot) on top, for a fresh storage id. The fence is
+   * checked first, so a holder whose lock expired cannot copy its stale changes over what a
+   * later holder wrote.
+   * @throws LockException when a newer lock holder has written; SessionDestroyedException
+   *   when the session is gone.
    */
-  async prepare(from: string, written: SessionChanges): Promise<PreparedStorageMove> {
+  async prepare(from: string, written: SessionChanges, fence: number): Promise<PreparedStorageMove> {
+    await this.store.assertCurrent(from, fence);
     const entries = await this.store.loadData(from);
     for (const [key, raw] of written.data) {
       if (raw === null) entries.delete(key);

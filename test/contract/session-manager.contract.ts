@@ -13,6 +13,7 @@ import type { SessionModuleOptions } from '../../lib/session/session-module.opti
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
+import { handleOf, metadataKeyOf } from '../../lib/session/session-key.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 
 /** What a factory answers: fresh, empty stores (no entry of any other test visible) and their disposal. */
@@ -125,8 +126,11 @@ export function sessionManagerContract(
       return session.isStarted();
     }
 
+    /** The stored metadata entry of the session with public id `id` (kept under a digest of it). */
+    const rawMetadata = (id: string) => stores.metadataBackend.get(metadataKeyOf(id));
+
     async function storageIdOf(id: string): Promise<string> {
-      const raw = await stores.metadataBackend.get(id);
+      const raw = await rawMetadata(id);
       expect(raw).toBeDefined();
       return (JSON.parse(raw!) as SessionMetadata).storageId;
     }
@@ -137,18 +141,22 @@ export function sessionManagerContract(
       return result;
     }
 
-    const ids = (sessions: SessionInterface[]) => sessions.map((s) => s.getId()).sort();
+    /** Sessions from listings are known by key only (no id, `getId()` throws): compare handles. */
+    const ids = (sessions: SessionInterface[]) => sessions.map((s) => s.getHandle()).sort();
+    const handleFor = (id: string) => handleOf(metadataKeyOf(id));
+    const handles = (...sessionIds: string[]) => sessionIds.map(handleFor).sort();
 
     describe('remote sessions', () => {
       it('reads, writes through and destroys a stored session', async () => {
         const { store, manager } = instance();
         const id = await createSession(store, { data: { color: 'blue', n: 1 }, tags: ['shop'] });
-        const lastActivity = JSON.parse((await stores.metadataBackend.get(id))!).lastActivity as number;
+        const lastActivity = JSON.parse((await rawMetadata(id))!).lastActivity as number;
 
         const remote = (await manager.getSession(id))!;
         expect(remote).toBeDefined();
         expect(remote.isRemote()).toBe(true);
         expect(remote.getId()).toBe(id);
+        expect(remote.getHandle()).toBe(handleFor(id));
         expect(await remote.getData('color')).toBe('blue');
         expect(await remote.hasKey('n')).toBe(true);
         expect(remote.getTags()).toEqual(['shop']);
@@ -163,7 +171,7 @@ export function sessionManagerContract(
         await owner.resume();
         expect(await owner.getAllData()).toEqual({ color: 'red' });
         expect(owner.getTags()).toEqual(['vip']);
-        expect(ids(await collect(manager.getSessionsByTag('vip')))).toEqual([id]);
+        expect(ids(await collect(manager.getSessionsByTag('vip')))).toEqual(handles(id));
         expect(await collect(manager.getSessionsByTag('shop'))).toEqual([]);
 
         expect(() => remote.renewId()).toThrow(OperationNotSupportedException);
@@ -194,6 +202,49 @@ export function sessionManagerContract(
         expect(await manager.getSession('A'.repeat(32))).toBeUndefined();
         expect(await manager.getSession('not an id')).toBeUndefined();
         expect(await manager.getSession('')).toBeUndefined();
+      });
+
+      it('finds, writes through and destroys a session by its handle ("revoke this device")', async () => {
+        const { store, manager } = instance();
+        const id = await createSession(store, { data: { color: 'blue' }, user: 'ann' });
+        const other = await createSession(store, { user: 'ann' });
+        const listed = (await collect(manager.listSessions())).map((i) => i.handle).sort();
+        expect(listed).toEqual(handles(id, other));
+
+        const remote = (await manager.getSessionByHandle(handleFor(id)))!;
+        expect(remote.isRemote()).toBe(true);
+        expect(remote.getHandle()).toBe(handleFor(id));
+        expect(remote.getUserId()).toBe('ann');
+        // The store keeps no id: a session found by handle or listing cannot tell it.
+        expect(() => remote.getId()).toThrow(OperationNotSupportedException);
+        expect(await remote.getData('color')).toBe('blue');
+        await remote.putData('color', 'green');
+        const owner = request(store, id);
+        await owner.resume();
+        expect(await owner.getData('color')).toBe('green');
+        const fromListing = (await manager.getSessionsForUser('ann')).find((s) => s.getHandle() === handleFor(id))!;
+        expect(() => fromListing.getId()).toThrow(OperationNotSupportedException);
+
+        expect(await manager.destroySessionByHandle(handleFor(id), 'revoked')).toBe(true);
+        expect(await resumes(store, id)).toBe(false);
+        expect(await resumes(store, other)).toBe(true);
+        expect(await manager.getSessionByHandle(handleFor(id))).toBeUndefined();
+        expect(await manager.destroySessionByHandle(handleFor(id))).toBe(false);
+        expect(await manager.getSessionByHandle('not a handle')).toBeUndefined();
+        expect(await manager.getSessionByHandle('A'.repeat(16))).toBeUndefined();
+      });
+
+      it('a handle is no cookie: a request carrying it (or the metadata key) resumes nothing', async () => {
+        const { store, manager } = instance();
+        const id = await createSession(store);
+        const handle = handleFor(id);
+        expect(handle).toMatch(/^[A-Za-z0-9_-]{16}$/);
+        expect(id).not.toContain(handle);
+        for (const guess of [handle, metadataKeyOf(id), metadataKeyOf(id).split('.')[1]!]) {
+          expect(await resumes(store, guess)).toBe(false);
+          expect(await manager.getSession(guess)).toBeUndefined();
+        }
+        expect(await resumes(store, id)).toBe(true);
       });
 
       it('a write from a remote session to a session destroyed meanwhile is not written back', async () => {
@@ -227,7 +278,7 @@ export function sessionManagerContract(
         };
         try {
           const sessions = await collect(manager.getActiveSessions(2));
-          expect(ids(sessions)).toEqual([...created].sort());
+          expect(ids(sessions)).toEqual(handles(...created));
           expect(sessions.every((s) => s.isRemote())).toBe(true);
           expect(Math.max(...pageSizes)).toBeLessThanOrEqual(2);
           expect(pageSizes.length).toBe(3);
@@ -241,8 +292,8 @@ export function sessionManagerContract(
         const a = await createSession(store, { tags: ['team-red'] });
         const b = await createSession(store, { tags: ['team-red', 'beta'] });
         await createSession(store, { tags: ['team-blue'] });
-        expect(ids(await collect(manager.getSessionsByTag('team-red')))).toEqual([a, b].sort());
-        expect(ids(await collect(manager.getSessionsByTag('beta', 1)))).toEqual([b]);
+        expect(ids(await collect(manager.getSessionsByTag('team-red')))).toEqual(handles(a, b));
+        expect(ids(await collect(manager.getSessionsByTag('beta', 1)))).toEqual(handles(b));
         expect(await collect(manager.getSessionsByTag('nobody'))).toEqual([]);
         expect(() => manager.getSessionsByTag('bad tag')).toThrow(InvalidArgumentException);
         expect(() => manager.getActiveSessions(0)).toThrow(InvalidArgumentException);
@@ -253,9 +304,17 @@ export function sessionManagerContract(
         const id = await createSession(store, { tags: ['x'], user: 'alice' });
         const [info, ...rest] = await collect(manager.listSessions({ tag: 'x' }));
         expect(rest).toEqual([]);
-        expect(info).toMatchObject({ id, tags: expect.arrayContaining(['x']), userId: 'alice', permanent: false });
+        expect(info).toMatchObject({
+          handle: handleFor(id),
+          tags: expect.arrayContaining(['x']),
+          userId: 'alice',
+          permanent: false,
+        });
         expect(info!.expiresAt).toBe(info!.lastActivity + TIMEOUT * 1000);
         expect(JSON.stringify(info)).not.toContain(await storageIdOf(id));
+        // Neither the id (a credential) nor the metadata key.
+        expect(JSON.stringify(info)).not.toContain(id);
+        expect(JSON.stringify(info)).not.toContain(metadataKeyOf(id).slice(-20));
       });
     });
 
@@ -273,7 +332,7 @@ export function sessionManagerContract(
         for (const id of doomed) expect(await resumes(store, id)).toBe(false);
         for (const storageId of storageIds) expect(await stores.storageBackend.getByTag(storageId)).toEqual([]);
         expect(await resumes(store, kept)).toBe(true);
-        expect(ids(await collect(manager.getSessionsByTag('x')))).toEqual([kept]);
+        expect(ids(await collect(manager.getSessionsByTag('x')))).toEqual(handles(kept));
         expect(await manager.destroySessionsByTag('campaign')).toBe(0);
       });
 
@@ -282,13 +341,13 @@ export function sessionManagerContract(
         const phone = await createSession(store, { user: 'alice' });
         const laptop = await createSession(store, { user: 'alice', tags: ['desktop'] });
         const bob = await createSession(store, { user: 'bob' });
-        expect(ids(await manager.getSessionsForUser('alice'))).toEqual([phone, laptop].sort());
+        expect(ids(await manager.getSessionsForUser('alice'))).toEqual(handles(phone, laptop));
 
         expect(await manager.destroySessionsForUser('alice', 'password changed')).toBe(2);
         expect(await resumes(store, phone)).toBe(false);
         expect(await resumes(store, laptop)).toBe(false);
         expect(await manager.getSessionsForUser('alice')).toEqual([]);
-        expect(ids(await manager.getSessionsForUser('bob'))).toEqual([bob]);
+        expect(ids(await manager.getSessionsForUser('bob'))).toEqual(handles(bob));
         await expect(manager.destroySessionsForUser('')).rejects.toBeInstanceOf(InvalidArgumentException);
       });
 
@@ -368,18 +427,20 @@ export function sessionManagerContract(
         await elapse(TIMEOUT / 2 + (realTime ? 0.3 : 1));
 
         expect(await manager.collectGarbage()).toBe(expired.length);
-        for (const id of expired) expect(await stores.metadataBackend.get(id)).toBeUndefined();
+        for (const id of expired) expect(await rawMetadata(id)).toBeUndefined();
         for (const storageId of expiredStorage) expect(await stores.storageBackend.getByTag(storageId)).toEqual([]);
         for (const id of live) expect(await resumes(store, id)).toBe(true);
         for (const storageId of liveStorage) expect((await stores.storageBackend.getByTag(storageId)).length).toBeGreaterThan(0);
         const keeper = request(store, live[0]);
         await keeper.resume();
         expect(await keeper.getData('keep')).toBe('me');
-        expect(await stores.metadataBackend.findIdentifiersByTag(SessionStore.customTag('doomed'))).toEqual([live[0]]);
+        expect(await stores.metadataBackend.findIdentifiersByTag(SessionStore.customTag('doomed'))).toEqual([
+          metadataKeyOf(live[0]!),
+        ]);
         if (tagsBefore !== undefined) {
           // `tag-gone-with-them` and erin's user tag carried only expired sessions: both are gone,
-          // and so is each expired session's own storage-owner tag.
-          expect(await stores.storedTagCount!()).toBe(tagsBefore - 2 - expired.length);
+          // and so are each expired session's own storage-owner and handle tags.
+          expect(await stores.storedTagCount!()).toBe(tagsBefore - 2 - 2 * expired.length);
         }
         expect(await manager.collectGarbage()).toBe(0);
       });
@@ -453,14 +514,15 @@ export function sessionManagerContract(
           await session.commit();
           const boundId = session.getId();
           expect(events.map((e) => e.type)).toEqual(['started', 'renewed', 'userBound']);
-          expect(events[0]).toMatchObject({ type: 'started', sessionId: firstId });
-          expect(events[1]).toMatchObject({ type: 'renewed', sessionId: boundId, previousIds: [firstId] });
-          expect(events[2]).toMatchObject({ type: 'userBound', sessionId: boundId, userId: 'frank' });
+          expect(events[0]).toMatchObject({ type: 'started', handle: handleFor(firstId) });
+          expect(events[1]).toMatchObject({ type: 'renewed', handle: handleFor(boundId), previousHandles: [handleFor(firstId)] });
+          expect(events[2]).toMatchObject({ type: 'userBound', handle: handleFor(boundId), userId: 'frank' });
+          expect(session.getHandle()).toBe(handleFor(boundId));
 
           events.length = 0;
           expect(await manager.destroySessionsForUser('frank', 'password changed')).toBe(1);
           expect(events).toEqual([
-            expect.objectContaining({ type: 'destroyed', sessionId: boundId, reason: 'password changed', remote: true }),
+            expect.objectContaining({ type: 'destroyed', handle: handleFor(boundId), reason: 'password changed', remote: true }),
           ]);
 
           events.length = 0;
@@ -477,7 +539,7 @@ export function sessionManagerContract(
           await expire();
           expect(await manager.collectGarbage()).toBe(1);
           expect(events.slice(-2)).toEqual([
-            expect.objectContaining({ type: 'expired', sessionId: doomed, userId: 'gina' }),
+            expect.objectContaining({ type: 'expired', handle: handleFor(doomed), userId: 'gina' }),
             expect.objectContaining({ type: 'gc', removed: 1 }),
           ]);
         } finally {
@@ -490,7 +552,7 @@ export function sessionManagerContract(
       it('resumes only from the same address prefix (IPv4 and IPv4-mapped)', async () => {
         const { store, manager } = instance({ ipLock: { ipv4Prefix: 3 } });
         const id = await createSession(store, { ip: '203.0.113.7' });
-        expect(JSON.parse((await stores.metadataBackend.get(id))!).ipLock).toBe('4:203.0.113');
+        expect(JSON.parse((await rawMetadata(id))!).ipLock).toBe('4:203.0.113');
         expect(await resumes(store, id, '203.0.113.200')).toBe(true);
         expect(await resumes(store, id, '::ffff:203.0.113.9')).toBe(true);
         expect(await resumes(store, id, '198.51.100.7')).toBe(false);

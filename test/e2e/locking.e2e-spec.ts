@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { Browser } from '../support/http.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { createTestSessionStores, onEveryBackend, type TestSessionStores } from '../support/session-backends.js';
 
 describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))(
@@ -83,7 +84,7 @@ describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))(
       expect(slowRes.body.message).toMatch(/destroyed/);
       const after = await request(app.getHttpServer()).get('/session').set('Cookie', `sid=${id}`);
       expect(after.body.started).toBe(false);
-      expect(await stores.metadataBackend.has(id)).toBe(false);
+      expect(await stores.metadataBackend.has(metadataKeyOf(id))).toBe(false);
       // Nothing of the old session's storage was written back.
       expect(await stores.storageEntries()).toBe(storageBefore);
     });

@@ -9,6 +9,7 @@ import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.fact
 import { AppModule, type SampleAppConfig } from '../../sample-app/app.module.js';
 import { Browser, setCookies } from '../support/http.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
+import { handleOf, metadataKeyOf } from '../../lib/session/session-key.js';
 
 const TOKEN = 'test-admin-token';
 /** No GC during the tests unless a test asks for it. */
@@ -70,7 +71,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
       expect((await admin().delete('/admin/sessions?tag=x').set('x-admin-token', TOKEN.slice(0, -1))).status).toBe(403);
     });
 
-    it('list metadata only: no session id', async () => {
+    it('list metadata and handles only: no session id', async () => {
       const alice = await login('alice');
       const res = await admin()
         .get(`/admin/sessions?tag=${userTag('alice')}`)
@@ -78,6 +79,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
       expect(res.status).toBe(200);
       expect(res.body.truncated).toBe(false);
       expect(res.body.sessions).toContainEqual({
+        handle: handleOf(metadataKeyOf(alice.cookie!)),
         createdAt: expect.any(String),
         lastActivity: expect.any(String),
         expiresAt: expect.any(String),
@@ -107,6 +109,26 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('SessionManager through t
       }
       expect((await other.get('/session')).body).toMatchObject({ started: true, user: 'cleo' });
       expect((await admin().delete('/admin/sessions').set('x-admin-token', TOKEN)).status).toBe(400);
+    });
+
+    it('DELETE /admin/sessions/:handle revokes one device by its listed handle; the handle is no cookie', async () => {
+      const phone = await login('hugo');
+      const laptop = await login('hugo');
+      const listed = await admin()
+        .get(`/admin/sessions?tag=${userTag('hugo')}`)
+        .set('x-admin-token', TOKEN);
+      const handles = (listed.body.sessions as Array<{ handle: string }>).map((s) => s.handle);
+      const phoneHandle = handleOf(metadataKeyOf(phone.cookie!));
+      expect(handles.sort()).toEqual([phoneHandle, handleOf(metadataKeyOf(laptop.cookie!))].sort());
+      // A listed handle used as a cookie is just an unknown id.
+      const forged = await request(app.getHttpServer()).get('/session').set('Cookie', `sid=${phoneHandle}`);
+      expect(forged.body.started).toBe(false);
+
+      const revoke = await admin().delete(`/admin/sessions/${phoneHandle}`).set('x-admin-token', TOKEN);
+      expect([revoke.status, revoke.body]).toEqual([200, { destroyed: 1 }]);
+      expect((await phone.get('/session')).body.started).toBe(false);
+      expect((await laptop.get('/session')).body).toMatchObject({ started: true, user: 'hugo' });
+      expect((await admin().delete(`/admin/sessions/${phoneHandle}`).set('x-admin-token', TOKEN)).status).toBe(404);
     });
 
     it('destroySessionsForUser logs a user out in every browser', async () => {

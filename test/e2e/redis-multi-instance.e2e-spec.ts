@@ -5,6 +5,7 @@ import { createRedisSessionStores, type RedisSessionStores } from 'nest-session/
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 import { buildSampleApp, InstanceBrowser, jsonRequest, SampleProcess } from '../support/sample-process.js';
 
@@ -140,12 +141,13 @@ describe('two app instances on one Redis', () => {
     });
 
     const gc = (instance: SampleProcess) => jsonRequest(instance.url, 'POST', '/admin/gc', undefined, { 'x-admin-token': TOKEN });
-    const metadataKeysLeft = () => redis.exists(expiredIds.map((id) => stores.metadataBackend.entryKey(id)));
+    const metadataKeysLeft = () => redis.exists(expiredIds.map((id) => stores.metadataBackend.entryKey(metadataKeyOf(id))));
     /** Redis keys of the expired sessions' data entries and write guards. */
     async function dataKeys(): Promise<string[]> {
       const keys: string[] = [];
       for (const id of expiredIds) {
-        const raw = await redis.get(stores.metadataBackend.entryKey(id));
+        // The store knows a session by a digest of its id only.
+        const raw = await redis.get(stores.metadataBackend.entryKey(metadataKeyOf(id)));
         const { storageId } = JSON.parse(raw!.split('\n').slice(2).join('\n')) as { storageId: string };
         keys.push(stores.storageBackend.entryKey(`${storageId}.i`), stores.storageBackend.entryKey(`${storageId}.~guard`));
       }

@@ -193,3 +193,91 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
     }
   });
 });
+
+/**
+ * Issue 11, "lazy resume": a request that never uses its session must not fail because the
+ * store is down, even when it carries a session cookie; routes that use the session still
+ * answer 503, and everything works again once Redis is back.
+ */
+describe.each<HttpAdapterName>(['express', 'fastify'])('Redis down, a request with a session cookie on %s', (adapter) => {
+  let server: RedisServer;
+  let app: INestApplication;
+  const warnings: string[] = [];
+  const collect = (message: unknown): void => void warnings.push(String(message));
+
+  beforeAll(async () => {
+    server = await RedisServer.start({ appendonly: true });
+    app = await createSampleApp(adapter, {
+      redis: { url: server.url, prefix: 'outage-lazy:', commandTimeout: COMMAND_TIMEOUT, maxReconnectDelay: 200 },
+      session: { lock: { waitTimeout: LOCK_WAIT, ttl: 3000 }, garbageCollection: { probability: 0, cron: false } },
+    });
+    app.useLogger({ log: () => undefined, error: collect, warn: collect });
+    await app.listen(0, '127.0.0.1');
+  });
+  afterAll(async () => {
+    await app?.close();
+    await server?.stop();
+  });
+
+  const get = (path: string, cookie: string) =>
+    request(app.getHttpServer()).get(path).set('Cookie', `sid=${cookie}`).timeout({ deadline: REQUEST_TIMEOUT });
+
+  it('answers routes that never use the session normally, 503 where the session is used, and recovers', async () => {
+    const seeded = await request(app.getHttpServer()).put('/session/data/seed').send({ value: 'kept' });
+    expect(seeded.status).toBe(200);
+    const cookie = setCookies(seeded).get('sid')!.value;
+
+    await server.kill('SIGKILL');
+    try {
+      warnings.length = 0;
+      const health = await get('/health', cookie);
+      expect(health.status).toBe(200);
+      expect(health.body).toEqual({ ok: true });
+      expect(health.headers['set-cookie']).toBeUndefined();
+      // Logged once, and the log never names the id.
+      expect(warnings.filter((w) => /session store is unavailable/i.test(w))).toHaveLength(1);
+      expect(warnings.join('\n')).not.toContain(cookie);
+
+      const missing = await get('/no-such-route', cookie);
+      expect(missing.status).toBe(404);
+      expect(missing.headers['set-cookie']).toBeUndefined();
+
+      // Routes that use the session: a sync getter first (GET /session), start() (PUT),
+      // @SessionLock(), a bag (@Flashes()).
+      const used = [
+        await get('/session', cookie),
+        await request(app.getHttpServer())
+          .put('/session/data/x')
+          .set('Cookie', `sid=${cookie}`)
+          .send({ value: 1 })
+          .timeout({ deadline: REQUEST_TIMEOUT }),
+        await request(app.getHttpServer())
+          .post('/counter/n/increment-locked')
+          .set('Cookie', `sid=${cookie}`)
+          .timeout({ deadline: REQUEST_TIMEOUT }),
+        await get('/flash', cookie),
+      ];
+      for (const res of used) {
+        expect(res.status).toBe(503);
+        expect(res.body).toMatchObject({ statusCode: 503, message: 'The session store is unavailable; retry later.' });
+        expect(res.headers['set-cookie']).toBeUndefined();
+      }
+      expect(warnings.join('\n')).not.toContain(cookie);
+    } finally {
+      await server.launch();
+    }
+
+    // Back without a restart of the app: the session is intact and usable.
+    const deadline = Date.now() + 5000;
+    let after = await get('/session', cookie);
+    while (after.status !== 200 && Date.now() < deadline) {
+      await sleep(50);
+      after = await get('/session', cookie);
+    }
+    expect(after.status).toBe(200);
+    expect(after.body).toMatchObject({ started: true, data: { seed: 'kept' } });
+    const health = await get('/health', cookie);
+    expect(health.status).toBe(200);
+    expect(health.headers['set-cookie']).toBeUndefined();
+  });
+});

@@ -4,6 +4,7 @@ import request from 'supertest';
 import { MemoryBackend } from 'nest-session';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { Browser, setCookies } from '../support/http.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 
 describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %s', (adapter) => {
   let app: INestApplication;
@@ -119,7 +120,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %
     expect(res.status).toBe(200);
     const cookie = setCookies(res).get('sid')!;
     expect(cookie.value).not.toBe(unknown);
-    expect(await metadataBackend.has(unknown)).toBe(false);
+    expect(await metadataBackend.has(metadataKeyOf(unknown))).toBe(false);
   });
 
   describe('bad input', () => {
@@ -167,7 +168,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('sample app sessions on %
       await browser.post('/auth/logout');
       const res = await request(app.getHttpServer()).put('/session/data/k').set('Cookie', `sid=${id}`).send({ value: 2 });
       expect(setCookies(res).get('sid')!.value).not.toBe(id);
-      expect(await metadataBackend.has(id)).toBe(false);
+      expect(await metadataBackend.has(metadataKeyOf(id))).toBe(false);
     });
 
     it.each(['function', 'symbol', 'instance', 'cyclic'])(

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createRedisSessionStores, type RedisSessionStores } from 'nest-session/redis';
-import { MemoryBackend, SessionDestroyedException, type SessionLocker, type TaggableBackend } from 'nest-session';
+import { LockException, MemoryBackend, SessionDestroyedException, type SessionLocker, type TaggableBackend } from 'nest-session';
 import type { WriteBatch, WriteGuard, WriteResult } from '../../lib/cache/taggable-backend.interface.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
@@ -8,6 +8,7 @@ import { SessionContext } from '../../lib/session/session.context.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import type { SessionMetadata } from '../../lib/session/session-metadata.interface.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 import { connectTestRedis, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
 
@@ -111,23 +112,23 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
     expect(s.isStarted()).toBe(true);
     return s;
   }
-  const meta = async (id: string): Promise<SessionMetadata> => (await store.loadMetadata(id))!;
+  const meta = async (id: string): Promise<SessionMetadata> => (await store.loadMetadata(metadataKeyOf(id)))!;
   /** What a commit of a session resumed earlier writes: its metadata with a fresh last activity, no data. */
   const touchPlan = (id: string, m: SessionMetadata) => ({
-    sessionId: id,
+    metadataKey: metadataKeyOf(id),
     metadata: { ...m, lastActivity: Date.now() },
     create: false,
     changes: new Map<string, string | null>(),
-    retiredIds: [],
+    retiredKeys: [],
   });
 
   describe('item 5: metadata writes are conditional', () => {
     it('a metadata-only commit planned before a destroy does not bring the session back (no zombie)', async () => {
       const id = await created({ k: 1 });
       const m = await meta(id);
-      await store.destroy([id], m.storageId);
+      await store.destroy([metadataKeyOf(id)], m.storageId);
       await expect(store.write(m.storageId, touchPlan(id, m), 0)).rejects.toBeInstanceOf(SessionDestroyedException);
-      expect(await store.metadataCache.get(id)).toBeUndefined();
+      expect(await store.metadataCache.get(metadataKeyOf(id))).toBeUndefined();
     });
 
     it('a metadata-only commit after GC collected the expired session does not re-create it', async () => {
@@ -137,7 +138,7 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
       const manager = new SessionManager(store, new SessionContext());
       expect(await manager.collectGarbage()).toBe(1);
       await expect(store.write(m.storageId, touchPlan(id, m), 0)).rejects.toBeInstanceOf(SessionDestroyedException);
-      expect(await store.metadataCache.get(id)).toBeUndefined();
+      expect(await store.metadataCache.get(metadataKeyOf(id))).toBeUndefined();
       expect(await store.loadData(m.storageId)).toEqual(new Map());
     });
 
@@ -147,7 +148,7 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
       jest.setSystemTime(Date.now() + TIMEOUT * 1000 + 1);
       await expect(store.write(m.storageId, touchPlan(id, m), 0)).rejects.toBeInstanceOf(SessionDestroyedException);
       // The expired entry is not revived: GC still finds it.
-      expect(await store.metadataCache.get(id)).toBeUndefined();
+      expect(await store.metadataCache.get(metadataKeyOf(id))).toBeUndefined();
     });
 
     it('a data-only commit of a session whose metadata expired (not yet collected) is refused: its guard expired with it', async () => {
@@ -157,7 +158,7 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
       jest.setSystemTime(Date.now() + TIMEOUT * 1000 + 1);
       await expect(s.commit()).rejects.toBeInstanceOf(SessionDestroyedException);
       jest.setSystemTime(Date.now() - TIMEOUT * 1000);
-      expect(await store.loadValue((await store.metadataCache.get<SessionMetadata>(id))!.storageId, 'k')).toBe(
+      expect(await store.loadValue((await store.metadataCache.get<SessionMetadata>(metadataKeyOf(id)))!.storageId, 'k')).toBe(
         store.storageCache.encode(1),
       );
     });
@@ -185,7 +186,9 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
         failing.failAt = failAt;
         await s.commit().catch(() => undefined);
         failing.failAt = 0;
-        const valid = [await store.loadMetadata(oldId), await store.loadMetadata(newId)].filter((m) => m !== undefined);
+        const valid = [await store.loadMetadata(metadataKeyOf(oldId)), await store.loadMetadata(metadataKeyOf(newId))].filter(
+          (m) => m !== undefined,
+        );
         expect({ failAt, twoValidIds: valid.length > 1 }).toEqual({ failAt, twoValidIds: false });
       }
     });
@@ -195,10 +198,34 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
       const s = await resumed(oldId);
       const m = await meta(oldId);
       const newId = s.renewId();
-      await store.destroy([oldId], m.storageId);
+      await store.destroy([metadataKeyOf(oldId)], m.storageId);
       await expect(s.commit()).rejects.toBeInstanceOf(SessionDestroyedException);
-      expect(await store.metadataCache.get(newId)).toBeUndefined();
+      expect(await store.metadataCache.get(metadataKeyOf(newId))).toBeUndefined();
     });
+
+    it.each([
+      ['commit', false],
+      ['save', false],
+      ['commit', true],
+    ] as const)(
+      'a renewal whose lock expired while another request wrote: %s() (data changed: %s) throws LockException and writes nothing',
+      async (how, withData) => {
+        const oldId = await created({ k: 1 });
+        const a = await resumed(oldId);
+        await a.open({ ttl: 50 });
+        const newId = a.renewId();
+        if (withData) await a.putData('k', 3);
+        await new Promise((resolve) => setTimeout(resolve, 100)); // A's lock expires
+        const b = await resumed(oldId);
+        await b.open(); // a newer fence
+        await b.putData('k', 2);
+        await b.save();
+        await expect(how === 'save' ? a.save() : a.commit()).rejects.toBeInstanceOf(LockException);
+        // The client's id still works with B's data; the id it never learned does not exist.
+        expect(await store.metadataCache.get(metadataKeyOf(newId))).toBeUndefined();
+        expect(await (await resumed(oldId)).getData('k')).toBe(2);
+      },
+    );
   });
 });
 

@@ -57,6 +57,67 @@ describe('FlashBag', () => {
   });
 });
 
+describe('committed(): a written bag forgets the changes it wrote', () => {
+  it('FlashBag: written adds are not re-applied, a written message read later counts as consumed', () => {
+    const bag = new FlashBag();
+    bag.initialize(undefined);
+    bag.add('info', 'm1');
+    bag.committed({ info: ['m1'] });
+    bag.add('info', 'm3');
+    bag.merge({ info: ['m1', 'm2'] });
+    expect(bag.peekAll()).toEqual({ info: ['m1', 'm2', 'm3'] });
+
+    const reader = new FlashBag();
+    reader.initialize(undefined);
+    reader.add('info', { text: 'm1' });
+    reader.committed({ info: [{ text: 'm1' }] });
+    expect(reader.get('info')).toEqual([{ text: 'm1' }]);
+    reader.merge({ info: [{ text: 'm1' }, 'm2'] });
+    expect(reader.peekAll()).toEqual({ info: ['m2'] });
+  });
+
+  it('FlashBag: changes made after the written value was taken stay', () => {
+    const bag = new FlashBag();
+    bag.initialize({ info: ['old'], warn: ['w'] });
+    bag.add('info', 'written');
+    const stored = structuredClone(bag.getStorableData()); // as written and decoded
+    bag.add('info', 'in flight');
+    expect(bag.get('warn')).toEqual(['w']);
+    bag.committed(stored);
+    bag.merge({ info: ['old', 'written', 'theirs'], warn: ['w', 'w2'] });
+    expect(bag.peekAll()).toEqual({ info: ['old', 'written', 'theirs', 'in flight'], warn: ['w2'] });
+  });
+
+  it('AttributeBag: a key written before is not set again over what another request stored', () => {
+    const bag = new AttributeBag();
+    bag.initialize(undefined);
+    bag.set('a', 1);
+    bag.set('gone', true);
+    bag.committed({ a: 1, gone: true });
+    bag.remove('gone');
+    bag.set('b', 2);
+    bag.merge({ a: 'theirs', gone: true, c: 3 });
+    expect(bag.all()).toEqual({ a: 'theirs', b: 2, c: 3 });
+  });
+
+  it('AutoExpireFlashBag: queued messages written are not queued again; displayed ones are not shown again', () => {
+    const bag = new AutoExpireFlashBag();
+    bag.initialize({ display: {}, new: { info: ['shown now'] } });
+    expect(bag.peek('info')).toEqual(['shown now']);
+    bag.add('info', 'q1');
+    bag.committed(structuredClone(bag.getStorableData()));
+    expect(bag.peek('info')).toEqual(['shown now']); // committing does not move messages
+    bag.add('info', 'q2');
+    bag.merge({ display: {}, new: { info: ['q1', 'theirs'] } });
+    expect(bag.getStorableData()).toEqual({ display: {}, new: { info: ['q1', 'theirs', 'q2'] } });
+
+    const taker = new AutoExpireFlashBag();
+    taker.initialize({ display: {}, new: { info: ['seen'] } });
+    taker.merge({ display: {}, new: { info: ['seen', 'theirs'] } });
+    expect(taker.getStorableData()).toEqual({ display: {}, new: { info: ['theirs'] } });
+  });
+});
+
 describe('AutoExpireFlashBag', () => {
   it('shows messages in the next request and drops them after it, read or not', () => {
     const first = new AutoExpireFlashBag();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CommitPlanner } from '../../lib/session/commit-planner.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { SessionChangeSet } from '../../lib/session/session-change-set.js';
 import type { SessionMetadata } from '../../lib/session/session-metadata.interface.js';
 
@@ -88,12 +89,13 @@ describe('CommitPlanner', () => {
     const snapshot = changes.snapshot();
     const decision = planner.decide(snapshot, meta(), true, NOW)!;
     const metadata = meta({ lastActivity: NOW });
-    expect(planner.plan('new-id', decision, snapshot, metadata)).toEqual({
-      sessionId: 'new-id',
+    const key = metadataKeyOf('new-id');
+    expect(planner.plan(key, decision, snapshot, metadata)).toEqual({
+      metadataKey: key,
       metadata,
       create: false,
       changes: snapshot.data,
-      retiredIds: ['old'],
+      retiredKeys: ['old'],
     });
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { AttributeBag, FlashBag, InvalidArgumentException, SessionBagRegistry } from 'nest-session';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { SessionBagSet, bagEntryKey } from '../../lib/session/session-bag-set.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { SessionChangeSet } from '../../lib/session/session-change-set.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { SessionValueCodec } from '../../lib/session/session-value.codec.js';
@@ -30,7 +31,8 @@ describe('SessionBagSet', () => {
     expect(await bags.get('flashes', load)).toBe(flashes);
     expect(loads).toBe(1);
     expect(bags.isInUse()).toBe(true);
-    bags.invalidate();
+    // A reload: an unchanged bag is initialized again from the fresh data on its next use.
+    bags.rebase(new Map());
     expect(bags.isInUse()).toBe(false);
     await bags.get('flashes', load);
     expect(loads).toBe(2);
@@ -73,7 +75,11 @@ describe('SessionBagSet', () => {
     cart.set('mine', 1);
     const changed = bags.collectChanges(new SessionChangeSet());
     const theirs = codec.encode('cart', { theirs: 2 });
-    await store.write('s1', { sessionId: 'x', create: true, changes: new Map([[bagEntryKey(cart), theirs]]), retiredIds: [] }, 0);
+    await store.write(
+      's1',
+      { metadataKey: metadataKeyOf('x'), create: true, changes: new Map([[bagEntryKey(cart), theirs]]), retiredKeys: [] },
+      0,
+    );
     const merged = await bags.merge('s1', changed);
     expect(codec.decode(merged.get(bagEntryKey(cart))!)).toEqual({ theirs: 2, mine: 1 });
   });

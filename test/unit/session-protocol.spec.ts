@@ -266,6 +266,141 @@ describe.each<SessionBackendName>(['memory', 'redis'])('session write protocol o
     });
   });
 
+  /** Every store write fails until the returned function is called (an outage during a save). */
+  function breakWrites(): () => void {
+    for (const backend of [stores.metadataBackend, stores.storageBackend]) {
+      for (const method of ['set', 'remove', 'write', 'flushByTag'] as const) {
+        if (typeof backend[method] === 'function') jest.spyOn(backend, method).mockRejectedValue(new Error('connection lost'));
+      }
+    }
+    return () => jest.restoreAllMocks();
+  }
+
+  describe('discarded changes: unlock() and a failed save() undo them alike on new and stored sessions', () => {
+    it.each(['unlock()', 'a failed save()'])(
+      'a session never stored forgets its tags, user and flashes after %s',
+      async (how) => {
+        const store = makeStore();
+        const session = new Session(store, { cookieIds: [], cookieName: 'sid' });
+        session.start();
+        await session.addTag('t1');
+        session.bindToUser('u0');
+        (await session.getBag<FlashBag>('flashes')).add('info', 'discarded');
+        if (how === 'unlock()') {
+          await session.unlock();
+        } else {
+          const restore = breakWrites();
+          await expect(session.save()).rejects.toThrow();
+          restore();
+        }
+        expect(session.getTags()).toEqual([]);
+        expect(session.getUserId()).toBeUndefined();
+        expect((await session.getBag<FlashBag>('flashes')).peekAll()).toEqual({});
+        await session.addTag('t0');
+        await session.commit();
+        const next = await resumed(store, session.getId());
+        expect(next.getTags()).toEqual(['t0']);
+        expect(next.getUserId()).toBeUndefined();
+        expect((await next.getBag<FlashBag>('flashes')).peekAll()).toEqual({});
+      },
+    );
+
+    it('a stored session forgets its flashes after unlock(); a message added afterwards is stored alone', async () => {
+      const store = makeStore();
+      const id = await created(store, { a: 1 });
+      const session = await resumed(store, id);
+      await session.open();
+      (await session.getBag<FlashBag>('flashes')).add('info', 'discarded');
+      await session.unlock();
+      const other = await resumed(store, id);
+      (await other.getBag<FlashBag>('flashes')).add('info', 'theirs');
+      await other.commit();
+      (await session.getBag<FlashBag>('flashes')).add('info', 'kept');
+      await session.commit();
+      expect((await (await resumed(store, id)).getBag<FlashBag>('flashes')).peek('info')).toEqual(['theirs', 'kept']);
+    });
+  });
+
+  describe('open() keeps what the request put into its bags before it', () => {
+    it("a flash added before open() survives the reload, on top of another request's", async () => {
+      const store = makeStore();
+      const id = await created(store, { a: 1 });
+      const session = await resumed(store, id);
+      (await session.getBag<FlashBag>('flashes')).add('info', 'mine');
+      const other = await resumed(store, id);
+      (await other.getBag<FlashBag>('flashes')).add('info', 'theirs');
+      await other.commit();
+      await session.open();
+      expect((await session.getBag<FlashBag>('flashes')).peek('info')).toEqual(['theirs', 'mine']);
+      await session.save();
+      expect((await (await resumed(store, id)).getBag<FlashBag>('flashes')).peek('info')).toEqual(['theirs', 'mine']);
+    });
+  });
+
+  describe('a commit acknowledges what it wrote of a mergeable bag', () => {
+    it('messages already written are not merged in again by a later commit of the same request', async () => {
+      const store = makeStore();
+      const id = await created(store, { a: 1 });
+      const session = await resumed(store, id);
+      (await session.getBag<FlashBag>('flashes')).add('info', 'm1');
+      await session.save();
+      const other = await resumed(store, id);
+      (await other.getBag<FlashBag>('flashes')).add('info', 'm2');
+      await other.commit();
+      (await session.getBag<FlashBag>('flashes')).add('info', 'm3');
+      await session.commit();
+      expect((await (await resumed(store, id)).getBag<FlashBag>('flashes')).peek('info')).toEqual(['m1', 'm2', 'm3']);
+    });
+
+    it('a message stored and then read by the same request counts as consumed', async () => {
+      const store = makeStore();
+      const id = await created(store, { a: 1 });
+      const session = await resumed(store, id);
+      const flashes = await session.getBag<FlashBag>('flashes');
+      flashes.add('info', 'm1');
+      await session.save();
+      expect(flashes.get('info')).toEqual(['m1']);
+      const other = await resumed(store, id);
+      (await other.getBag<FlashBag>('flashes')).add('info', 'm2');
+      await other.commit();
+      await session.commit();
+      expect((await (await resumed(store, id)).getBag<FlashBag>('flashes')).peek('info')).toEqual(['m2']);
+    });
+  });
+
+  describe('destroy() forgets the bags', () => {
+    it('a flash added before destroy() does not reach the next session of the same request', async () => {
+      const store = makeStore();
+      const id = await created(store, { a: 1 });
+      const session = await resumed(store, id);
+      (await session.getBag<FlashBag>('flashes')).add('info', 'from the old session');
+      await session.destroy('logout');
+      session.bindToUser('u0');
+      expect((await session.getBag<FlashBag>('flashes')).peekAll()).toEqual({});
+      await session.commit();
+      expect((await (await resumed(store, session.getId())).getBag<FlashBag>('flashes')).peekAll()).toEqual({});
+    });
+  });
+
+  describe('destroy() under an id another request renewed away', () => {
+    it('leaves the renewed session and its data alone (the renewal kept the storage id)', async () => {
+      const store = makeStore();
+      const oldId = await created(store, { cart: ['book'] });
+      const stale = await resumed(store, oldId);
+      const renewing = await resumed(store, oldId);
+      renewing.renewId();
+      await renewing.commit();
+      await stale.destroy('logout');
+      expect(await isLive(store, oldId)).toBe(false);
+      const next = await resumed(store, renewing.getId());
+      expect(await next.getAllData()).toEqual({ cart: ['book'] });
+      // Its storage guard is intact: the next commit is not refused.
+      await next.putData('n', 1);
+      await next.commit();
+      expect(await (await resumed(store, renewing.getId())).getAllData()).toEqual({ cart: ['book'], n: 1 });
+    });
+  });
+
   describe('H1: destroy() is robust against a failed lock release', () => {
     /** The suite's locker, but every release fails after releasing (a reply lost on the way back). */
     function failingReleases(): SessionLocker {

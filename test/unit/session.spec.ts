@@ -20,6 +20,7 @@ import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { SessionContext } from '../../lib/session/session.context.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
+import { handleOf, metadataKeyOf } from '../../lib/session/session-key.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 
 function makeStore(options: SessionModuleOptions = {}): SessionStore {
@@ -120,9 +121,59 @@ describe('Session', () => {
     }
   });
 
+  it('ids are hashed at rest: the store knows a session by a digest, its handle is no cookie (issue 11 item 10)', async () => {
+    const metadataBackend = new MemoryBackend();
+    const hashed = makeStore({ metadataBackend });
+    const id = await created(hashed, { a: 1 });
+    const key = metadataKeyOf(id);
+    expect(await metadataBackend.has(id)).toBe(false);
+    expect(await metadataBackend.has(key)).toBe(true);
+    expect(key).not.toContain(id);
+    expect(JSON.stringify(await metadataBackend.get(key))).not.toContain(id);
+    const session = await resumed(hashed, id);
+    const handle = session.getHandle();
+    expect(handle).toBe(handleOf(key));
+    expect(handle).toHaveLength(16);
+    expect(key).toContain(handle); // the key's group: the O(1) handle index
+    expect(key.split('.')[1]).not.toContain(handle);
+
+    // Neither the handle nor the key (nor its digest part) works as a cookie.
+    for (const cookie of [handle, key, key.split('.')[1]!, 'h:' + handle]) {
+      const stranger = new Session(hashed, { cookieIds: [cookie], cookieName: 'sid' });
+      expect(await stranger.canBeResumed()).toBe(false);
+      expect(await stranger.resume()).toBeUndefined();
+      expect(stranger.isStarted()).toBe(false);
+    }
+
+    // A session known by its key only (as listings find it) has no id to tell, and works.
+    const meta = (await hashed.loadMetadata(key))!;
+    const byKey = Session.fromMetadata(hashed, { key }, meta, { cookieIds: [], cookieName: 'sid', remote: true });
+    expect(() => byKey.getId()).toThrow(OperationNotSupportedException);
+    expect(byKey.getHandle()).toBe(handle);
+    expect(await byKey.getData('a')).toBe(1);
+    await byKey.putData('b', 2);
+    expect(await (await resumed(hashed, id)).getData('b')).toBe(2);
+    await byKey.destroy();
+    expect(await metadataBackend.has(key)).toBe(false);
+    expect(await new Session(hashed, { cookieIds: [id], cookieName: 'sid' }).canBeResumed()).toBe(false);
+  });
+
+  it('the handle follows renewals; the old handle finds nothing', async () => {
+    const renewStore = makeStore();
+    const manager = new SessionManager(renewStore, new SessionContext());
+    const id = await created(renewStore, { a: 1 });
+    const session = await resumed(renewStore, id);
+    const before = session.getHandle();
+    const newId = session.renewId();
+    expect(session.getHandle()).toBe(handleOf(metadataKeyOf(newId)));
+    await session.commit();
+    expect(await manager.getSessionByHandle(before)).toBeUndefined();
+    expect(await (await manager.getSessionByHandle(session.getHandle()))!.getData('a')).toBe(1);
+  });
+
   it('renewId on a remote session throws OperationNotSupportedException', async () => {
     const id = await created(store, { a: 1 });
-    const meta = (await store.loadMetadata(id))!;
+    const meta = (await store.loadMetadata(metadataKeyOf(id)))!;
     const remote = Session.fromMetadata(store, id, meta, { cookieIds: [], cookieName: 'sid', remote: true });
     expect(remote.isRemote()).toBe(true);
     expect(() => remote.renewId()).toThrow(OperationNotSupportedException);
@@ -145,7 +196,7 @@ describe('Session', () => {
       await expect(session.commit()).rejects.toBeInstanceOf(StoreUnavailableException);
       metadataBackend.remove = remove;
       // The old id is killed first: its removal failed, so the new id was never written.
-      expect(await renewing.loadMetadata(newId)).toBeUndefined();
+      expect(await renewing.loadMetadata(metadataKeyOf(newId))).toBeUndefined();
       expect(await (await resumed(renewing, oldId)).getData('cart')).toEqual(['book']);
       jest.setSystemTime(Date.now() + 60_000);
       expect(await manager.collectGarbage()).toBe(1);
