@@ -160,7 +160,8 @@ export class SessionStore {
    *    then metadata, then data with a creating guard.
    * 3. Other existing sessions: data guarded by the lock's fence (a destroyed or expired session's
    *    guard is gone, so nothing is written back), then the metadata, only if its entry is
-   *    still live. A metadata-only commit sends both in one tick.
+   *    still live. A metadata-only commit writes the guard alone first (2 round trips), so a
+   *    fenced or destroyed session's commit writes nothing at all.
    * Every metadata write gives the storage guard the session's remaining lifetime, so the
    * guard (and, natively, every storage entry) lives exactly as long as the session.
    * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
@@ -180,15 +181,13 @@ export class SessionStore {
     if (plan.create && plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
     // The metadata entry of an existing session must still be live to be rewritten.
     const conditional = !plan.create;
-    if (plan.changes.size > 0 || plan.create) {
+    if (plan.changes.size > 0 || plan.create || plan.metadata) {
+      // Also for a metadata-only commit (the guard alone is written, to refresh its lifetime):
+      // the guard write goes first, so that a commit that is fenced off (its lock expired and a
+      // later holder wrote) or whose session is gone writes no metadata either. Sent together,
+      // the metadata would land while the commit reported LockException (a lost update).
       await this.writeStorage(storageId, plan, fence, lifetime);
       if (!plan.create && plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, conditional);
-    } else if (plan.metadata) {
-      // Only the guard's lifetime to refresh: one round trip with the metadata.
-      await Promise.all([
-        this.writeStorage(storageId, plan, fence, lifetime),
-        this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, conditional),
-      ]);
     }
   }
 
@@ -201,8 +200,23 @@ export class SessionStore {
     if (!existed.includes(true)) throw SessionDestroyedException.create('renew the session id');
   }
 
-  /** Removes a session: its metadata entries (by metadata key) and every storage entry (incl. the guard). */
-  async destroy(metadataKeys: readonly string[], storageId: string): Promise<void> {
+  /**
+   * Removes a session: its metadata entries (by metadata key) and every storage entry (incl. the
+   * guard). With `fence` (the fencing number of the lock the caller destroys under), the guard is
+   * checked first: a holder whose lock expired and was overtaken by a later writer must not
+   * flush what that writer stored. A guard already gone does not stop the destroy.
+   * @throws LockException when a newer lock holder has written (nothing is removed).
+   */
+  async destroy(metadataKeys: readonly string[], storageId: string, fence?: number): Promise<void> {
+    if (fence !== undefined) {
+      const result = await this.storageCache.write({}, { id: storageId + GUARD_SUFFIX, fence });
+      if (result === 'fenced') {
+        throw new LockException(
+          'The session lock expired before the destroy and another request has written since; ' +
+            'the session was not destroyed. Raise lock.ttl or shorten the locked section.',
+        );
+      }
+    }
     await Promise.all([...metadataKeys.map((key) => this.metadataCache.remove(key)), this.storageCache.flushByTag(storageId)]);
   }
 

@@ -265,12 +265,18 @@ export class Session implements SessionInterface {
     const ids = [...this.changes.retiredIds];
     if (this.storedId !== undefined) ids.push(this.storedId);
     if (ids.length > 0) {
-      const lock = this.locks.held ?? (await this.store.lock(meta.storageId));
+      const held = this.locks.held;
+      const lock = held ?? (await this.store.lock(meta.storageId));
       try {
         // Under the lock: an id renewed away (or destroyed, expired) meanwhile no longer owns the
         // storage, which a renewal keeps for the live id: flushing it would empty a live session.
+        // A held lock may have expired and been overtaken: its fence is checked (a fresh one is current).
         if (this.storedId === undefined || (await this.store.loadMetadata(this.storedId)) !== undefined)
-          await this.store.destroy(ids, meta.storageId);
+          await this.store.destroy(
+            ids,
+            meta.storageId,
+            held === undefined || this.storedId === undefined ? undefined : held.fence,
+          );
       } finally {
         this.locks.detach();
         // The session is gone or the error is the caller's; a failed release only leaves the
@@ -540,7 +546,12 @@ export class Session implements SessionInterface {
     await this.locks.acquire(this.store.lock(meta.storageId, options));
     if (this.storedId === undefined) return;
     try {
-      await this.reload();
+      // The new fence goes onto the guard before the re-read: a holder whose lock expired (an
+      // older fence) can no longer write what this holder would not see and then overwrite.
+      // Both are sent in one tick (one round trip); the store applies them in that order.
+      const held = this.locks.held;
+      if (held === undefined) await this.reload();
+      else await Promise.all([this.store.assertCurrent(meta.storageId, held.fence), this.reload()]);
     } catch (error) {
       await this.locks.release();
       throw error;
@@ -786,16 +797,18 @@ export class Session implements SessionInterface {
   }
 
   private async reload(): Promise<void> {
-    const fresh = await this.store.loadMetadata(this.storedId!);
+    const meta = this.meta();
+    // Metadata and data in one round trip: the storage id is this session's own (a move by
+    // another request retires this key, so the metadata read then finds nothing).
+    const [fresh, data] = await Promise.all([this.store.loadMetadata(this.storedId!), this.store.loadData(meta.storageId)]);
     if (fresh === undefined) {
       this.reset();
       throw SessionDestroyedException.create('read the session');
     }
-    const meta = this.meta();
     // Local tag and field changes stay on top of the fresh state.
     this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
     this.singles = undefined;
-    this.data = await this.store.loadData(meta.storageId);
+    this.data = data;
     // Bag changes of this request stay on top of the fresh data, like data changes.
     this.bags.rebase(this.data);
   }

@@ -141,10 +141,12 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
       expect((await browser.post('/counter/n/increment?lock=1')).body).toEqual({ key: 'n', value: 1 });
     });
     // Aerys' open(): lock, then read fresh. The resume's GET (before the handler knew it would
-    // lock) is repeated under the lock, so this costs 3 reads instead of 2.
+    // lock) is repeated under the lock. Under the lock, one tick: the new fence onto the guard
+    // (an older holder whose lock expired can no longer write), the metadata and the data.
     expect(describeCommands(commands)).toEqual([
       'GET metadata',
       'EVALSHA lock write',
+      'EVALSHA storage write',
       'GET metadata',
       'EVALSHA storage',
       'EVALSHA storage write',

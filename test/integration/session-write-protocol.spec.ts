@@ -226,6 +226,55 @@ describe.each(['memory', 'redis'] as const)('SessionStore write protocol on %s',
         expect(await (await resumed(oldId)).getData('k')).toBe(2);
       },
     );
+
+    it('a metadata-only commit whose lock expired after another request wrote throws LockException and writes no metadata', async () => {
+      const id = await created({ k: 1 });
+      const a = await resumed(id);
+      await a.open({ ttl: 50 });
+      await a.addTag('from-a');
+      await new Promise((resolve) => setTimeout(resolve, 100)); // A's lock expires
+      const b = await resumed(id);
+      await b.addTag('from-b'); // a metadata-only commit under a newer fence
+      await b.commit();
+      await expect(a.commit()).rejects.toBeInstanceOf(LockException);
+      expect((await meta(id)).tags).toEqual(['from-b']);
+    });
+
+    it('a destroy whose lock expired after another request wrote throws LockException and removes nothing', async () => {
+      const id = await created({ k: 1 });
+      const a = await resumed(id);
+      await a.open({ ttl: 50 });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // A's lock expires
+      const b = await resumed(id);
+      await b.putData('k', 2);
+      await b.commit();
+      await expect(a.destroy()).rejects.toBeInstanceOf(LockException);
+      expect(await (await resumed(id)).getData('k')).toBe(2);
+    });
+
+    it('a holder whose lock expired cannot write once a newer holder has opened (it would overwrite what that one never read)', async () => {
+      const id = await created({ k: 1 });
+      const a = await resumed(id);
+      await a.open({ ttl: 50 });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // A's lock expires
+      const b = await resumed(id);
+      await b.open(); // a newer fence; B reads k = 1
+      await a.removeData('k');
+      await expect(a.commit()).rejects.toBeInstanceOf(LockException);
+      expect(await b.getData('k')).toBe(1);
+      await b.putData('k', 2);
+      await b.save();
+      expect(await (await resumed(id)).getData('k')).toBe(2);
+    });
+
+    it('a destroy whose lock expired with nobody writing since still destroys', async () => {
+      const id = await created({ k: 1 });
+      const a = await resumed(id);
+      await a.open({ ttl: 50 });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // A's lock expires
+      await a.destroy();
+      expect(await store.loadMetadata(metadataKeyOf(id))).toBeUndefined();
+    });
   });
 });
 
