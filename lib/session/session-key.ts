@@ -10,7 +10,7 @@ declare const metadataKeyBrand: unique symbol;
 
 /**
  * The id of a session's entry in the metadata cache: a digest of its public id (the cookie
- * value), never the id itself (DESIGN.md section 3). Branded so that a raw id cannot be passed
+ * value), never the id itself, so a copy of the store yields no working cookie. Branded so that a raw id cannot be passed
  * where a key is expected. Only `metadataKeyOf` makes one.
  */
 export type MetadataKey = string & { readonly [metadataKeyBrand]: true };

@@ -1,5 +1,5 @@
 /**
- * What the metadata cache holds per session (DESIGN.md section 3). Timestamps are
+ * What the metadata cache holds per session, under a digest of its id (never the id). Timestamps are
  * milliseconds since the epoch. The storage id never leaves the server.
  */
 export interface SessionMetadata {

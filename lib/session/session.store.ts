@@ -36,7 +36,7 @@ export interface CommitPlan {
 }
 
 /**
- * The session persistence layer: a metadata cache and a storage cache (DESIGN.md section 3)
+ * The session persistence layer: a metadata cache (one entry per session) and a storage cache (one entry per data key)
  * plus the locker. It knows the data model and the write protocol; the Session above it
  * knows the API and dirty tracking; the caches below know nothing about sessions.
  *
