@@ -13,6 +13,7 @@ import { Session } from '../../lib/session/session.js';
 import type { SessionEvent } from '../../lib/session/session-events.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
+import { created, resumed } from '../support/session-requests.js';
 import { createTestSessionStores, type SessionBackendName, type TestSessionStores } from '../support/session-backends.js';
 
 /**
@@ -45,22 +46,6 @@ describe.each<SessionBackendName>(['memory', 'redis'])('session write protocol o
       resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 2000, ttl: 5000 }, ...options }),
       bags,
     );
-  }
-
-  /** A request of the client holding `ids` (cookie order), resumed. */
-  async function resumed(store: SessionStore, ...ids: string[]): Promise<Session> {
-    const session = new Session(store, { cookieIds: ids, cookieName: 'sid' });
-    await session.resume();
-    expect(session.isStarted()).toBe(true);
-    return session;
-  }
-
-  async function created(store: SessionStore, data: Record<string, unknown>): Promise<string> {
-    const session = new Session(store, { cookieIds: [], cookieName: 'sid' });
-    session.start();
-    for (const [k, v] of Object.entries(data)) await session.putData(k, v);
-    await session.commit();
-    return session.getId();
   }
 
   async function isLive(store: SessionStore, id: string): Promise<boolean> {

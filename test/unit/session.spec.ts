@@ -22,25 +22,10 @@ import { SessionContext } from '../../lib/session/session.context.js';
 import { SessionManager } from '../../lib/manager/session.manager.js';
 import { handleOf, metadataKeyOf } from '../../lib/session/session-key.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
+import { created, resumed } from '../support/session-requests.js';
 
 function makeStore(options: SessionModuleOptions = {}): SessionStore {
   return new SessionStore(resolveSessionOptions({ lock: { waitTimeout: 200, ttl: 2000 }, ...options }));
-}
-
-/** A client of the store, as a request with the given cookie would be. */
-async function resumed(store: SessionStore, id: string): Promise<Session> {
-  const session = new Session(store, { cookieIds: [id], cookieName: 'sid' });
-  await session.resume();
-  expect(session.isStarted()).toBe(true);
-  return session;
-}
-
-async function created(store: SessionStore, data: Record<string, unknown>): Promise<string> {
-  const session = new Session(store, { cookieIds: [], cookieName: 'sid' });
-  session.start();
-  for (const [k, v] of Object.entries(data)) await session.putData(k, v);
-  await session.commit();
-  return session.getId();
 }
 
 describe('Session', () => {
