@@ -64,6 +64,18 @@ export interface TaggableBackend {
   findIdentifiersByTag(tag: string): Promise<string[]>;
 
   /**
+   * Optional: `findIdentifiersByTag` a page at a time, each call O(limit) (not O(matches)).
+   * Start with `cursor` undefined and pass the answered cursor back until none is answered.
+   * Guarantees: every entry that is live and carries `tag` during the whole iteration is
+   * answered at least once; ids are unique within one call; expired entries are never answered.
+   * Entries added or removed during the iteration may or may not be answered. A page may hold
+   * somewhat more or fewer than `limit` ids (also none while the cursor goes on). Across pages
+   * an id is answered again only when the backend's index was rebuilt meanwhile (Redis: a
+   * shrinking sorted set rehashed under ZSCAN), so callers that must never repeat dedupe.
+   */
+  findIdentifiersByTagPage?(tag: string, cursor: string | undefined, limit: number): Promise<TagPage>;
+
+  /**
    * Removes expired entries (oldest expiry first, at most `limit` of them when given) with
    * their tag memberships and answers them, so callers can clean up what they referenced.
    * O(expired).
@@ -72,6 +84,12 @@ export interface TaggableBackend {
 
   /** Releases timers and connections the backend owns (not a client that was passed in). */
   close?(): Promise<void>;
+}
+
+/** One page of `findIdentifiersByTagPage`; `cursor` absent = the iteration is complete. */
+export interface TagPage {
+  readonly ids: string[];
+  readonly cursor?: string;
 }
 
 /** An entry as answered by `getByTag` and `collectGarbage`. */

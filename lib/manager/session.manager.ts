@@ -241,26 +241,50 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
   }
 
   /**
-   * Live sessions with a cache tag, a page at a time: the key list (O(matches)) first, then
-   * `getMany` per page. Entries gone or expired since the listing are skipped. Listings know
-   * metadata keys only, never ids.
+   * Live sessions with a cache tag, a page at a time: with a backend that pages its tag index
+   * (`findIdentifiersByTagPage`), one index page and one `getMany` per page (O(page) in the
+   * store; the ids already yielded are remembered to drop a rare repeat); else the key list
+   * (O(matches)) first, then `getMany` per page. Entries gone or expired since the listing are
+   * skipped. Listings know metadata keys only, never ids.
    */
   private async *pages(cacheTag: string, pageSize: number): AsyncGenerator<Array<readonly [MetadataKey, SessionMetadata]>> {
     const cache = this.store.metadataCache;
+    const backend = cache.backend;
+    if (backend.findIdentifiersByTagPage !== undefined) {
+      // O(page) per step on backends that page their tag index; `seen` drops the rare repeat.
+      const seen = new Set<string>();
+      let cursor: string | undefined;
+      do {
+        const step = await backend.findIdentifiersByTagPage(cacheTag, cursor, pageSize);
+        cursor = step.cursor;
+        const fresh = step.ids.filter((id) => !seen.has(id) && (seen.add(id), true));
+        for (let offset = 0; offset < fresh.length; offset += pageSize) {
+          const page = await this.page(fresh.slice(offset, offset + pageSize));
+          if (page.length > 0) yield page;
+        }
+      } while (cursor !== undefined);
+      return;
+    }
     const ids = await cache.findIdentifiersByTag(cacheTag);
     for (let offset = 0; offset < ids.length; offset += pageSize) {
-      const pageIds = ids.slice(offset, offset + pageSize);
-      const raw = await cache.getMany(pageIds);
-      const now = Date.now();
-      const page: Array<readonly [MetadataKey, SessionMetadata]> = [];
-      for (let i = 0; i < pageIds.length; i++) {
-        const data = raw[i];
-        if (data === undefined) continue;
-        const metadata = cache.decode<SessionMetadata>(data);
-        if (!this.store.isExpired(metadata, now)) page.push([pageIds[i]! as MetadataKey, metadata]);
-      }
+      const page = await this.page(ids.slice(offset, offset + pageSize));
       if (page.length > 0) yield page;
     }
+  }
+
+  /** One `getMany` of metadata keys: the live sessions among them. */
+  private async page(pageIds: readonly string[]): Promise<Array<readonly [MetadataKey, SessionMetadata]>> {
+    const cache = this.store.metadataCache;
+    const raw = await cache.getMany(pageIds);
+    const now = Date.now();
+    const page: Array<readonly [MetadataKey, SessionMetadata]> = [];
+    for (let i = 0; i < pageIds.length; i++) {
+      const data = raw[i];
+      if (data === undefined) continue;
+      const metadata = cache.decode<SessionMetadata>(data);
+      if (!this.store.isExpired(metadata, now)) page.push([pageIds[i]! as MetadataKey, metadata]);
+    }
+    return page;
   }
 
   private async *sessions(cacheTag: string, pageSize: number): AsyncGenerator<SessionInterface> {

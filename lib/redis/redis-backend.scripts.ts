@@ -311,6 +311,40 @@ end
 return {found, foreign, cleanup, removed}
 `;
 
+/**
+ * KEYS: the tag set. ARGV: prefix, now, tag, ZSCAN cursor, count. One ZSCAN step (O(count)):
+ * members of the tag's own group are checked here (stale memberships pruned), the others are
+ * answered with their scores for the caller to check. Ids are unique within the reply.
+ * Answers {next cursor ('0' = done), live local ids, other members [id, score, ...]}.
+ */
+const TAG_PAGE_SCRIPT = `${LUA_PRELUDE}
+local setKey = KEYS[1]
+local tag = ARGV[3]
+local reply = redis.call('ZSCAN', setKey, ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local members = reply[2]
+local found, foreign, seen = {}, {}, {}
+for i = 1, #members, 2 do
+  local id = members[i]
+  if not seen[id] then
+    seen[id] = true
+    if groupOf(id) ~= tag then
+      foreign[#foreign + 1] = id
+      foreign[#foreign + 1] = members[i + 1]
+    else
+      local value = redis.call('GET', entryKey(id))
+      local expiry, version, tags
+      if value then expiry, version, tags = parse(value) end
+      if not value or not hasTag(tags, tag) then
+        redis.call('ZREM', setKey, id)
+      elseif isLive(expiry) then
+        found[#found + 1] = id
+      end
+    end
+  end
+end
+return {reply[1], found, foreign}
+`;
+
 /** KEYS: a tag set. ARGV: prefix, now, native TTL ms ('0' = forever), then version, id pairs. */
 const TAG_ADD_SCRIPT = `${LUA_PRELUDE}
 local members = {}
@@ -370,6 +404,7 @@ export const BACKEND_SCRIPTS = {
   write: new LuaScript(WRITE_SCRIPT),
   drop: new LuaScript(DROP_SCRIPT),
   byTag: new LuaScript(BY_TAG_SCRIPT),
+  tagPage: new LuaScript(TAG_PAGE_SCRIPT),
   tagAdd: new LuaScript(TAG_ADD_SCRIPT),
   tagForget: new LuaScript(TAG_FORGET_SCRIPT),
   expiryAdd: new LuaScript(EXPIRY_ADD_SCRIPT),

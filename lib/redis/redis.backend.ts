@@ -10,6 +10,7 @@ import type {
   WriteBatch,
   WriteGuard,
   WriteResult,
+  TagPage,
 } from '../cache/taggable-backend.interface.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
@@ -404,6 +405,26 @@ export class RedisBackend implements TaggableBackend {
    * @throws InvalidArgumentException for a negative or NaN limit.
    * @throws StoreUnavailableException when Redis fails (entries answered before were removed).
    */
+  /**
+   * One ZSCAN step over the tag set per page (one script in the tag set's slot), then one MGET
+   * of that page's members of other groups: O(limit). ZSCAN returns every member present during
+   * the whole iteration (scores, the write versions, may change meanwhile: they do not move a
+   * member in the scan order); a repeat across pages can only follow a rehash of the set.
+   */
+  async findIdentifiersByTagPage(tag: string, cursor: string | undefined, limit: number): Promise<TagPage> {
+    const count = Math.max(1, Math.floor(limit));
+    if (cursor !== undefined && !/^\d+$/.test(cursor)) throw new InvalidArgumentException(`Invalid tag page cursor "${cursor}".`);
+    return this.attempt('findIdentifiersByTagPage', async () => {
+      const [next, found, foreign] = (await this.runScript('tagPage', this.tagKey(tag), [tag, cursor ?? '0', String(count)])) as [
+        string,
+        string[],
+        string[],
+      ];
+      const ids = [...found, ...(await this.liveForeign(tag, foreign, false))];
+      return next === '0' ? { ids } : { ids, cursor: next };
+    });
+  }
+
   async collectGarbage(limit?: number): Promise<BackendEntry[]> {
     const max = Math.floor(gcLimit(limit));
     const collected: BackendEntry[] = [];
@@ -480,6 +501,12 @@ export class RedisBackend implements TaggableBackend {
     const tagKey = this.tagKey(tag);
     const [found, foreign] = (await this.runScript('byTag', tagKey, [tag, withData ? 'data' : 'ids'])) as [string[], string[]];
     if (foreign.length === 0) return found;
+    return [...found, ...(await this.liveForeign(tag, foreign, withData))];
+  }
+
+  /** Of tag members in other slots ([id, score, ...]), the live carriers ([id, data, ...] with data); prunes stale ones. */
+  private async liveForeign(tag: string, foreign: readonly string[], withData: boolean): Promise<string[]> {
+    if (foreign.length === 0) return [];
     const ids: string[] = [];
     const scores: string[] = [];
     for (let i = 0; i < foreign.length; i += 2) {
@@ -488,7 +515,7 @@ export class RedisBackend implements TaggableBackend {
     }
     const raw = await this.readRaw(ids);
     const now = Date.now();
-    const result = [...found];
+    const result: string[] = [];
     const stale = new IndexWork();
     raw.forEach((value, i) => {
       const id = ids[i]!;

@@ -205,6 +205,70 @@ export function backendContract(
       });
     });
 
+    describe('findIdentifiersByTagPage (when implemented)', () => {
+      /** Every page until the cursor ends; `between` runs after each page. */
+      async function allPages(tag: string, limit: number, between: (page: number) => Promise<void> = async () => {}) {
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const step = await backend.findIdentifiersByTagPage!(tag, cursor, limit);
+          expect(new Set(step.ids).size).toBe(step.ids.length);
+          seen.push(...step.ids);
+          cursor = step.cursor;
+          pages++;
+          expect(pages).toBeLessThan(10_000);
+          await between(pages);
+        } while (cursor !== undefined);
+        return seen;
+      }
+
+      it('answers every live member once across pages, none of other tags', async () => {
+        if (backend.findIdentifiersByTagPage === undefined) return;
+        const ids = Array.from({ length: 300 }, (_, i) => `pg${i}.meta`);
+        await backend.write({ sets: ids.map((id) => ({ id, data: 'x', tags: ['paged'] })) });
+        await backend.set('other.meta', 'x', ['unpaged']);
+        const seen = await allPages('paged', 10);
+        expect(seen.length).toBe(ids.length);
+        expect(new Set(seen)).toEqual(new Set(ids));
+        expect(await allPages('nothing', 10)).toEqual([]);
+      });
+
+      it('pages a tag over its own group', async () => {
+        if (backend.findIdentifiersByTagPage === undefined) return;
+        const ids = Array.from({ length: 200 }, (_, i) => `grp.e${i}`);
+        await backend.write({ sets: ids.map((id) => ({ id, data: 'x', tags: ['grp'] })) });
+        await backend.remove('grp.e7');
+        const seen = await allPages('grp', 10);
+        expect(seen.length).toBe(ids.length - 1);
+        expect(seen).not.toContain('grp.e7');
+      });
+
+      it('sees members present throughout once, with additions, rewrites and removals between pages', async () => {
+        if (backend.findIdentifiersByTagPage === undefined) return;
+        const stable = Array.from({ length: 300 }, (_, i) => `st${i}.meta`);
+        const doomed = Array.from({ length: 60 }, (_, i) => `dm${i}.meta`);
+        await backend.write({ sets: [...stable, ...doomed].map((id) => ({ id, data: 'x', tags: ['churn'] })) });
+        const seen = await allPages('churn', 10, async (page) => {
+          // New members, rewrites of present ones (new versions) and removals between pages.
+          await backend.set(`new${page}.meta`, 'x', ['churn']);
+          await backend.set(stable[(page * 37) % stable.length]!, 'y', ['churn']);
+          const gone = doomed[page];
+          if (gone !== undefined) await backend.remove(gone);
+        });
+        expect(new Set(seen).size).toBe(seen.length);
+        for (const id of stable) expect(seen).toContain(id);
+      });
+
+      it('hides expired members', async () => {
+        if (backend.findIdentifiersByTagPage === undefined) return;
+        await backend.set('live.meta', 'x', ['exp']);
+        await backend.set('dying.meta', 'x', ['exp'], 1);
+        await elapse(EXPIRED_AFTER_MS);
+        expect(await allPages('exp', 10)).toEqual(['live.meta']);
+      });
+    });
+
     describe('flush', () => {
       it('removes every entry and every tag membership', async () => {
         await backend.set('fa.a', 'A', ['fa-t']);
