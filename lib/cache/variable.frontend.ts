@@ -1,6 +1,13 @@
 import { storeFailure } from './store-failure.js';
 import type { SessionSerializer } from './session-serializer.interface.js';
-import type { BackendEntry, TaggableBackend, WriteBatch, WriteGuard, WriteResult } from './taggable-backend.interface.js';
+import type {
+  BackendEntry,
+  TagPage,
+  TaggableBackend,
+  WriteBatch,
+  WriteGuard,
+  WriteResult,
+} from './taggable-backend.interface.js';
 
 /**
  * Flow's `VariableFrontend`: a tag-aware cache of values over a `TaggableBackend`. It owns
@@ -60,6 +67,16 @@ export class VariableFrontend {
 
   findIdentifiersByTag(tag: string): Promise<string[]> {
     return this.call('findIdentifiersByTag', () => this.backend.findIdentifiersByTag(tag));
+  }
+
+  /** Whether the backend pages its tag index (`TaggableBackend.findIdentifiersByTagPage`). */
+  pagesTags(): boolean {
+    return this.backend.findIdentifiersByTagPage !== undefined;
+  }
+
+  /** One page of the identifiers carrying `tag`; only when `pagesTags()`. */
+  findIdentifiersByTagPage(tag: string, cursor: string | undefined, limit: number): Promise<TagPage> {
+    return this.call('findIdentifiersByTagPage', () => this.backend.findIdentifiersByTagPage!(tag, cursor, limit));
   }
 
   getMany(ids: readonly string[]): Promise<(string | undefined)[]> {

@@ -249,13 +249,12 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
    */
   private async *pages(cacheTag: string, pageSize: number): AsyncGenerator<Array<readonly [MetadataKey, SessionMetadata]>> {
     const cache = this.store.metadataCache;
-    const backend = cache.backend;
-    if (backend.findIdentifiersByTagPage !== undefined) {
+    if (cache.pagesTags()) {
       // O(page) per step on backends that page their tag index; `seen` drops the rare repeat.
       const seen = new Set<string>();
       let cursor: string | undefined;
       do {
-        const step = await backend.findIdentifiersByTagPage(cacheTag, cursor, pageSize);
+        const step = await cache.findIdentifiersByTagPage(cacheTag, cursor, pageSize);
         cursor = step.cursor;
         const fresh = step.ids.filter((id) => !seen.has(id) && (seen.add(id), true));
         for (let offset = 0; offset < fresh.length; offset += pageSize) {
