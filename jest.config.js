@@ -10,8 +10,11 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^nest-session$': '<rootDir>/lib/index.ts',
-    '^nest-session/(redis|cache-manager|postgres)$': '<rootDir>/lib/$1/index.ts',
+    '^nest-session/(redis|cache-manager|postgres|terminus|opentelemetry|cli)$': '<rootDir>/lib/$1/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
+    // mercurius requires @fastify/static, which requires the ESM-only content-disposition 3; Jest's
+    // module system cannot require(esm) before Node 24.9. Version 2 (CommonJS, express' own) has the same `create`.
+    '^content-disposition$': '<rootDir>/node_modules/content-disposition/dist/index.js',
   },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: '<rootDir>/tsconfig.json' }],

@@ -12,6 +12,8 @@ import { buildExpressSessionApp } from './apps/express-session.app.js';
 import { buildFastifySessionApp } from './apps/fastify-session.app.js';
 import type { BenchApp } from './apps/nest.js';
 import { buildOursApp } from './apps/ours.app.js';
+import { buildOursPostgresApp } from './apps/ours-postgres.app.js';
+import { buildExpressSessionPostgresApp } from './apps/express-session-postgres.app.js';
 import { variantByName, type AppEnv, type Variant } from './variants.js';
 
 /** Messages from the runner to an app child. */
@@ -36,8 +38,11 @@ function build(variant: Variant, env: AppEnv): Promise<BenchApp> {
     case 'ceiling':
       return buildCeilingApp(variant.adapter, env);
     case 'ours':
-      return buildOursApp(variant.adapter, variant.store, env);
+      return variant.store === 'postgres'
+        ? buildOursPostgresApp(variant.adapter)
+        : buildOursApp(variant.adapter, variant.store, env);
     case 'peer':
+      if (variant.store === 'postgres') return buildExpressSessionPostgresApp();
       return variant.adapter === 'express'
         ? buildExpressSessionApp(variant.store, env)
         : buildFastifySessionApp(variant.store, env);

@@ -11,13 +11,14 @@
  *   --rounds=N           rounds over all app/scenario pairs, order rotating (default 4; quick 3);
  *                        the table shows medians over the rounds
  *   --connections=N      autocannon connections (default 32)
- *   --only=a,b           scenarios by name: anonymous, read, write, login, incr, create
+ *   --only=a,b           scenarios by name: anonymous, read, write, login, incr, hot, create
  *   --apps=a,b           apps by name (see variants.ts); ceilings and peers are not added
  *   --profile=APP        CPU-profile that app during its measured runs (V8 inspector, 500 µs
  *                        sampling; its numbers suffer); profiles go to .bench-out/profiles/
  *                        and a summary per scenario is printed (combine with --only and --apps)
  *   --memory-sessions=N  sessions for the memory measurement (default 100000); 0 skips it
  *   --redis-url=URL      default $REDIS_URL or redis://127.0.0.1:6379
+ *                        (PostgreSQL rows: $BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres)
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -94,7 +95,7 @@ function parseOptions(argv: readonly string[]): Options {
     for (const name of apps)
       if (!VARIANTS.some((v) => v.name === name))
         throw new Error(`Unknown app ${name}; known: ${VARIANTS.map((v) => v.name).join(', ')}`);
-  const variants = VARIANTS.filter((v) => (apps ? apps.includes(v.name) : !quick || v.store !== 'redis'));
+  const variants = VARIANTS.filter((v) => (apps ? apps.includes(v.name) : !quick || v.store === 'memory' || v.store === 'none'));
   scenarios = scenarios.filter((s) => variants.some((v) => s.kinds.includes(v.kind)));
   const profile = flags.get('profile');
   if (profile !== undefined && !variants.some((v) => v.name === profile))
@@ -245,7 +246,7 @@ async function cookiesFor(app: RunningApp, scenario: Scenario, connections: numb
   if (scenario.cookie === 'none') return undefined;
   if (app.variant.kind === 'ceiling')
     return Array.from({ length: connections }, (_, i) => `${COOKIE_NAME}=${'x'.repeat(28)}${String(i).padStart(4, '0')}`);
-  return createSessions(app.port, connections);
+  return createSessions(app.port, scenario.cookie === 'shared' ? 1 : connections);
 }
 
 /** `list` rotated left by `by`, and reversed on odd rounds: every app takes every position. */

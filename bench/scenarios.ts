@@ -6,9 +6,10 @@ import type { AppKind } from './variants.js';
  * - `session`: each connection sends the cookie of its own existing session, prepared before
  *   the run with one warm-up request that wrote key `n` (32 connections = 32 users);
  * - `chain`: like `session`, and after every response the connection switches to the cookie
- *   the response set (login renews the id, so every request renews a live, stored session).
+ *   the response set (login renews the id, so every request renews a live, stored session);
+ * - `shared`: every connection sends the cookie of one existing session (one hot session).
  */
-export type CookieMode = 'none' | 'session' | 'chain';
+export type CookieMode = 'none' | 'session' | 'chain' | 'shared';
 
 export interface Scenario {
   readonly name: string;
@@ -70,6 +71,15 @@ export const SCENARIOS: readonly Scenario[] = [
     kinds: ['ours'],
     quick: false,
     note: 'ours only (@SessionLock())',
+  },
+  {
+    name: 'hot',
+    label: '32 connections writing one session',
+    method: 'POST',
+    path: '/write',
+    cookie: 'shared',
+    kinds: ['ours', 'peer'],
+    quick: false,
   },
   {
     name: 'create',

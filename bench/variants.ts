@@ -4,7 +4,7 @@
  */
 
 export type HttpAdapterName = 'express' | 'fastify';
-export type StoreKind = 'none' | 'memory' | 'redis';
+export type StoreKind = 'none' | 'memory' | 'redis' | 'postgres';
 export type AppKind = 'ceiling' | 'ours' | 'peer';
 
 export interface Variant {
@@ -23,6 +23,14 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'express-session-memory', adapter: 'express', kind: 'peer', store: 'memory', label: 'express-session, MemoryStore' },
   { name: 'ours-redis-express', adapter: 'express', kind: 'ours', store: 'redis', label: 'ours, RedisBackend' },
   { name: 'express-session-redis', adapter: 'express', kind: 'peer', store: 'redis', label: 'express-session, connect-redis' },
+  { name: 'ours-postgres-express', adapter: 'express', kind: 'ours', store: 'postgres', label: 'ours, PostgresBackend' },
+  {
+    name: 'express-session-postgres',
+    adapter: 'express',
+    kind: 'peer',
+    store: 'postgres',
+    label: 'express-session, connect-pg-simple',
+  },
   { name: 'ceiling-fastify', adapter: 'fastify', kind: 'ceiling', store: 'none', label: 'ceiling (no session)' },
   { name: 'ours-memory-fastify', adapter: 'fastify', kind: 'ours', store: 'memory', label: 'ours, MemoryBackend' },
   { name: 'fastify-session-memory', adapter: 'fastify', kind: 'peer', store: 'memory', label: '@fastify/session, default store' },

@@ -43,26 +43,35 @@ const MAX_LIMIT = 1000;
 export class AdminController {
   constructor(@Inject(SessionManager) private readonly manager: SessionManager) {}
 
-  /** `?tag=T` filters by tag; `?limit=N` (default 100, at most 1000) caps the answer, `truncated` says whether more exist. */
+  /**
+   * `?tag=T` filters by tag, `?user=U` by user (not both); `?limit=N` (default 100, at most 1000)
+   * caps the answer, `truncated` says whether more exist.
+   */
   @Get('sessions')
   async list(
     @Query('tag') tag?: string,
     @Query('limit') limit?: string,
+    @Query('user') user?: string,
   ): Promise<{ sessions: AdminSessionView[]; truncated: boolean }> {
     const max = parseLimit(limit);
     const sessions: AdminSessionView[] = [];
-    for await (const info of this.manager.listSessions({ tag: tag === '' ? undefined : tag, pageSize: Math.min(max + 1, 100) })) {
+    const filter = { tag: tag === '' ? undefined : tag, userId: user === '' ? undefined : user };
+    for await (const info of this.manager.listSessions({ ...filter, pageSize: Math.min(max + 1, 100) })) {
       if (sessions.length === max) return { sessions, truncated: true };
       sessions.push(view(info));
     }
     return { sessions, truncated: false };
   }
 
-  /** Destroys every session with `?tag=T` (required: there is no "destroy all" route). */
+  /** Destroys every session with `?tag=T`, or of `?user=U` (ASVS 7.4.5); one is required: there is no "destroy all" route. */
   @Delete('sessions')
-  async destroy(@Query('tag') tag?: string): Promise<{ destroyed: number }> {
+  async destroy(@Query('tag') tag?: string, @Query('user') user?: string): Promise<{ destroyed: number }> {
+    if (user !== undefined && user !== '') {
+      if (tag !== undefined && tag !== '') throw new BadRequestException('Give a tag or a user, not both.');
+      return { destroyed: await this.manager.destroySessionsForUser(user, 'admin') };
+    }
     if (tag === undefined || tag === '')
-      throw new BadRequestException('Give the tag of the sessions to destroy: DELETE /admin/sessions?tag=T.');
+      throw new BadRequestException('Give the tag or user of the sessions to destroy: DELETE /admin/sessions?tag=T or ?user=U.');
     return { destroyed: await this.manager.destroySessionsByTag(tag, 'admin') };
   }
 

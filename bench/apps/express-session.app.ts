@@ -41,7 +41,7 @@ class ExpressSessionController {
 }
 
 @Module({ controllers: [ExpressSessionController] })
-class ExpressSessionModule {}
+export class ExpressSessionModule {}
 
 /**
  * express-session as its README recommends for production: a secret, `resave: false`,

@@ -7,7 +7,7 @@ import {
   SessionModule,
   type SessionModuleOptions,
 } from '../../lib/index.js';
-import { RedisBackend, RedisLocker } from '../../lib/redis/index.js';
+import { createRedisSessionStores } from '../../lib/redis/index.js';
 import type { AppEnv, HttpAdapterName, StoreKind } from '../variants.js';
 import { COOKIE_NAME, SESSION_TTL } from '../variants.js';
 import { connectRedis, createNestApp, next, type BenchApp } from './nest.js';
@@ -60,7 +60,7 @@ class OursController {
 }
 
 @Module({})
-class OursModule {
+export class OursModule {
   static forRoot(options: SessionModuleOptions): DynamicModule {
     return { module: OursModule, imports: [SessionModule.forRoot(options)], controllers: [OursController] };
   }
@@ -79,19 +79,15 @@ export async function buildOursApp(adapter: HttpAdapterName, store: StoreKind, e
     return { app, info: 'defaults (MemoryBackend x2, MemoryLocker, DevalueSerializer)', close: () => app.close() };
   }
   const client = await connectRedis(env.redisUrl);
-  // One client for both caches and the locker (the locker duplicates it for Pub/Sub when a
-  // caller has to wait), as a user with one Redis would configure it.
-  const locker = new RedisLocker({ client, prefix: env.redisPrefix });
-  const options = {
-    ...common,
-    metadataBackend: new RedisBackend({ client, prefix: `${env.redisPrefix}m:` }),
-    storageBackend: new RedisBackend({ client, prefix: `${env.redisPrefix}s:` }),
-    locker,
-  };
+  // As the README sets it up: createRedisSessionStores on one client for both caches and the
+  // locker (the storage backend checks the locker's locks in its write script; the locker
+  // duplicates the client for Pub/Sub when a caller has to wait), default options.
+  const { metadataBackend, storageBackend, locker } = await createRedisSessionStores({ client, prefix: env.redisPrefix });
+  const options = { ...common, metadataBackend, storageBackend, locker };
   const app = await createNestApp(OursModule.forRoot(options), adapter);
   return {
     app,
-    info: 'RedisBackend x2 and RedisLocker on one node-redis client, DevalueSerializer',
+    info: 'createRedisSessionStores (RedisBackend x2 and RedisLocker on one node-redis client), DevalueSerializer',
     close: async () => {
       await app.close();
       await client.quit().catch(() => undefined);

@@ -1,5 +1,6 @@
 import { AbstractBag } from './abstract.bag.js';
 import { sameStoredValue } from './stored-value.js';
+import { nullRecordFrom } from './null-record.js';
 
 /**
  * Symfony's `AttributeBag`: named values stored together in one entry. The session's own
@@ -35,8 +36,9 @@ export class AttributeBag extends AbstractBag {
     this.setKeys.add(name);
     this.removedKeys.delete(name);
   }
+  /** All attributes, as an object without a prototype. */
   all(): Record<string, unknown> {
-    return Object.fromEntries(this.attributes);
+    return nullRecordFrom(this.attributes);
   }
   /** Replaces all attributes. */
   replace(attributes: Record<string, unknown>): void {
@@ -60,7 +62,9 @@ export class AttributeBag extends AbstractBag {
     return old;
   }
   getStorableData(): Record<string, unknown> | undefined {
-    return this.attributes.size === 0 ? undefined : this.all();
+    // A plain object (Object.fromEntries defines own properties, whatever the key): the stored
+    // form stays what earlier versions wrote, so an unchanged bag is not rewritten.
+    return this.attributes.size === 0 ? undefined : Object.fromEntries(this.attributes);
   }
   merge(fresh: unknown): void {
     const mine = this.attributes;

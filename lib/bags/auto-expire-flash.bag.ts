@@ -1,6 +1,8 @@
 import type { FlashMessages } from './flash.bag.js';
 import { AbstractBag } from './abstract.bag.js';
 import { startsWithStored } from './stored-value.js';
+import { assertNotReserved } from '../cache/identifier.js';
+import { nullRecord, nullRecordFrom } from './null-record.js';
 
 interface Stored {
   display: FlashMessages;
@@ -13,8 +15,9 @@ interface Stored {
  * `add` queues messages for the next request.
  */
 export class AutoExpireFlashBag extends AbstractBag {
-  private display: FlashMessages = {};
-  private next: FlashMessages = {};
+  // Objects without a prototype (null-record.ts): their keys come from stored data.
+  private display: FlashMessages = nullRecord();
+  private next: FlashMessages = nullRecord();
   /** Per type, how many of the queued messages as loaded this request took for display (they expire with it). */
   private taken = new Map<string, number>();
   /** This request's changes to the queue, for `merge`: messages added, types replaced, the queue cleared. */
@@ -33,11 +36,12 @@ export class AutoExpireFlashBag extends AbstractBag {
   initialize(data: unknown): void {
     const stored = (data ?? {}) as Partial<Stored>;
     // What the previous request queued is for display now; what was displayed then is dropped.
-    this.display = { ...(stored.new ?? {}) };
-    this.next = {};
+    this.display = nullRecordFrom(Object.entries(stored.new ?? {}));
+    this.next = nullRecord();
     this.taken = new Map(Object.entries(this.display).map(([type, list]) => [type, list.length]));
   }
   add(type: string, message: unknown): void {
+    assertNotReserved(type, 'flash type');
     (this.next[type] ??= []).push(message);
     const added = this.added.get(type) ?? [];
     added.push(message);
@@ -47,21 +51,22 @@ export class AutoExpireFlashBag extends AbstractBag {
     return [...(this.display[type] ?? defaultValue)];
   }
   peekAll(): FlashMessages {
-    return { ...this.display };
+    return nullRecordFrom(Object.entries(this.display));
   }
   get(type: string, defaultValue: unknown[] = []): unknown[] {
-    const { [type]: messages, ...rest } = this.display;
+    const messages = Object.hasOwn(this.display, type) ? this.display[type] : undefined;
     if (messages === undefined) return defaultValue;
-    this.display = rest;
+    this.display = nullRecordFrom(Object.entries(this.display).filter(([t]) => t !== type));
     return messages;
   }
   all(): FlashMessages {
     const all = this.display;
-    this.display = {};
+    this.display = nullRecord();
     return all;
   }
   /** Replaces the queued messages of a type with `messages`: one message, or an array of them. */
   set(type: string, messages: unknown): void {
+    assertNotReserved(type, 'flash type');
     this.next[type] = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
     this.replaced.add(type);
     this.added.delete(type);
@@ -83,7 +88,8 @@ export class AutoExpireFlashBag extends AbstractBag {
   }
   getStorableData(): Stored | undefined {
     // Only what is queued survives this request: displayed messages expire with it.
-    return Object.keys(this.next).length === 0 ? undefined : { display: {}, new: this.next };
+    // Plain objects in the stored form, as earlier versions wrote it (an unchanged bag is not rewritten).
+    return Object.keys(this.next).length === 0 ? undefined : { display: {}, new: Object.fromEntries(Object.entries(this.next)) };
   }
   /**
    * Re-applies this request's queue changes onto `fresh`: what it took for display is dropped,
@@ -101,7 +107,7 @@ export class AutoExpireFlashBag extends AbstractBag {
       else merged.set(type, [...list]);
     }
     for (const [type, list] of this.added) if (!this.replaced.has(type)) merged.set(type, [...(merged.get(type) ?? []), ...list]);
-    this.next = Object.fromEntries([...merged].filter(([, list]) => list.length > 0));
+    this.next = nullRecordFrom([...merged].filter(([, list]) => list.length > 0));
   }
   /**
    * After a commit wrote `stored`: it is the new base, and the record of queue changes starts
@@ -125,7 +131,7 @@ export class AutoExpireFlashBag extends AbstractBag {
   }
 
   private clearQueue(): void {
-    this.next = {};
+    this.next = nullRecord();
     this.added.clear();
     this.replaced.clear();
     this.cleared = true;

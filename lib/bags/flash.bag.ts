@@ -1,5 +1,7 @@
 import { AbstractBag } from './abstract.bag.js';
 import { startsWithStored } from './stored-value.js';
+import { assertNotReserved } from '../cache/identifier.js';
+import { nullRecordFrom } from './null-record.js';
 
 /** Flash messages by type. */
 export type FlashMessages = Record<string, unknown[]>;
@@ -30,6 +32,7 @@ export class FlashBag extends AbstractBag {
   }
   /** Adds a message of a type (e.g. 'success', 'error'). */
   add(type: string, message: unknown): void {
+    assertNotReserved(type, 'flash type');
     const list = this.flashes.get(type) ?? [];
     list.push(message);
     this.flashes.set(type, list);
@@ -41,8 +44,9 @@ export class FlashBag extends AbstractBag {
   peek(type: string, defaultValue: unknown[] = []): unknown[] {
     return [...(this.flashes.get(type) ?? defaultValue)];
   }
+  /** All messages by type (an object without a prototype), without consuming them. */
   peekAll(): FlashMessages {
-    return Object.fromEntries([...this.flashes].map(([t, m]) => [t, [...m]]));
+    return nullRecordFrom([...this.flashes].map(([t, m]) => [t, [...m]] as const));
   }
   /** Messages of a type, consuming them. */
   get(type: string, defaultValue: unknown[] = []): unknown[] {
@@ -61,6 +65,7 @@ export class FlashBag extends AbstractBag {
   }
   /** Replaces the messages of a type with `messages`: one message, or an array of them. */
   set(type: string, messages: unknown): void {
+    assertNotReserved(type, 'flash type');
     const list = Array.isArray(messages) ? [...(messages as unknown[])] : [messages];
     this.flashes.set(type, list);
     this.replacedTypes.add(type);
@@ -85,15 +90,10 @@ export class FlashBag extends AbstractBag {
     return old;
   }
   getStorableData(): FlashMessages | undefined {
-    const stored: FlashMessages = {};
-    let any = false;
-    for (const [type, list] of this.flashes) {
-      if (list.length > 0) {
-        stored[type] = list;
-        any = true;
-      }
-    }
-    return any ? stored : undefined;
+    // A plain object (Object.fromEntries defines own properties, whatever the key): the stored
+    // form stays what earlier versions wrote, so an unchanged bag is not rewritten.
+    const stored = [...this.flashes].filter(([, list]) => list.length > 0);
+    return stored.length > 0 ? Object.fromEntries(stored) : undefined;
   }
   merge(fresh: unknown): void {
     const merged = this.cleared ? new Map<string, unknown[]>() : toFlashMap(fresh);

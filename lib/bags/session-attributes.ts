@@ -1,3 +1,5 @@
+import { nullRecord } from './null-record.js';
+
 /** How the default attribute bag reaches the session's own per-key data. */
 export interface SessionAttributesSource {
   keys(): string[];
@@ -27,8 +29,9 @@ export class SessionAttributes {
   set(name: string, value: unknown): void {
     this.source.write(name, value);
   }
+  /** All attributes, as an object without a prototype. */
   all(): Record<string, unknown> {
-    const result: Record<string, unknown> = {};
+    const result = nullRecord<unknown>();
     for (const key of this.source.keys()) result[key] = this.source.read(key);
     return result;
   }

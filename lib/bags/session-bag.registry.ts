@@ -1,5 +1,5 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { IDENTIFIER_PATTERN } from '../cache/identifier.js';
+import { IDENTIFIER_PATTERN, assertNotReserved, isReservedName } from '../cache/identifier.js';
 import type { SessionBagFactory, SessionBagInterface } from './session-bag.interface.js';
 
 /**
@@ -14,6 +14,7 @@ export class SessionBagRegistry {
   register(factory: SessionBagFactory): void {
     const probe = factory();
     const name = probe.getName();
+    assertNotReserved(name, 'session bag name');
     if (this.factories.has(name) || name === 'attributes' || name === 'metadata') {
       throw new InvalidArgumentException(`A session bag named "${name}" is already registered; bag names must be unique.`);
     }
@@ -32,7 +33,7 @@ export class SessionBagRegistry {
 
 export function assertStorageKey(bag: SessionBagInterface): void {
   const key = bag.getStorageKey();
-  if (typeof key !== 'string' || key.length > 200 || !IDENTIFIER_PATTERN.test(key)) {
+  if (typeof key !== 'string' || key.length > 200 || !IDENTIFIER_PATTERN.test(key) || isReservedName(key)) {
     throw new InvalidArgumentException(
       `Bag "${bag.getName()}" has an invalid storage key ${JSON.stringify(key)}: use 1-200 characters of A-Z, a-z, 0-9, "_", "%", "&", "-", "." and ":".`,
     );

@@ -1,6 +1,6 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
-import { assertCacheIdentifier, assertIdentifier } from './identifier.js';
+import { assertCacheIdentifier, assertCacheTag } from './identifier.js';
 import { lifetimeMs } from './lifetime.js';
 import type { BackendWrite, WriteGuard } from './taggable-backend.interface.js';
 
@@ -27,20 +27,20 @@ export function gcLimit(limit: number | undefined): number {
 /** @throws InvalidArgumentException when an entry's data is not a string. */
 export function assertEntryData(id: string, data: unknown): asserts data is string {
   if (typeof data !== 'string') {
-    throw new InvalidArgumentException(`Cannot store cache entry "${id}": its data must be a string, got ${typeof data}.`);
+    throw InvalidArgumentException.fromStore(`Cannot store cache entry "${id}": its data must be a string, got ${typeof data}.`);
   }
 }
 
 /** @throws InvalidArgumentException when a guard's fence is not a number, or its lifetime is not seconds > 0. */
 export function assertGuardFence(guard: WriteGuard): void {
   if (typeof guard.fence !== 'number' || Number.isNaN(guard.fence)) {
-    throw new InvalidArgumentException(
+    throw InvalidArgumentException.fromStore(
       `Invalid fence ${String(guard.fence)} for guard entry "${guard.id}": it must be a number.`,
     );
   }
   // A guard lifetime of 0 would mean "never expires", which no caller of a lifetime means.
   if (guard.lifetime !== undefined && lifetimeMs(guard.id, guard.lifetime) === 0) {
-    throw new InvalidArgumentException(`Invalid lifetime 0 for guard entry "${guard.id}": use seconds > 0, or omit it.`);
+    throw InvalidArgumentException.fromStore(`Invalid lifetime 0 for guard entry "${guard.id}": use seconds > 0, or omit it.`);
   }
 }
 
@@ -53,7 +53,7 @@ export function checkedWrite(write: BackendWrite): readonly string[] {
   assertCacheIdentifier(write.id, 'cache entry identifier');
   assertEntryData(write.id, write.data);
   const tags = write.tags ?? NO_TAGS;
-  tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
+  tags.forEach((tag) => assertCacheTag(tag));
   return tags;
 }
 
@@ -65,7 +65,7 @@ export function checkedGuard(guard: WriteGuard): readonly string[] {
   assertCacheIdentifier(guard.id, 'cache entry identifier');
   assertGuardFence(guard);
   const tags = guard.tags ?? NO_TAGS;
-  tags.forEach((tag) => assertIdentifier(tag, 'cache tag'));
+  tags.forEach((tag) => assertCacheTag(tag));
   return tags;
 }
 

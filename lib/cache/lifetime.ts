@@ -9,7 +9,7 @@ import { InvalidArgumentException } from '../errors/invalid-argument.exception.j
 export function lifetimeMs(id: string, lifetime: number | undefined): number {
   if (lifetime === undefined || lifetime === 0) return 0;
   if (typeof lifetime !== 'number' || !(lifetime > 0) || lifetime === Infinity) {
-    throw new InvalidArgumentException(
+    throw InvalidArgumentException.fromStore(
       `Invalid lifetime ${String(lifetime)} for cache entry "${id}": use seconds > 0, or 0 for no expiry.`,
     );
   }

@@ -1,4 +1,5 @@
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { assertEntryData, assertGuardFence, gcLimit } from './backend-arguments.js';
 import { expiryAt } from './lifetime.js';
 import type {
@@ -15,7 +16,8 @@ export interface MemoryBackendOptions {
   /**
    * Largest accepted entry, measured as the length of its data string (UTF-16 code units; for
    * the ASCII output of the serializer that is bytes). Bounds the memory one entry can take:
-   * a bigger `set()` or `write()` throws `InvalidArgumentException` and stores nothing.
+   * a bigger `set()` or `write()` throws `SessionLimitExceededException` (HTTP 413, a body that
+   * names no entry) and stores nothing.
    * `Infinity` disables the check.
    * @default 1048576 (1 MiB)
    */
@@ -105,6 +107,8 @@ class Entry {
  */
 export class MemoryBackend implements TaggableBackend {
   readonly name = 'memory';
+  /** Guarded writes honour `WriteGuard.maxEntries` (counted in the same synchronous step). */
+  readonly capsGroupEntries = true;
 
   private readonly maxEntryBytes: number;
   private readonly entries = new Map<string, Entry>();
@@ -194,6 +198,9 @@ export class MemoryBackend implements TaggableBackend {
       if (this.live(id, now) === undefined) return 'missing';
     }
 
+    // Before the guard may be created: a refused write leaves nothing behind.
+    if (guard?.maxEntries !== undefined && this.groupCountAfter(guard, sets, removes, now) > guard.maxEntries) return 'full';
+
     if (guard !== undefined) {
       const current = this.live(guard.id, now);
       if (current === undefined) {
@@ -225,6 +232,26 @@ export class MemoryBackend implements TaggableBackend {
       }
     }
     return 'ok';
+  }
+
+  /**
+   * Live entries of the guard's group (carrying the group's own tag, the guard not counted) once
+   * `sets` and `removes` were applied. O(group + batch).
+   */
+  private groupCountAfter(guard: WriteGuard, sets: readonly BackendWrite[], removes: readonly string[], now: number): number {
+    const dot = guard.id.indexOf('.');
+    const group = dot < 0 ? guard.id : guard.id.slice(0, dot);
+    const uncounted = guard.uncountedPrefix === undefined ? undefined : `${group}.${guard.uncountedPrefix}`;
+    const ids = new Set<string>();
+    const members = this.tagIndex.get(group);
+    if (members !== undefined) for (const entry of iterate(members)) if (!isExpired(entry, now)) ids.add(entry.id);
+    for (const write of sets) if (write.tags?.includes(group) === true) ids.add(write.id);
+    for (const id of removes) ids.delete(id);
+    ids.delete(guard.id);
+    if (uncounted === undefined) return ids.size;
+    let count = 0;
+    for (const id of ids) if (!id.startsWith(uncounted)) count++;
+    return count;
   }
 
   async flush(): Promise<void> {
@@ -295,7 +322,8 @@ export class MemoryBackend implements TaggableBackend {
   private checkData(id: string, data: string): void {
     assertEntryData(id, data);
     if (data.length > this.maxEntryBytes) {
-      throw new InvalidArgumentException(
+      // The id embeds the storage id: the message goes to the log, the client learns the size problem only.
+      throw SessionLimitExceededException.refusedByStore(
         `Cannot store cache entry "${id}": its data is ${data.length} characters, more than the ` +
           `memory backend's maxEntryBytes (${this.maxEntryBytes}), which bounds memory per entry. ` +
           `Store less data under one key, or raise maxEntryBytes.`,

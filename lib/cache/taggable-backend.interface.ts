@@ -82,6 +82,19 @@ export interface TaggableBackend {
    */
   collectGarbage(limit?: number): Promise<BackendEntry[]>;
 
+  /**
+   * Optional: the locker (a `SessionLocker` sharing this backend's store) whose locks a guarded
+   * `write` with `WriteGuard.unlocked` checks in the same atomic step. Set only when the backend
+   * can do that; callers compare it with their locker before relying on it.
+   */
+  readonly checksLocksOf?: object;
+
+  /**
+   * Optional: whether `write` honours `WriteGuard.maxEntries` (counts the guard's group in the
+   * same atomic step), so callers need not read the group first to enforce a cap.
+   */
+  readonly capsGroupEntries?: boolean;
+
   /** Releases timers and connections the backend owns (not a client that was passed in). */
   close?(): Promise<void>;
 }
@@ -142,7 +155,30 @@ export interface WriteGuard {
    * its expiry (a created guard then never expires). @default undefined
    */
   readonly lifetime?: number;
+  /**
+   * The caller holds no lock: instead of checking `fence`, the write takes a fresh fence from
+   * the lock of the guard's group in `checksLocksOf` (one that exceeds every fence that lock
+   * handed out before, so an older holder whose lock expired is fenced off from now on), and
+   * applies only while nobody holds that lock; otherwise it writes nothing and answers
+   * `'locked'`. Only for backends whose `checksLocksOf` is the caller's locker. @default false
+   */
+  readonly unlocked?: boolean;
+  /**
+   * At most this many entries of the guard's group (members of the group's own tag set, the
+   * guard and `uncountedPrefix` entries not counted) after the write; a write that would leave more writes nothing and
+   * answers `'full'`. Only for backends with `capsGroupEntries`. @default undefined (no cap)
+   */
+  readonly maxEntries?: number;
+  /**
+   * With `maxEntries`: entries whose id continues the group with `.` + this prefix (e.g. `~`
+   * for `<group>.~flashes`) are not counted. @default undefined (all are counted)
+   */
+  readonly uncountedPrefix?: string;
 }
 
-/** `ok`: written. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired. `fenced`: a newer fence has written. */
-export type WriteResult = 'ok' | 'missing' | 'fenced';
+/**
+ * `ok`: written. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired.
+ * `fenced`: a newer fence has written. `locked`: an `unlocked` write found the lock held.
+ * `full`: the write would leave more than `maxEntries` entries in the guard's group.
+ */
+export type WriteResult = 'ok' | 'missing' | 'fenced' | 'locked' | 'full';

@@ -5,8 +5,10 @@ export class SessionOutsideRequestException extends SessionError {
   static create(operation: string): SessionOutsideRequestException {
     return new this(
       `Cannot ${operation}: there is no current HTTP request. The injected SessionInterface only ` +
-        `works while a request is handled (SessionModule's middleware must run for the route). ` +
-        `Outside a request (cron jobs, queues, scripts) use SessionManager.getSession(id).`,
+        `works while a request is handled (SessionModule's middleware must run for the route), and in ` +
+        `WebSocket gateways once the adapter is wrapped: app.useWebSocketAdapter(new SessionWebSocketAdapter(app, new IoAdapter(app))). ` +
+        `Outside a request (cron jobs, queues, scripts) use SessionManager.getSession(id); ` +
+        `SessionManager.hasCurrentSession() tells, without throwing, whether there is a current session.`,
     );
   }
 }

@@ -14,4 +14,20 @@ export class StoreUnavailableException extends SessionError {
     Object.defineProperty(error, 'cause', { value: cause });
     return error;
   }
+
+  /**
+   * The store could not be reached while the application started (no request exists yet):
+   * the message says what to check instead of talking about a request's changes.
+   * @param operation what failed, e.g. `connect to redis://127.0.0.1:6379` (no password).
+   */
+  static atBoot(operation: string, cause: unknown): StoreUnavailableException {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const error = new this(
+      `The session store could not be reached while the application started (${operation}: ${why}). ` +
+        `Check that it runs and that its address and credentials are right; the application cannot start without it.`,
+      'The session store is unavailable; retry later.',
+    );
+    Object.defineProperty(error, 'cause', { value: cause });
+    return error;
+  }
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from '../session/session.js';
 import type { SessionHttpHandler } from './session-http.handler.js';
+import type { SessionResponseHeader } from './session-response-headers.js';
 import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 
 /** The parts of an Express request the adapter reads (`secure` and `ip` honour `trust proxy`). */
@@ -30,7 +31,13 @@ export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
     };
     let begun: Session | Promise<Session>;
     try {
-      begun = handler.begin({ cookieHeader: req.headers.cookie, secure, ip: req.ip });
+      begun = handler.begin({
+        cookieHeader: req.headers.cookie,
+        secure,
+        ip: req.ip,
+        userAgent: req.headers['user-agent'],
+        idHeader: handler.idHeaderOf(req.headers),
+      });
     } catch (error) {
       fail(res, handler, error);
       return;
@@ -47,6 +54,11 @@ function fail(res: ServerResponse, handler: SessionHttpHandler, error: unknown):
   res.end(answer.body);
 }
 
+/** The session's headers besides Set-Cookie (`SessionHttpHandler.responseHeaders`). */
+function setSessionHeaders(res: ServerResponse, headers: readonly SessionResponseHeader[]): void {
+  for (const header of headers) if (!header.unlessSet || !res.hasHeader(header.name)) res.setHeader(header.name, header.value);
+}
+
 function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
   const originalEnd = res.end.bind(res);
   const originalWriteHead = res.writeHead.bind(res);
@@ -57,6 +69,7 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
     if (!finishing && !res.headersSent) {
       const cookie = handler.predictCookie(session, secure);
       if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
+      setSessionHeaders(res, handler.responseHeaders(session, true));
     }
     return (originalWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   };
@@ -70,7 +83,10 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
     const streamed: boolean = res.headersSent;
     handler.finish(session, secure).then(
       (cookie) => {
-        if (cookie !== undefined && !streamed && !res.headersSent) res.appendHeader('set-cookie', cookie);
+        if (!streamed && !res.headersSent) {
+          if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
+          setSessionHeaders(res, handler.responseHeaders(session));
+        }
         (originalEnd as (...a: EndArgs) => ServerResponse).apply(res, args);
       },
       (error: unknown) => {

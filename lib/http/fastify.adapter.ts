@@ -11,7 +11,8 @@ interface FastifyRequestLike {
 }
 interface FastifyReplyLike {
   code(status: number): FastifyReplyLike;
-  header(name: string, value: string): FastifyReplyLike;
+  header(name: string, value: string | string[]): FastifyReplyLike;
+  hasHeader(name: string): boolean;
   send(payload: unknown): FastifyReplyLike;
 }
 type Done = (error?: Error) => void;
@@ -48,7 +49,14 @@ export function installFastifySessionHooks(instance: FastifyInstanceLike, handle
     };
     let begun: Session | Promise<Session>;
     try {
-      begun = handler.begin({ cookieHeader: request.headers.cookie, secure: request.protocol === 'https', ip: request.ip });
+      const userAgent = request.headers['user-agent'];
+      begun = handler.begin({
+        cookieHeader: request.headers.cookie,
+        secure: request.protocol === 'https',
+        ip: request.ip,
+        userAgent: typeof userAgent === 'string' ? userAgent : undefined,
+        idHeader: handler.idHeaderOf(request.headers),
+      });
     } catch (error) {
       fail(error);
       return;
@@ -84,6 +92,8 @@ export function installFastifySessionHooks(instance: FastifyInstanceLike, handle
     handler.finish(session, request.protocol === 'https').then(
       (cookie) => {
         if (cookie !== undefined) reply.header('set-cookie', cookie);
+        for (const header of handler.responseHeaders(session))
+          if (!header.unlessSet || !reply.hasHeader(header.name)) reply.header(header.name, header.value);
         done(null, payload);
       },
       (error: unknown) => {

@@ -31,7 +31,12 @@ export function readSessionCookies(
   return found;
 }
 
-/** The Set-Cookie value for a session id, or for expiring the cookie when `id` is undefined. */
+/**
+ * The Set-Cookie value for a session id, or for expiring the cookie when `id` is undefined.
+ * Cookie-name prefixes (RFC 6265bis) are honoured whatever the options say, so a name set at
+ * run time (`Session.setName`) works too: `__Host-` always gets `Secure`, `Path=/` and no
+ * `Domain`; `__Secure-` always gets `Secure`. A browser drops such a cookie otherwise.
+ */
 export function serializeSessionCookie(
   options: ResolvedSessionOptions['cookie'],
   name: string,
@@ -39,8 +44,10 @@ export function serializeSessionCookie(
   maxAge: number | undefined,
   secureRequest: boolean,
 ): string {
-  let cookie = `${name}=${id ?? ''}; Path=${options.path}`;
-  if (options.domain) cookie += `; Domain=${options.domain}`;
+  const host = name.startsWith('__Host-');
+  const prefixed = host || name.startsWith('__Secure-');
+  let cookie = `${name}=${id ?? ''}; Path=${host ? '/' : options.path}`;
+  if (options.domain && !host) cookie += `; Domain=${options.domain}`;
   if (id === undefined) {
     cookie += '; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0';
   } else if (maxAge !== undefined && maxAge > 0) {
@@ -48,7 +55,7 @@ export function serializeSessionCookie(
     cookie += `; Max-Age=${seconds}; Expires=${new Date(Date.now() + seconds * 1000).toUTCString()}`;
   }
   if (options.httpOnly) cookie += '; HttpOnly';
-  if (options.secure === true || (options.secure === 'auto' && secureRequest)) cookie += '; Secure';
+  if (prefixed || options.secure === true || (options.secure === 'auto' && secureRequest)) cookie += '; Secure';
   cookie +=
     options.sameSite === 'lax' ? '; SameSite=Lax' : options.sameSite === 'strict' ? '; SameSite=Strict' : '; SameSite=None';
   return cookie;

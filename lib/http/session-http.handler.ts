@@ -7,6 +7,9 @@ import type { SessionStore } from '../session/session.store.js';
 import type { RequestGarbageCollector } from '../manager/request-garbage-collector.interface.js';
 import { readSessionCookies, serializeSessionCookie } from './session-cookie.js';
 import { cookieAfterCommit, cookieBeforeCommit, type CookieAction } from './session-cookie.policy.js';
+import type { LegacySessionTakeover } from './legacy-session.takeover.js';
+import { readSessionIdHeader } from './session-id-header.js';
+import { sessionResponseHeaders, type SessionResponseHeader } from './session-response-headers.js';
 
 /** What the adapters know about a request, framework-neutral. */
 export interface HttpRequestInfo {
@@ -15,6 +18,10 @@ export interface HttpRequestInfo {
   readonly secure: boolean;
   /** Client address as the framework sees it. */
   readonly ip: string | undefined;
+  /** The User-Agent header (for the device list, `SessionManager.listUserSessions()`). */
+  readonly userAgent?: string | undefined;
+  /** The value of the `idHeader` (see `SessionHttpHandler.idHeaderOf`); undefined = not sent. */
+  readonly idHeader?: string | string[] | undefined;
 }
 
 /** An error turned into an HTTP answer. */
@@ -42,11 +49,15 @@ export interface HttpErrorAnswer {
  */
 export class SessionHttpHandler {
   private readonly logger = new Logger('SessionHttp');
+  /** Sessions of requests in header mode (option `idHeader`); any other request is in cookie mode. */
+  private readonly headerMode = new WeakSet<Session>();
 
   constructor(
     private readonly store: SessionStore,
     readonly context: SessionContext,
     private readonly gc?: RequestGarbageCollector,
+    /** Takes express-session users over (option `legacy`); absent when it is off. */
+    private readonly legacy?: LegacySessionTakeover,
   ) {}
 
   /**
@@ -58,10 +69,19 @@ export class SessionHttpHandler {
    */
   begin(request: HttpRequestInfo): Session | Promise<Session> {
     const options = this.store.options;
-    const ids = readSessionCookies(request.cookieHeader, options.cookie.name, this.isValidId);
-    const session = new Session(this.store, { cookieIds: ids, cookieName: options.cookie.name, clientIp: request.ip });
+    // Header mode: the id comes from the header only, whatever cookies the request carries.
+    const fromHeader = options.idHeader === undefined ? undefined : readSessionIdHeader(request.idHeader, this.isValidId);
+    const ids = fromHeader ?? readSessionCookies(request.cookieHeader, options.cookie.name, this.isValidId);
+    const session = new Session(this.store, {
+      cookieIds: ids,
+      cookieName: options.cookie.name,
+      clientIp: request.ip,
+      userAgent: request.userAgent,
+    });
+    if (fromHeader !== undefined) this.headerMode.add(session);
     // No cookie, no I/O: answered synchronously so anonymous requests wait for nothing.
-    if (ids.length === 0) return session;
+    if (ids.length === 0)
+      return this.legacy === undefined || fromHeader !== undefined ? session : this.takeOverLegacy(session, request);
     return session.resume().then(
       () => session,
       (error: unknown) => {
@@ -75,6 +95,21 @@ export class SessionHttpHandler {
     );
   }
 
+  /** A request with a signed legacy cookie (option `legacy`) gets its legacy session; any other, none. */
+  private takeOverLegacy(session: Session, request: HttpRequestInfo): Session | Promise<Session> {
+    const sid = this.legacy!.legacyId(request.cookieHeader);
+    if (sid === undefined) return session;
+    return this.legacy!.takeOver(session, sid).then(
+      () => session,
+      (error: unknown) => {
+        if (!(error instanceof StoreUnavailableException)) throw error;
+        session.markUnavailable(error);
+        this.logger.warn(`${withoutIds(error.message, [sid])} The request goes on without its session (503 where it is used).`);
+        return session;
+      },
+    );
+  }
+
   private readonly isValidId = (id: string): boolean => this.store.options.idGenerator.isValid(id);
 
   /**
@@ -83,6 +118,7 @@ export class SessionHttpHandler {
    */
   finishIfIdle(session: Session): boolean {
     if (!session.isIdle() || cookieAfterCommit(session.getCookieFacts()).kind !== 'none') return false;
+    if (this.legacy?.mustExpireCookie(session) === true) return false;
     this.maybeCollectGarbage();
     return true;
   }
@@ -90,9 +126,15 @@ export class SessionHttpHandler {
    * Commits the session and answers the Set-Cookie value to send, if any. Any lock still
    * held is released, whatever happens.
    */
-  async finish(session: Session, secure: boolean): Promise<string | undefined> {
+  async finish(session: Session, secure: boolean): Promise<string | string[] | undefined> {
+    const instrumentation = this.store.options.instrumentation;
+    const started = instrumentation?.commit === undefined ? 0 : performance.now();
     try {
       await session.commit();
+      instrumentation?.commit?.(performance.now() - started, 'ok');
+    } catch (error) {
+      instrumentation?.commit?.(performance.now() - started, 'error', (error as { name?: string } | null)?.name ?? 'Error');
+      throw error;
     } finally {
       await session.dispose();
     }
@@ -108,7 +150,38 @@ export class SessionHttpHandler {
     }
   }
 
-  private cookieHeader(session: Session, action: CookieAction, secure: boolean): string | undefined {
+  /**
+   * The `idHeader` value of a request's headers (Node's lower-case names), for
+   * `HttpRequestInfo.idHeader`; undefined when the option is off or the header absent.
+   */
+  idHeaderOf(headers: Readonly<Record<string, string | string[] | undefined>>): string | string[] | undefined {
+    const name = this.store.options.idHeader;
+    return name === undefined ? undefined : headers[name];
+  }
+
+  /**
+   * Headers besides Set-Cookie the response carries once `finish` has run (`predicted`: for
+   * headers that go out before the commit): `Cache-Control: no-store` when an id is handed out
+   * or expired, the id header in header mode, `Clear-Site-Data` (see `sessionResponseHeaders`).
+   */
+  responseHeaders(session: Session, predicted = false): readonly SessionResponseHeader[] {
+    const facts = session.getCookieFacts();
+    const action = predicted ? cookieBeforeCommit(facts) : cookieAfterCommit(facts);
+    return sessionResponseHeaders(action, this.headerMode.has(session) ? 'header' : 'cookie', this.store.options);
+  }
+
+  private cookieHeader(session: Session, action: CookieAction, secure: boolean): string | string[] | undefined {
+    // Header mode never gets a cookie: its id travels in the id header (responseHeaders).
+    if (this.headerMode.has(session)) return undefined;
+    const ours = this.sessionCookie(session, action, secure);
+    // A taken-over legacy session's response also expires the legacy cookie (unless it has our
+    // cookie's name: then our Set-Cookie replaces it).
+    if (this.legacy?.mustExpireCookie(session) !== true || this.legacy.options.cookie.name === session.getName()) return ours;
+    const expiry = this.legacy.expiryCookie(secure);
+    return ours === undefined ? expiry : [ours, expiry];
+  }
+
+  private sessionCookie(session: Session, action: CookieAction, secure: boolean): string | undefined {
     const cookie = this.store.options.cookie;
     if (action.kind === 'set') return serializeSessionCookie(cookie, session.getName(), action.id, action.maxAge, secure);
     if (action.kind === 'clear') return serializeSessionCookie(cookie, session.getName(), undefined, undefined, secure);
@@ -116,18 +189,15 @@ export class SessionHttpHandler {
   }
 
   /** Set-Cookie for headers that go out before the commit (streamed responses). */
-  predictCookie(session: Session, secure: boolean): string | undefined {
+  predictCookie(session: Session, secure: boolean): string | string[] | undefined {
     return this.cookieHeader(session, cookieBeforeCommit(session.getCookieFacts()), secure);
   }
 
   /** Status and JSON body for an error raised by `begin` or `finish`. */
   answerFor(error: unknown): HttpErrorAnswer {
     if (error instanceof SessionError) {
-      if (error.httpStatus >= 500) this.logger.warn(error.message);
-      return {
-        status: error.httpStatus,
-        body: JSON.stringify({ statusCode: error.httpStatus, error: error.name, message: error.publicMessage }),
-      };
+      // The same body Nest's exception layer sends (generic for a 500 in production), logged once for >= 500.
+      return { status: error.httpStatus, body: JSON.stringify(error.getResponse()) };
     }
     this.logger.error(`Session handling failed: ${(error as { stack?: string } | null | undefined)?.stack ?? String(error)}`);
     return {

@@ -1,5 +1,5 @@
 import { CronTime } from 'cron';
-import { InvalidOptionException } from '../errors/invalid-option.exception.js';
+import { InvalidOptionException, shownOptionValue } from '../errors/invalid-option.exception.js';
 import type { ResolvedGarbageCollectionOptions, SessionGarbageCollectionOptions } from '../session/session-module.options.js';
 
 /** Every five minutes. */
@@ -31,13 +31,13 @@ export function resolveGarbageCollectionOptions(
   if (typeof probability !== 'number' || !Number.isFinite(probability) || probability < 0 || probability > 100) {
     throw InvalidOptionException.create(
       'garbageCollection.probability',
-      `must be a percentage from 0 to 100, decimals allowed (got ${JSON.stringify(probability)})`,
+      `must be a percentage from 0 to 100, decimals allowed (got ${shownOptionValue(probability)})`,
     );
   }
   if (!Number.isSafeInteger(maximumPerRun) || maximumPerRun < 1) {
     throw InvalidOptionException.create(
       'garbageCollection.maximumPerRun',
-      `must be a whole number >= 1 (got ${JSON.stringify(maximumPerRun)})`,
+      `must be a whole number >= 1 (got ${shownOptionValue(maximumPerRun)})`,
     );
   }
   if (cron !== false) {

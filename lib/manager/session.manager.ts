@@ -15,6 +15,8 @@ import { userTag } from '../session/user-tag.js';
 import { handleOf, isHandle, metadataKeyOf, type MetadataKey } from '../session/session-key.js';
 import type { RequestGarbageCollector } from './request-garbage-collector.interface.js';
 import type { SessionEvent } from '../session/session-events.js';
+import { SessionNotAuthenticatedException } from '../errors/session-not-authenticated.exception.js';
+import { SessionNotFoundException } from '../errors/session-not-found.exception.js';
 
 /** Sessions loaded per backend round trip when iterating. */
 const DEFAULT_PAGE_SIZE = 100;
@@ -42,12 +44,27 @@ export interface SessionInfo {
   readonly createdAt: number;
   /** Epoch ms. */
   readonly lastActivity: number;
-  /** Epoch ms at which the session expires unless it is used again. */
+  /**
+   * Epoch ms at which the session expires unless it is used again (the sooner of its inactivity
+   * expiry and its absolute end, `absoluteTimeout`).
+   */
   readonly expiresAt: number;
   /** Custom tags, including the `user-...` tag of a user-bound session. */
   readonly tags: readonly string[];
   readonly userId?: string;
   readonly permanent: boolean;
+  /** Epoch ms of the last login or `markAuthenticated()`; absent for a session never authenticated. */
+  readonly authenticatedAt?: number;
+  /** The device's user agent (at most 200 characters), recorded at login and refreshed with the metadata. */
+  readonly userAgent?: string;
+  /** The device's address as an IP-lock prefix (`203.0.113.7`, `2001:db8:0:1::/64`), like `userAgent`. */
+  readonly clientAddress?: string;
+}
+
+/** One of the current user's sessions (`SessionManager.listUserSessions()`, "my devices"). */
+export interface UserSessionInfo extends SessionInfo {
+  /** True for the session of the request that asked. */
+  readonly current: boolean;
 }
 
 /**
@@ -85,6 +102,16 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
    */
   getCurrentSession(): SessionInterface {
     return this.context.require('get the current session');
+  }
+
+  /**
+   * Whether there is a current session to use, i.e. whether the injected `SessionInterface`
+   * works here: true while an HTTP request, a WebSocket message (`SessionWebSocketAdapter`) or
+   * a GraphQL operation is handled, false in cron jobs, queues, scripts and unwrapped gateways.
+   * Never throws: for guards, interceptors and services that run in several contexts.
+   */
+  hasCurrentSession(): boolean {
+    return this.context.has();
   }
 
   /**
@@ -160,16 +187,20 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
   }
 
   /**
-   * Metadata of the live sessions (all, or those carrying `tag`), `pageSize` at a time, without
-   * loading session objects: for admin listings.
-   * @throws InvalidArgumentException for an invalid tag or page size.
+   * Metadata of the live sessions (all, those carrying `tag`, or those bound to `userId`),
+   * `pageSize` at a time, without loading session objects: for admin listings.
+   * @throws InvalidArgumentException for an invalid tag, user id or page size, or both a tag and a user.
    */
-  listSessions(options: { tag?: string; pageSize?: number } = {}): AsyncIterable<SessionInfo> {
+  listSessions(options: { tag?: string; userId?: string; pageSize?: number } = {}): AsyncIterable<SessionInfo> {
     let cacheTag = ALL_SESSIONS_TAG;
+    if (options.tag !== undefined && options.userId !== undefined) {
+      throw new InvalidArgumentException('listSessions() takes a tag or a userId, not both.');
+    }
     if (options.tag !== undefined) {
       assertIdentifier(options.tag, 'session tag');
       cacheTag = SessionStore.customTag(options.tag);
     }
+    if (options.userId !== undefined) cacheTag = SessionStore.customTag(userTag(checkUserId(options.userId)));
     return this.infos(cacheTag, checkPageSize(options.pageSize ?? DEFAULT_PAGE_SIZE));
   }
 
@@ -194,6 +225,53 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
    */
   async destroySessionsForUser(userId: string, reason?: string): Promise<number> {
     return this.destroyTagged(SessionStore.customTag(userTag(checkUserId(userId))), reason);
+  }
+
+  /**
+   * "My devices" (ASVS 7.5.2): the sessions of the user the current request's session is bound
+   * to, most recently active first, with their device facts and `current: true` on the
+   * caller's own. Handles only, never ids. O(sessions of that user).
+   * @throws SessionNotAuthenticatedException (401) when the request's session is bound to no user.
+   * @throws SessionOutsideRequestException outside a request; StoreUnavailableException.
+   */
+  async listUserSessions(): Promise<UserSessionInfo[]> {
+    const { session, userId } = await this.currentUser('list your sessions');
+    const key = session.getStoredKey();
+    const own = key === undefined ? undefined : handleOf(key);
+    const sessions: UserSessionInfo[] = [];
+    for await (const info of this.infos(SessionStore.customTag(userTag(userId)), DEFAULT_PAGE_SIZE)) {
+      if (info.userId === userId) sessions.push({ ...info, current: info.handle === own });
+    }
+    return sessions.sort((a, b) => b.lastActivity - a.lastActivity);
+  }
+
+  /**
+   * Ends one of the current user's own sessions by its handle (from `listUserSessions()`); the
+   * current one too, whose response then expires the cookie.
+   * @param reason of the `destroyed` event. @default 'revoked'
+   * @throws SessionNotFoundException (404) when the handle names none of the user's live
+   *   sessions (unknown, ended, or another user's: nothing happens to that one).
+   * @throws SessionNotAuthenticatedException (401), SessionOutsideRequestException,
+   *   LockTimeoutException, StoreUnavailableException
+   */
+  async destroyUserSession(handle: string, reason = 'revoked'): Promise<void> {
+    const { userId } = await this.currentUser('end one of your sessions');
+    const session = await this.getSessionByHandle(handle);
+    if (session === undefined || session.getUserId() !== userId) throw SessionNotFoundException.create();
+    await session.destroy(reason);
+  }
+
+  /**
+   * "Log out other devices" (ASVS 7.4.3, e.g. after a password change): ends every session of
+   * the current user except the current one, and answers how many. Same guarantees as
+   * `destroySessionsForUser`.
+   * @param reason of the `destroyed` events. @default 'revoked'
+   * @throws SessionNotAuthenticatedException (401), SessionOutsideRequestException, and the
+   *   errors of `destroySessionsByTag`.
+   */
+  async destroyOtherSessions(reason = 'revoked'): Promise<number> {
+    const { session, userId } = await this.currentUser('end your other sessions');
+    return this.destroyTagged(SessionStore.customTag(userTag(userId)), reason, session.getStoredKey() ?? null);
   }
 
   /**
@@ -299,10 +377,13 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
           handle: handleOf(key),
           createdAt: m.createdAt,
           lastActivity: m.lastActivity,
-          expiresAt: m.lastActivity + this.store.timeoutOf(m) * 1000,
+          expiresAt: this.store.expiresAt(m),
           tags: [...m.tags],
           ...(m.userId === undefined ? {} : { userId: m.userId }),
           permanent: m.permanent === true,
+          ...(m.authenticatedAt === undefined ? {} : { authenticatedAt: m.authenticatedAt }),
+          ...(m.userAgent === undefined ? {} : { userAgent: m.userAgent }),
+          ...(m.clientAddress === undefined ? {} : { clientAddress: m.clientAddress }),
         };
       }
     }
@@ -319,14 +400,28 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
     return this.isStoredAs(current, key) ? current : undefined;
   }
 
-  private async destroyTagged(cacheTag: string, reason: string | undefined): Promise<number> {
+  /**
+   * The current request's session and the user it is bound to (resumed first if needed).
+   * @throws SessionOutsideRequestException, SessionNotAuthenticatedException
+   */
+  private async currentUser(operation: string): Promise<{ session: Session; userId: string }> {
+    const session = this.context.require(operation);
+    if (!session.isStarted()) await session.resume();
+    const userId = session.isStarted() ? session.getUserId() : undefined;
+    if (userId === undefined) throw SessionNotAuthenticatedException.create(operation);
+    return { session, userId };
+  }
+
+  /** `spare`: a metadata key left alone (the caller's own session; null = none). */
+  private async destroyTagged(cacheTag: string, reason: string | undefined, spare?: MetadataKey | null): Promise<number> {
     let destroyed = 0;
     const current = this.context.current();
     if (current !== undefined && !current.isRemote() && !current.isStarted()) await current.resume().catch(() => undefined);
     for (let pass = 1; ; pass++) {
       let found = 0;
       const failures: unknown[] = [];
-      for await (const page of this.pages(cacheTag, DEFAULT_PAGE_SIZE)) {
+      for await (const all of this.pages(cacheTag, DEFAULT_PAGE_SIZE)) {
+        const page = spare === undefined ? all : all.filter(([key]) => key !== spare);
         found += page.length;
         const results = await Promise.allSettled(
           page.map(([key, metadata]) =>
@@ -384,6 +479,10 @@ export class SessionManager implements RequestGarbageCollector, BeforeApplicatio
           break;
         }
       }
+      // Data an earlier run could not flush (it removed the metadata, then failed): found by its
+      // expired write guard, which lives as long as the session did.
+      const recovered = await this.store.collectOrphanedStorage(Math.min(GC_BATCH, maximum));
+      if (recovered > 0) this.logger.log(`Garbage collection removed the leftover data of ${recovered} expired session(s).`);
     } catch (error) {
       this.logger.warn(`Garbage collection failed after removing ${removed} expired session(s): ${describe(error)}`);
       throw error;

@@ -1,17 +1,16 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
-import type { Session } from '../session/session.js';
 import type { SessionInterface } from '../session/session.interface.js';
+import { sessionOfExecution } from './execution-session.js';
 
 /**
  * Handler parameter decorator for the current request's session:
- * `@Get() show(@CurrentSession() session: SessionInterface)`.
- * @throws SessionOutsideRequestException when used on a non-HTTP handler.
+ * `@Get() show(@CurrentSession() session: SessionInterface)`. Also in WebSocket gateways
+ * (the message's session, through `SessionWebSocketAdapter`) and GraphQL resolvers.
+ * @throws SessionOutsideRequestException where the session layer does not run.
  */
 export const CurrentSession = createParamDecorator((_data: unknown, context: ExecutionContext): SessionInterface => {
-  const request = context.switchToHttp().getRequest<{ [SESSION_REQUEST_KEY]?: Session } | undefined>();
-  const session = request?.[SESSION_REQUEST_KEY];
+  const session = sessionOfExecution(context);
   if (session === undefined) throw SessionOutsideRequestException.create('resolve @CurrentSession()');
   return session;
 });

@@ -1,7 +1,6 @@
 import { createParamDecorator, type ExecutionContext, type PipeTransform } from '@nestjs/common';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
-import type { Session } from '../session/session.js';
+import { sessionOfExecution } from './execution-session.js';
 
 /** Resolves the promise the decorator factory returns (Nest awaits pipe results). */
 class AwaitBagPipe implements PipeTransform {
@@ -11,7 +10,7 @@ class AwaitBagPipe implements PipeTransform {
 }
 
 const flashBagParam = createParamDecorator((name: string | undefined, context: ExecutionContext): Promise<unknown> => {
-  const session = context.switchToHttp().getRequest<{ [SESSION_REQUEST_KEY]?: Session } | undefined>()?.[SESSION_REQUEST_KEY];
+  const session = sessionOfExecution(context);
   if (session === undefined) throw SessionOutsideRequestException.create('resolve @Flashes()');
   return session.getBag(name ?? 'flashes');
 });

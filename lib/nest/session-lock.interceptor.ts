@@ -2,9 +2,8 @@ import { Injectable, type CallHandler, type ExecutionContext, type NestIntercept
 import { Reflector } from '@nestjs/core';
 import { from, switchMap, type Observable } from 'rxjs';
 import { SessionOutsideRequestException } from '../errors/session-outside-request.exception.js';
-import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
-import type { Session } from '../session/session.js';
 import type { LockOptions } from '../locking/session-locker.interface.js';
+import { sessionOfExecution } from './execution-session.js';
 
 /** Metadata key of `@SessionLock()`. */
 export const SESSION_LOCK_METADATA = 'nest-session:lock';
@@ -15,6 +14,8 @@ export const SESSION_LOCK_METADATA = 'nest-session:lock';
  * so a lock is never left behind (a client that disconnects releases it too). When the store
  * was down at resume (the session is unavailable, see SessionHttpHandler), `open()` rejects
  * with StoreUnavailableException and the route answers 503 without running the handler.
+ * In a WebSocket gateway (through `SessionWebSocketAdapter`) the message is the unit: the
+ * lock is held until the message's handler settles.
  */
 @Injectable()
 export class SessionLockInterceptor implements NestInterceptor {
@@ -25,7 +26,7 @@ export class SessionLockInterceptor implements NestInterceptor {
       context.getHandler(),
       context.getClass(),
     ]);
-    const session = context.switchToHttp().getRequest<{ [SESSION_REQUEST_KEY]?: Session } | undefined>()?.[SESSION_REQUEST_KEY];
+    const session = sessionOfExecution(context);
     if (session === undefined) throw SessionOutsideRequestException.create('lock the session with @SessionLock()');
     return from(session.open(options ?? {})).pipe(switchMap(() => next.handle()));
   }

@@ -1,6 +1,6 @@
 import { DevalueSerializer } from '../cache/devalue.serializer.js';
 import { MemoryBackend } from '../cache/memory.backend.js';
-import { InvalidOptionException } from '../errors/invalid-option.exception.js';
+import { InvalidOptionException, shownOptionValue } from '../errors/invalid-option.exception.js';
 import { MemoryLocker } from '../locking/memory.locker.js';
 import { RandomIdGenerator } from '../session/random-id.generator.js';
 import { FlashBag } from '../bags/flash.bag.js';
@@ -8,6 +8,9 @@ import { resolveGarbageCollectionOptions } from '../manager/gc.options.js';
 import { resolveIpLockOptions } from '../session/ip-lock.js';
 import type { ResolvedSessionOptions, SessionModuleOptions } from '../session/session-module.options.js';
 import { isCookieName } from '../session/cookie-name.js';
+import { assertKnownOptions } from './unknown-options.check.js';
+import { resolveLegacySessionOptions } from '../legacy/legacy-session.options.js';
+import { instrumentOptions } from './instrumented-options.js';
 
 /** What the store calls on each backend: checked at boot so a wrong object fails there, not on a request. */
 const BACKEND_METHODS = [
@@ -37,6 +40,7 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
       secure: cookie.secure ?? 'auto',
       httpOnly: cookie.httpOnly ?? true,
       sameSite: cookie.sameSite ?? 'lax',
+      clearSiteData: cookie.clearSiteData ?? false,
     },
     inactivityTimeout: options.inactivityTimeout ?? 3600,
     updateGracePeriod: options.updateGracePeriod ?? 60,
@@ -50,13 +54,23 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
     serializer: options.serializer ?? new DevalueSerializer(),
     idGenerator: options.idGenerator ?? new RandomIdGenerator(),
     bags: Object.freeze([...(options.bags ?? [() => new FlashBag()])]),
+    legacy: resolveLegacySessionOptions(options.legacy),
+    instrumentation: options.instrumentation,
     garbageCollection: resolveGarbageCollectionOptions(options.garbageCollection),
     ipLock: resolveIpLockOptions(options.ipLock),
+    maxEntryBytes: options.maxEntryBytes ?? 1024 * 1024,
+    maxKeysPerSession: options.maxKeysPerSession ?? 1000,
+    maxTagsPerSession: options.maxTagsPerSession ?? 100,
+    idHeader: resolveIdHeader(options.idHeader),
+    absoluteTimeout: options.absoluteTimeout ?? 0,
+    maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
+    maxSessionsPolicy: options.maxSessionsPolicy ?? 'evict-oldest',
   };
+  assertKnownOptions(options, resolved);
   validate(resolved);
   Object.freeze(resolved.cookie);
   Object.freeze(resolved.lock);
-  return Object.freeze(resolved);
+  return Object.freeze(instrumentOptions(resolved));
 }
 
 function validate(o: ResolvedSessionOptions): void {
@@ -86,12 +100,17 @@ function validate(o: ResolvedSessionOptions): void {
       `must be 'lax', 'strict' or 'none' (got ${JSON.stringify(c.sameSite)})`,
     );
   }
-  if (c.sameSite === 'none' && c.secure === false) {
+  if (c.sameSite === 'none' && c.secure !== true) {
     throw InvalidOptionException.create(
       'cookie.sameSite',
-      `'none' needs cookie.secure true or 'auto'; browsers drop SameSite=None cookies without Secure`,
+      `'none' needs cookie.secure: true (got ${shownOptionValue(c.secure)}); browsers drop SameSite=None cookies without Secure, ` +
+        `so requests over plain HTTP would lose their session`,
     );
   }
+  if (typeof c.clearSiteData !== 'boolean') {
+    throw InvalidOptionException.create('cookie.clearSiteData', `must be a boolean (got ${shownOptionValue(c.clearSiteData)})`);
+  }
+  validateCookiePrefix(c);
   positiveNumber('inactivityTimeout', o.inactivityTimeout);
   nonNegativeNumber('updateGracePeriod', o.updateGracePeriod);
   if (o.updateGracePeriod >= o.inactivityTimeout) {
@@ -100,6 +119,8 @@ function validate(o: ResolvedSessionOptions): void {
       `(${o.updateGracePeriod}) must be smaller than inactivityTimeout (${o.inactivityTimeout})`,
     );
   }
+  validateUserSessionOptions(o);
+  validateLimits(o);
   positiveNumber('lock.waitTimeout', o.lock.waitTimeout);
   positiveNumber('lock.ttl', o.lock.ttl);
   implementsMethods('metadataBackend', o.metadataBackend, BACKEND_METHODS);
@@ -125,15 +146,90 @@ function validate(o: ResolvedSessionOptions): void {
   }
 }
 
+/** `absoluteTimeout`, `maxSessionsPerUser`, `maxSessionsPolicy`. */
+function validateUserSessionOptions(o: ResolvedSessionOptions): void {
+  nonNegativeNumber('absoluteTimeout', o.absoluteTimeout);
+  if (!Number.isSafeInteger(o.maxSessionsPerUser) || o.maxSessionsPerUser < 0) {
+    throw InvalidOptionException.create(
+      'maxSessionsPerUser',
+      `must be a whole number >= 0, 0 = no limit (got ${shownOptionValue(o.maxSessionsPerUser)})`,
+    );
+  }
+  // Options may come from untyped configuration: the type does not guarantee the value.
+  const policy: unknown = o.maxSessionsPolicy;
+  if (policy !== 'evict-oldest' && policy !== 'reject') {
+    throw InvalidOptionException.create(
+      'maxSessionsPolicy',
+      `must be 'evict-oldest' or 'reject' (got ${JSON.stringify(policy)})`,
+    );
+  }
+}
+
+/** `__Host-` and `__Secure-` names (RFC 6265bis cookie prefixes): what browsers require of them, checked at boot. */
+function validateCookiePrefix(c: ResolvedSessionOptions['cookie']): void {
+  const host = c.name.startsWith('__Host-');
+  if (!host && !c.name.startsWith('__Secure-')) return;
+  const prefix = host ? '__Host-' : '__Secure-';
+  if (c.secure === false) {
+    throw InvalidOptionException.create(
+      'cookie.secure',
+      `must not be false with a ${prefix} cookie name (${JSON.stringify(c.name)}): browsers accept such a cookie only with Secure; omit secure`,
+    );
+  }
+  if (!host) return;
+  if (c.domain !== undefined) {
+    throw InvalidOptionException.create(
+      'cookie.domain',
+      `must not be set with a __Host- cookie name (${JSON.stringify(c.name)}): browsers refuse a __Host- cookie with a Domain; omit domain`,
+    );
+  }
+  if (c.path !== '/') {
+    throw InvalidOptionException.create(
+      'cookie.path',
+      `must be "/" with a __Host- cookie name (${JSON.stringify(c.name)}), got ${JSON.stringify(c.path)}: browsers refuse a __Host- cookie with another path`,
+    );
+  }
+}
+
+/** Header names are case-insensitive: kept in lower case, as Node reports request headers. */
+function resolveIdHeader(value: string | false | undefined): string | undefined {
+  if (value === undefined || value === false) return undefined;
+  const given: unknown = value; // options may come from untyped configuration
+  if (typeof given !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(given)) {
+    throw InvalidOptionException.create(
+      'idHeader',
+      `must be a header name such as 'x-session-id', or false (got ${shownOptionValue(given)})`,
+    );
+  }
+  const name = given.toLowerCase();
+  if (['cookie', 'set-cookie', 'authorization', 'host', 'content-length', 'content-type', 'transfer-encoding'].includes(name)) {
+    throw InvalidOptionException.create(
+      'idHeader',
+      `must not be ${JSON.stringify(given)}: that header means something else; use e.g. 'x-session-id'`,
+    );
+  }
+  return name;
+}
+
+/** `maxEntryBytes`, `maxKeysPerSession`, `maxTagsPerSession`: whole numbers >= 1. */
+function validateLimits(o: ResolvedSessionOptions): void {
+  for (const name of ['maxEntryBytes', 'maxKeysPerSession', 'maxTagsPerSession'] as const) {
+    const value = o[name];
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw InvalidOptionException.create(name, `must be a whole number >= 1 (got ${shownOptionValue(value)})`);
+    }
+  }
+}
+
 function positiveNumber(name: string, value: number): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw InvalidOptionException.create(name, `must be a positive number (got ${JSON.stringify(value)})`);
+    throw InvalidOptionException.create(name, `must be a positive number (got ${shownOptionValue(value)})`);
   }
 }
 
 function nonNegativeNumber(name: string, value: number): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw InvalidOptionException.create(name, `must be a number >= 0 (got ${JSON.stringify(value)})`);
+    throw InvalidOptionException.create(name, `must be a number >= 0 (got ${shownOptionValue(value)})`);
   }
 }
 

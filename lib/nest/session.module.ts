@@ -7,10 +7,11 @@ import {
   type NestModule,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { HttpAdapterHost, type AbstractHttpAdapter } from '@nestjs/core';
+import { HttpAdapterHost, ModuleRef, type AbstractHttpAdapter } from '@nestjs/core';
 import { createExpressSessionMiddleware } from '../http/express.adapter.js';
 import { installFastifySessionHooks, type FastifyInstanceLike } from '../http/fastify.adapter.js';
 import { SessionHttpHandler } from '../http/session-http.handler.js';
+import { LegacySessionTakeover } from '../http/legacy-session.takeover.js';
 import { SESSION_OPTIONS } from '../session/session.constants.js';
 import { SESSION_MODULE_OPTIONS, SessionConfigurableModule } from './session-module.definition.js';
 import { CurrentSessionProxy } from '../session/current-session.proxy.js';
@@ -23,6 +24,13 @@ import { GcScheduler } from '../manager/gc.scheduler.js';
 import { SessionManager } from '../manager/session.manager.js';
 import { SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { SessionBagFactory } from '../bags/session-bag.interface.js';
+import { SessionSocketRegistry } from './session-socket.registry.js';
+import { PassportSessions } from './passport-sessions.js';
+
+/** Fastify's `addHook` as the passport hook needs it. */
+interface FastifyPassportInstance {
+  addHook(name: 'preHandler', hook: ReturnType<PassportSessions['fastifyHook']>): unknown;
+}
 
 /** Host module of `SessionModule.forFeature()` registrations. */
 @Module({})
@@ -51,7 +59,11 @@ export class SessionFeatureModule {}
     },
     {
       provide: SessionStore,
-      useFactory: (options: ResolvedSessionOptions, bags: SessionBagRegistry) => new SessionStore(options, bags),
+      useFactory: (options: ResolvedSessionOptions, bags: SessionBagRegistry) => {
+        const store = new SessionStore(options, bags);
+        options.instrumentation?.observe?.(store.events.events$);
+        return store;
+      },
       inject: [SESSION_OPTIONS, SessionBagRegistry],
     },
     { provide: SessionContext, useFactory: () => new SessionContext() },
@@ -63,13 +75,33 @@ export class SessionFeatureModule {}
     {
       provide: SessionHttpHandler,
       useFactory: (store: SessionStore, context: SessionContext, manager: SessionManager) =>
-        new SessionHttpHandler(store, context, manager),
+        new SessionHttpHandler(
+          store,
+          context,
+          manager,
+          store.options.legacy === undefined ? undefined : new LegacySessionTakeover(store.options.legacy),
+        ),
       inject: [SessionStore, SessionContext, SessionManager],
     },
     SessionManager,
     GcScheduler,
+    {
+      // The sessions of WebSocket connections (SessionWebSocketAdapter, graphql-ws).
+      provide: SessionSocketRegistry,
+      useFactory: (store: SessionStore, context: SessionContext, manager: SessionManager) =>
+        new SessionSocketRegistry(store, context, manager),
+      inject: [SessionStore, SessionContext, SessionManager],
+    },
   ],
-  exports: [SessionInterface, SessionManager, SessionStore, SessionContext, SessionBagRegistry, SESSION_OPTIONS],
+  exports: [
+    SessionInterface,
+    SessionManager,
+    SessionStore,
+    SessionContext,
+    SessionBagRegistry,
+    SESSION_OPTIONS,
+    SessionSocketRegistry,
+  ],
 })
 export class SessionModule extends SessionConfigurableModule implements NestModule, OnApplicationShutdown {
   private readonly logger = new Logger('SessionModule');
@@ -78,6 +110,7 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
     private readonly adapterHost: HttpAdapterHost,
     private readonly handler: SessionHttpHandler,
     @Inject(SESSION_OPTIONS) private readonly options: ResolvedSessionOptions,
+    private readonly moduleRef: ModuleRef,
   ) {
     super();
   }
@@ -110,17 +143,35 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
     const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (!adapter) return; // an application context without HTTP: SessionManager only
     const type = adapter.getType();
+    // Passport (PassportSessionModule, imported anywhere) goes right after the session, in this order.
+    const passport = this.passportSessions();
     if (type === 'express') {
-      adapter.getInstance<{ use(fn: unknown): void }>().use(createExpressSessionMiddleware(this.handler));
+      const express = adapter.getInstance<{ use(fn: unknown): void }>();
+      express.use(createExpressSessionMiddleware(this.handler));
+      if (passport) express.use(passport.expressMiddleware());
     } else if (type === 'fastify') {
       installFastifySessionHooks(adapter.getInstance<FastifyInstanceLike>(), this.handler);
+      if (passport) adapter.getInstance<FastifyPassportInstance>().addHook('preHandler', passport.fastifyHook());
     } else {
       this.logger.warn(`HTTP adapter "${type}" is not supported; sessions are available through SessionManager only.`);
     }
   }
 
+  private passportSessions(): PassportSessions | undefined {
+    try {
+      return this.moduleRef.get(PassportSessions, { strict: false });
+    } catch {
+      return undefined; // PassportSessionModule is not imported
+    }
+  }
+
   async onApplicationShutdown(): Promise<void> {
     const { metadataBackend, storageBackend, locker } = this.options;
-    await Promise.all([metadataBackend.close?.(), storageBackend.close?.(), locker.close?.()]);
+    await Promise.all([
+      metadataBackend.close?.(),
+      storageBackend.close?.(),
+      locker.close?.(),
+      this.options.legacy?.loader.close?.(),
+    ]);
   }
 }

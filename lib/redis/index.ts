@@ -15,3 +15,4 @@ export type {
   RedisScriptOptions,
   RedisShardedListener,
 } from './redis-client.adapter.js';
+export { fromIoRedis, type IoRedisClient, type IoRedisClusterClient } from './ioredis-client.adapter.js';

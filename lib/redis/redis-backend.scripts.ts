@@ -83,7 +83,10 @@ end
  * KEYS: a key of the group's slot. ARGV: prefix, now, group ('' = none), guard id ('' = no
  * guard), fence, create ('1'/'0'), created guard's value without its data
  * ("<expiry> <version>\\n<tags>\\n"), guard expiry ('' = keep the guard's), guard native TTL
- * ms ('0' with a kept expiry), number of ids that must be live, those ids, number of sets,
+ * ms ('0' with a kept expiry), lock key ('' = the caller's fence counts), that lock's fence
+ * counter key, the counter's TTL ms ('0' = none), the most entries the group may hold after
+ * the write ('0' = no cap; 'full' otherwise, nothing written), the prefix of uncounted
+ * entries after "<group>." ('' = none), number of ids that must be live, those ids, number of sets,
  * then id, encoded value, native TTL ms ('0' = none) per set, then the ids to remove. Every id
  * is of `group` (or, for group '', the one id of its slot).
  *
@@ -91,6 +94,12 @@ end
  * of its own tag set) is stored with a shorter native TTL than the guard's, and a write that
  * gives the guard a new expiry extends every member and the tag set to it (O(members), only on
  * such writes), so nothing of a session outlives its guard natively, or dies before it.
+ *
+ * With a lock key (an unlocked write, `WriteGuard.unlocked`): the lock must be free ('locked'
+ * otherwise, nothing written), and the fence is drawn here as RedisLocker's ACQUIRE draws it,
+ * max(counter + 1, Redis time in µs), and stored in the counter, so the lock's next holder gets
+ * a greater one and a holder whose lock expired before is fenced off: an acquire, a guarded
+ * write and a release in one step. The lock key shares the guard's hash tag (`{storageId}`).
  *
  * Answers {status, created ('1'/'0'), then what the caller must clean up in other slots:
  * 'T', tag, id, version (a foreign membership of an old entry) / 'E', id, expiry (its expiry
@@ -148,11 +157,49 @@ local function store(id, value, pttl)
   if own then addMembers(tagKey(group), pttl, {version, id}) end
 end
 
-local i = 11
-for _ = 1, tonumber(ARGV[10]) do
+local lockKey = ARGV[10]
+local drawnFence = nil
+if lockKey ~= '' then
+  if redis.call('EXISTS', lockKey) == 1 then return {'locked', '0'} end
+  local t = redis.call('TIME')
+  local drawn = tonumber(redis.call('GET', ARGV[11]) or '0') + 1
+  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if clock > drawn then drawn = clock end
+  drawnFence = string.format('%.0f', drawn)
+  fence = drawnFence
+end
+
+local maxEntries = tonumber(ARGV[13])
+local i = 16
+for _ = 1, tonumber(ARGV[15]) do
   local value = redis.call('GET', entryKey(ARGV[i]))
   if not value or not isLive(parse(value)) then return {'missing', '0'} end
   i = i + 1
+end
+
+if maxEntries > 0 and group ~= '' then
+  -- The group's entries after this write (its own tag set holds them and the guard): members
+  -- added by the sets, minus members the removes drop. Checked before anything is written
+  -- (the guard may be created below).
+  -- Entries named <group>.<uncounted prefix>... (bags) are not counted, nor is the guard.
+  local setKey = tagKey(group)
+  local skip = ARGV[14] ~= '' and (group .. '.' .. ARGV[14]) or nil
+  local function counted(id)
+    return id ~= guardId and (skip == nil or string.sub(id, 1, #skip) ~= skip)
+  end
+  local count = 0
+  for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+    if counted(id) then count = count + 1 end
+  end
+  local j = i + 1
+  for _ = 1, tonumber(ARGV[i]) do
+    if counted(ARGV[j]) and not redis.call('ZSCORE', setKey, ARGV[j]) then count = count + 1 end
+    j = j + 3
+  end
+  for k = j, #ARGV do
+    if counted(ARGV[k]) and redis.call('ZSCORE', setKey, ARGV[k]) then count = count - 1 end
+  end
+  if count > maxEntries then return {'full', '0'} end
 end
 
 local created = '0'
@@ -178,6 +225,14 @@ if guardId ~= '' then
   else
     local pttl = redis.call('PTTL', entryKey(guardId))
     if pttl > 0 then retain = pttl end
+  end
+end
+
+if drawnFence then
+  if tonumber(ARGV[12]) > 0 then
+    redis.call('SET', ARGV[11], drawnFence, 'PX', ARGV[12])
+  else
+    redis.call('SET', ARGV[11], drawnFence)
   end
 end
 

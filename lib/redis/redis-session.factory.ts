@@ -5,6 +5,7 @@ import { RedisLocker, type RedisLockerClient, type RedisLockerClusterClient, typ
 import { RedisBackend } from './redis.backend.js';
 import { assertRedisPrefix } from './redis-backend.keys.js';
 import { isRedisClusterClient, type RedisClusterCommandClient, type RedisCommandClient } from './redis-client.adapter.js';
+import { fromIoRedis, isIoRedisClient, type IoRedisClient, type IoRedisClusterClient } from './ioredis-client.adapter.js';
 
 /**
  * What the backends and the locker need of a node-redis v5 Redis Cluster client: every
@@ -28,12 +29,14 @@ export interface RedisSessionStoresOptions {
    */
   cluster?: RedisClusterOptions;
   /**
-   * A connected node-redis v5 client, owned by you: never closed here. Either `createClient()`
+   * A connected client, owned by you: never closed here. node-redis 5 or 6, or ioredis 5
+   * (`new Redis()`, or `new Redis.Cluster(nodes, { shardedSubscribers: true })`, adapted with
+   * `fromIoRedis`). Either `createClient()`
    * (a standalone Redis or Valkey) or `createCluster()` (a Redis Cluster >= 7). Its reconnect,
    * offline-queue and timeout settings decide what a request does while Redis is unreachable
    * (see README "Running on many instances").
    */
-  client?: RedisLockerClient | RedisSessionClusterClient;
+  client?: RedisLockerClient | RedisSessionClusterClient | IoRedisClient | IoRedisClusterClient;
   /**
    * Key prefix. Metadata entries go under `${prefix}m:`, data entries under `${prefix}s:`, locks
    * under `${prefix}l:`. Must not contain `{` or `}`.
@@ -118,7 +121,7 @@ class ClientOwningRedisLocker extends RedisLocker {
 /** The options as an untyped caller (JavaScript, a configuration file) may pass them. */
 type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster' | 'client'> & {
   cluster?: RedisClusterOptions | null;
-  client?: RedisLockerClient | RedisSessionClusterClient | null;
+  client?: RedisLockerClient | RedisSessionClusterClient | IoRedisClient | IoRedisClusterClient | null;
 };
 
 /**
@@ -152,7 +155,9 @@ export async function createRedisSessionStores(
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores> {
   // Options may come from untyped configuration: no options at all, or a null client or cluster, are refused below.
-  const { url, cluster: clusterOptions, client: given } = (options as UntypedRedisSessionStoresOptions | undefined) ?? {};
+  const { url, cluster: clusterOptions, client: raw } = (options as UntypedRedisSessionStoresOptions | undefined) ?? {};
+  // ioredis (standalone or Redis.Cluster) is adapted to the node-redis shape the engine speaks.
+  const given = isIoRedisClient(raw) ? fromIoRedis(raw) : raw;
   if ([url, clusterOptions, given].filter((o) => o !== undefined).length !== 1) {
     throw InvalidOptionException.create(
       'redis',
@@ -175,7 +180,10 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
         ? typeof given.nodeClient !== 'function' || typeof given.sSubscribe !== 'function'
         : typeof given.duplicate !== 'function')
     ) {
-      throw InvalidOptionException.create('redis.client', 'must be a node-redis v5 client (createClient() or createCluster())');
+      throw InvalidOptionException.create(
+        'redis.client',
+        'must be a node-redis 5 or 6 client (createClient() or createCluster()) or an ioredis 5 client (new Redis() or new Redis.Cluster())',
+      );
     }
     if (!given.isOpen) {
       throw InvalidOptionException.create('redis.client', 'must be connected: await client.connect() first');
@@ -217,12 +225,14 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
       prefix: `${prefix}m:`,
       safetyTtlMargin: options.safetyTtlMargin,
     });
+    locker = closeOwned !== undefined ? new ClientOwningRedisLocker(lockerOptions, closeOwned) : new RedisLocker(lockerOptions);
+    // Storage ids are the lock keys: an unlocked commit checks the lock in its write script.
     const storageBackend = new RedisBackend({
       client: commands,
       prefix: `${prefix}s:`,
       safetyTtlMargin: options.safetyTtlMargin,
+      locker,
     });
-    locker = closeOwned !== undefined ? new ClientOwningRedisLocker(lockerOptions, closeOwned) : new RedisLocker(lockerOptions);
     return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
   } catch (error) {
     await closeOwned?.();
@@ -264,7 +274,7 @@ async function connectCluster(options: RedisClusterOptions, settings: Connection
     await cluster.connect();
   } catch (error) {
     if (cluster.isOpen) cluster.destroy();
-    throw StoreUnavailableException.create(`connect to the Redis Cluster at ${where}`, error);
+    throw StoreUnavailableException.atBoot(`connect to the Redis Cluster at ${where}`, error);
   }
   connectedOnce = true;
   return cluster;
@@ -343,7 +353,7 @@ async function connect(
     await client.connect();
   } catch (error) {
     if (client.isOpen) client.destroy();
-    throw StoreUnavailableException.create(`connect to ${redactUrl(url)}`, error);
+    throw StoreUnavailableException.atBoot(`connect to ${redactUrl(url)}`, error);
   }
   return client;
 }

@@ -33,6 +33,7 @@ import {
   parseEntry,
 } from './redis-entry.codec.js';
 import { IndexUpkeep, IndexWork } from './redis-index.upkeep.js';
+import type { RedisLocker } from './redis.locker.js';
 
 // The client types are part of the options; they belong to the client adapter.
 export type { RedisClusterCommandClient, RedisCommandClient } from './redis-client.adapter.js';
@@ -61,6 +62,13 @@ export interface RedisBackendOptions {
    * @default 3600
    */
   safetyTtlMargin?: number;
+  /**
+   * A `RedisLocker` on the same Redis (same database), whose locks guarded writes with
+   * `WriteGuard.unlocked` check in their script: a commit that holds no lock then costs one
+   * round trip instead of acquire + write + release. `createRedisSessionStores` sets it for its
+   * storage backend. @default undefined (unlocked writes are refused)
+   */
+  locker?: RedisLocker;
 }
 
 const DEFAULT_PREFIX = 'sess:';
@@ -135,6 +143,15 @@ export class RedisBackend implements TaggableBackend {
   private readonly keys: RedisBackendKeys;
   private readonly upkeep: IndexUpkeep;
   private readonly marginMs: number;
+  private readonly locker: RedisLocker | undefined;
+
+  /** Guarded writes honour `WriteGuard.maxEntries` in their script. */
+  readonly capsGroupEntries = true;
+
+  /** The locker whose locks unlocked guarded writes check (see {@link RedisBackendOptions.locker}). */
+  get checksLocksOf(): object | undefined {
+    return this.locker;
+  }
 
   /** @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin. */
   constructor(options: RedisBackendOptions) {
@@ -155,6 +172,7 @@ export class RedisBackend implements TaggableBackend {
     this.upkeep = new IndexUpkeep(this.transport, this.keys);
     this.prefix = prefix;
     this.marginMs = margin * 1000;
+    this.locker = options.locker;
   }
 
   /** The Redis key of an entry (see the key layout in `redis-backend.keys.ts`); exposed for tests and tooling. */
@@ -253,6 +271,11 @@ export class RedisBackend implements TaggableBackend {
     let guardExpiry = 0;
     if (guard !== undefined) {
       guardTags = checkedGuard(guard);
+      if (guard.unlocked === true && this.locker === undefined) {
+        throw new InvalidArgumentException(
+          'An unlocked guarded write needs a RedisBackend created with the `locker` option (its locks are checked in the write).',
+        );
+      }
       guardExpiry = guard.lifetime === undefined ? 0 : expiryAt(guard.id, guard.lifetime, now);
     }
     const guardPttl = guardExpiry === 0 ? 0 : Math.ceil(guardExpiry - now + this.marginMs);
@@ -262,7 +285,7 @@ export class RedisBackend implements TaggableBackend {
     const unitOf = (id: string) => {
       const unit = slotUnit(id);
       if (anchorUnit !== undefined && unit !== anchorUnit) {
-        throw new InvalidArgumentException(
+        throw InvalidArgumentException.fromStore(
           `Cannot write cache entry "${id}" with guard or condition entry "${anchor!}": a guarded or conditional batch ` +
             `keeps every id in the group of that entry (the text before the first "."), so that one atomic script can apply it.`,
         );
@@ -413,7 +436,8 @@ export class RedisBackend implements TaggableBackend {
    */
   async findIdentifiersByTagPage(tag: string, cursor: string | undefined, limit: number): Promise<TagPage> {
     const count = Math.max(1, Math.floor(limit));
-    if (cursor !== undefined && !/^\d+$/.test(cursor)) throw new InvalidArgumentException(`Invalid tag page cursor "${cursor}".`);
+    if (cursor !== undefined && !/^\d+$/.test(cursor))
+      throw InvalidArgumentException.fromStore(`Invalid tag page cursor "${cursor}".`);
     return this.attempt('findIdentifiersByTagPage', async () => {
       const [next, found, foreign] = (await this.runScript('tagPage', this.tagKey(tag), [tag, cursor ?? '0', String(count)])) as [
         string,
@@ -564,6 +588,11 @@ export class RedisBackend implements TaggableBackend {
       args.push(guard.id, String(guard.fence), guard.create === true ? '1' : '0', guardHead);
       args.push(guardLife.expiry === 0 ? '' : String(guardLife.expiry), String(guardLife.pttl));
     }
+    if (guard?.unlocked === true) {
+      const lock = this.locker!.fencingKeysOf(groupOf(guard.id));
+      args.push(lock.lock, lock.fence, String(lock.fenceTtl));
+    } else args.push('', '', '0');
+    args.push(guard?.maxEntries === undefined ? '0' : String(guard.maxEntries), guard?.uncountedPrefix ?? '');
     args.push(String(mustExist.length), ...mustExist);
     args.push(String(part.sets.length));
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
@@ -586,9 +615,16 @@ export class RedisBackend implements TaggableBackend {
   }
 }
 
-/** A flat `[id, score, id, score, ...]` reply (ZRANGE WITHSCORES) as id -> score. */
-function scoresOf(flat: readonly string[]): Map<string, string> {
+/**
+ * A ZRANGE WITHSCORES reply as id -> score: flat `[id, score, ...]` strings on RESP2, pairs
+ * `[[id, score], ...]` with numeric scores on RESP3 (node-redis 6's default protocol).
+ */
+function scoresOf(flat: readonly (string | readonly [string, string | number])[]): Map<string, string> {
   const scores = new Map<string, string>();
-  for (let i = 0; i < flat.length; i += 2) scores.set(flat[i]!, flat[i + 1]!);
+  if (flat.length > 0 && Array.isArray(flat[0])) {
+    for (const pair of flat as readonly (readonly [string, string | number])[]) scores.set(pair[0], String(pair[1]));
+    return scores;
+  }
+  for (let i = 0; i < flat.length; i += 2) scores.set(flat[i] as string, flat[i + 1] as string);
   return scores;
 }

@@ -234,6 +234,16 @@ export class RedisLocker implements SessionLocker {
   private readonly runScript: ScriptRunner = (operation, script, keys, args) =>
     attemptStore(operation, () => evalScript(this.client, script, keys, args));
 
+  /**
+   * The Redis keys of `key`'s lock and fence counter, and the counter's TTL ms (0 = none): what
+   * a RedisBackend given this locker checks and advances in an unlocked guarded write (same
+   * `{key}` hash tag as the guard of a storage group named `key`).
+   */
+  fencingKeysOf(key: string): { readonly lock: string; readonly fence: string; readonly fenceTtl: number } {
+    const keys = this.keysFor(key);
+    return { lock: keys.lock, fence: keys.fence, fenceTtl: this.fenceTtl };
+  }
+
   private keysFor(key: string): LockKeys {
     return lockKeysOf(this.prefix, key, this.cluster);
   }

@@ -148,6 +148,14 @@ export class CurrentSessionProxy implements SessionInterface {
     this.context.require('bindToUser()').bindToUser(userId);
   }
 
+  markAuthenticated(): void {
+    this.context.require('markAuthenticated()').markAuthenticated();
+  }
+
+  getAuthenticatedAt(): number | undefined {
+    return this.context.require('getAuthenticatedAt()').getAuthenticatedAt();
+  }
+
   isPermanent(): boolean {
     return this.context.require('isPermanent()').isPermanent();
   }

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { InvalidOptionException } from '../errors/invalid-option.exception.js';
+import { InvalidOptionException, shownOptionValue } from '../errors/invalid-option.exception.js';
 import type { ResolvedIpLockOptions, SessionIpLockOptions } from './session-module.options.js';
 
 /**
@@ -30,13 +30,13 @@ export function resolveIpLockOptions(options: SessionIpLockOptions | false | und
   if (!Number.isInteger(resolved.ipv4Prefix) || resolved.ipv4Prefix < 0 || resolved.ipv4Prefix > 4) {
     throw InvalidOptionException.create(
       'ipLock.ipv4Prefix',
-      `must be a whole number of octets from 0 to 4 (got ${JSON.stringify(resolved.ipv4Prefix)})`,
+      `must be a whole number of octets from 0 to 4 (got ${shownOptionValue(resolved.ipv4Prefix)})`,
     );
   }
   if (!Number.isInteger(resolved.ipv6Prefix) || resolved.ipv6Prefix < 0 || resolved.ipv6Prefix > 8) {
     throw InvalidOptionException.create(
       'ipLock.ipv6Prefix',
-      `must be a whole number of 16-bit blocks from 0 to 8 (got ${JSON.stringify(resolved.ipv6Prefix)})`,
+      `must be a whole number of 16-bit blocks from 0 to 8 (got ${shownOptionValue(resolved.ipv6Prefix)})`,
     );
   }
   return Object.freeze(resolved);
@@ -72,9 +72,32 @@ export function ipLockValue(ip: string | undefined, lock: ResolvedIpLockOptions)
 }
 
 /**
+ * The lock value of a session whose client address was unknown or malformed when it was
+ * locked: it equals no value `ipLockValue` computes, so no request can resume the session. The
+ * IP lock fails closed: a session that should be locked is never stored as unlocked because
+ * the framework could not tell the address (a misconfigured proxy, a closed socket).
+ */
+export const UNKNOWN_ADDRESS_LOCK = '?';
+
+/**
+ * The value to lock a session to for a client at `ip`: `ipLockValue`, or
+ * `UNKNOWN_ADDRESS_LOCK` when the address is unknown or malformed. `undefined` only when the
+ * prefix length of the address's family is 0 (that family is not locked by configuration).
+ */
+export function ipLockValueFor(ip: string | undefined, lock: ResolvedIpLockOptions): string | undefined {
+  if (typeof ip !== 'string') return UNKNOWN_ADDRESS_LOCK;
+  const address = ip.trim();
+  const zone = address.indexOf('%');
+  if (isIP(zone === -1 ? address : address.slice(0, zone)) === 0) return UNKNOWN_ADDRESS_LOCK;
+  return ipLockValue(ip, lock);
+}
+
+/**
  * Whether a request from `ip` may resume a session whose metadata holds `stored`. A session
- * without a lock value, or an app with the IP lock switched off, always may; otherwise the
- * request's value (computed with the current prefixes) must equal the stored one.
+ * without a lock value (stored before the lock was enabled, or of a family locked with prefix
+ * 0), or an app with the IP lock switched off, always may; a session locked while its address
+ * was unknown (`UNKNOWN_ADDRESS_LOCK`) never may; otherwise the request's value (computed with
+ * the current prefixes) must equal the stored one.
  */
 export function ipLockAllows(
   stored: string | undefined,
@@ -82,6 +105,7 @@ export function ipLockAllows(
   lock: ResolvedIpLockOptions | undefined,
 ): boolean {
   if (stored === undefined || lock === undefined) return true;
+  if (stored === UNKNOWN_ADDRESS_LOCK) return false;
   return ipLockValue(ip, lock) === stored;
 }
 

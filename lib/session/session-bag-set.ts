@@ -1,11 +1,12 @@
 import type { VariableFrontend } from '../cache/variable.frontend.js';
-import { assertIdentifier } from '../cache/identifier.js';
+import { assertIdentifier, assertNotReserved } from '../cache/identifier.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { SessionAttributes, type SessionAttributesSource } from '../bags/session-attributes.js';
 import { assertStorageKey, type SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { SessionBagInterface } from '../bags/session-bag.interface.js';
 import type { SessionChangeSet, SessionChanges } from './session-change-set.js';
 import type { SessionValueCodec } from './session-value.codec.js';
+import { assertKeyCount } from './session-key-count.js';
 
 /** Storage-key prefix of bag entries; `~` cannot occur in a user key. */
 const BAG_PREFIX = '~bag:';
@@ -41,6 +42,8 @@ export class SessionBagSet {
     private readonly registry: SessionBagRegistry,
     private readonly codec: SessionValueCodec,
     private readonly storage: VariableFrontend,
+    /** `maxKeysPerSession`, for keys set through the attribute bag. */
+    private readonly maxKeys = Infinity,
   ) {}
 
   /**
@@ -50,6 +53,7 @@ export class SessionBagSet {
   register(bag: SessionBagInterface): void {
     assertStorageKey(bag);
     const name = bag.getName();
+    assertNotReserved(name, 'session bag name');
     if (BUILT_IN.includes(name) || this.slots.has(name) || this.registry.names().includes(name)) {
       throw new InvalidArgumentException(`A session bag named "${name}" is already registered.`);
     }
@@ -194,7 +198,10 @@ export class SessionBagSet {
       },
       write: (key: string, value: unknown): void => {
         assertIdentifier(key, 'session key');
-        changes.put(key, this.codec.encode(key, value));
+        const raw = this.codec.encode(key, value);
+        // The attribute bag is only handed out once the data is loaded: the count is exact.
+        assertKeyCount(stored(), changes, key, this.maxKeys);
+        changes.put(key, raw);
       },
       delete: (key: string): void => {
         assertIdentifier(key, 'session key');

@@ -1,7 +1,8 @@
 import type { SessionMetadata } from './session-metadata.interface.js';
 
 /** Metadata fields (besides tags) that a request can change; merged onto fresh metadata at commit. */
-export type MetadataField = 'userId' | 'permanent' | 'lifetime' | 'ipLock' | 'createdAt';
+export type MetadataField =
+  'userId' | 'permanent' | 'lifetime' | 'ipLock' | 'createdAt' | 'boundAt' | 'authenticatedAt' | 'userAgent' | 'clientAddress';
 
 /** The value a changed metadata field was given (undefined = the field is removed). */
 export type MetadataFieldValue = SessionMetadata[MetadataField];

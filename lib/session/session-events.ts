@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { Subject, type Observable } from 'rxjs';
+import { Observable, Subject, Subscriber, type Observer, type Operator, type Subscription, type TeardownLogic } from 'rxjs';
 
 /*
  * Events name sessions by their handle (`SessionInfo.handle`, `SessionManager.getSessionByHandle`):
@@ -80,10 +80,64 @@ export type SessionEvent =
   | SessionGcEvent;
 
 /**
+ * `events$` as subscribers see it: a subscriber that throws is isolated. rxjs would report an
+ * error thrown in `next` as uncaught (a crash of the process, from a timer); here it is logged
+ * and the other subscribers, the request that emitted and the subscriber's later events go on.
+ * `lift` keeps the type, so `events$.pipe(filter(...)).subscribe(fn)` is isolated too.
+ */
+class IsolatedObservable<T> extends Observable<T> {
+  constructor(
+    private readonly onError: (error: unknown) => void,
+    subscribe?: (this: Observable<T>, subscriber: Subscriber<T>) => TeardownLogic,
+  ) {
+    super(subscribe);
+  }
+
+  /*
+   * rxjs 7 marks lift, source and operator deprecated (internal, to go in v8), but overriding
+   * lift is its documented way for an Observable subclass to keep its type through pipe().
+   * Without it, a piped subscriber's error would again be reported as uncaught.
+   */
+  /* eslint-disable @typescript-eslint/no-deprecated */
+  override lift<R>(operator?: Operator<T, R>): Observable<R> {
+    const lifted = new IsolatedObservable<R>(this.onError);
+    lifted.source = this;
+    lifted.operator = operator;
+    return lifted;
+  }
+  /* eslint-enable @typescript-eslint/no-deprecated */
+
+  override subscribe(
+    observerOrNext?: Partial<Observer<T>> | ((value: T) => void) | null,
+    error?: ((error: unknown) => void) | null,
+    complete?: (() => void) | null,
+  ): Subscription {
+    // A Subscriber is an operator's (or rxjs' own) inner subscriber, which handles its errors itself.
+    if (observerOrNext instanceof Subscriber) return super.subscribe(observerOrNext);
+    const observer: Partial<Observer<T>> =
+      typeof observerOrNext === 'function'
+        ? { next: observerOrNext, error: error ?? undefined, complete: complete ?? undefined }
+        : (observerOrNext ?? {});
+    const next = observer.next?.bind(observer);
+    return super.subscribe({
+      next: (value: T) => {
+        try {
+          next?.(value);
+        } catch (thrown) {
+          this.onError(thrown);
+        }
+      },
+      error: observer.error?.bind(observer),
+      complete: observer.complete?.bind(observer),
+    });
+  }
+}
+
+/**
  * The event channel of one SessionModule: sessions and the manager emit into it, the manager
  * exposes it as `events$`. Events are emitted synchronously after the store write they report;
- * subscribers must not throw (rxjs reports an error thrown in `next` as uncaught) and should
- * move slow work off the request path (e.g. `observeOn(asyncScheduler)`).
+ * a subscriber that throws is isolated and logged (see `IsolatedObservable`), but subscribers
+ * should move slow work off the request path (e.g. `observeOn(asyncScheduler)`).
  *
  * Logs at debug level per session (by handle: a session id is a credential and appears in
  * no event) and at log level per GC run that removed something.
@@ -91,7 +145,15 @@ export type SessionEvent =
 export class SessionEventBus {
   private readonly subject = new Subject<SessionEvent>();
   private readonly logger = new Logger('SessionEvents');
-  readonly events$: Observable<SessionEvent> = this.subject.asObservable();
+  readonly events$: Observable<SessionEvent> = new IsolatedObservable<SessionEvent>(
+    (error) =>
+      this.logger.error(
+        `A subscriber of SessionManager.events$ threw; it was isolated (the other subscribers and the request went on): ${
+          (error as { stack?: string } | null | undefined)?.stack ?? String(error)
+        }`,
+      ),
+    (subscriber) => this.subject.subscribe(subscriber),
+  );
 
   emit(event: SessionEvent): void {
     this.log(event);

@@ -16,4 +16,15 @@ export interface SessionMetadata {
   readonly ipLock?: string;
   /** Per-session inactivity timeout in seconds, overriding the module's `inactivityTimeout`. */
   readonly lifetime?: number;
+  /**
+   * When the session was last bound to a user (login): the absolute lifetime (`absoluteTimeout`)
+   * counts from here, else from `createdAt`.
+   */
+  readonly boundAt?: number;
+  /** When the user last proved who they are: login, or `markAuthenticated()` (re-authentication). */
+  readonly authenticatedAt?: number;
+  /** The device's user agent (truncated), recorded at login and refreshed with the metadata. */
+  readonly userAgent?: string;
+  /** The device's address as an IP-lock prefix (e.g. `203.0.113.7`, `2001:db8:0:1::/64`), like `userAgent`. */
+  readonly clientAddress?: string;
 }

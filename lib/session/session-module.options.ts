@@ -3,10 +3,17 @@ import type { TaggableBackend } from '../cache/taggable-backend.interface.js';
 import type { SessionLocker } from '../locking/session-locker.interface.js';
 import type { SessionIdGenerator } from './session-id-generator.interface.js';
 import type { SessionBagFactory } from '../bags/session-bag.interface.js';
+import type { LegacySessionOptions, ResolvedLegacySessionOptions } from '../legacy/legacy-session.options.js';
+import type { SessionInstrumentation } from './session-instrumentation.js';
 
 /** Cookie settings. */
 export interface SessionCookieOptions {
-  /** Cookie name. @default 'sid' */
+  /**
+   * Cookie name. A name starting with `__Host-` (e.g. `'__Host-sid'`, recommended when the app
+   * is served over HTTPS only) makes browsers accept the cookie only with `Secure`, `Path=/` and
+   * no `Domain`: the cookie is then always sent with those, and a `domain`, a `path` other
+   * than `/` or `secure: false` is refused at boot. @default 'sid'
+   */
   name?: string;
   /**
    * Cookie lifetime in seconds; `0` makes a browser-session cookie (no Max-Age/Expires).
@@ -25,8 +32,17 @@ export interface SessionCookieOptions {
   secure?: boolean | 'auto';
   /** HttpOnly attribute. @default true */
   httpOnly?: boolean;
-  /** SameSite attribute; `'none'` requires `secure`. @default 'lax' */
+  /**
+   * SameSite attribute; `'none'` requires `secure: true` (refused at boot with `'auto'` or
+   * `false`: browsers drop a `SameSite=None` cookie without `Secure`, so plain-HTTP requests
+   * would silently lose their session). @default 'lax'
+   */
   sameSite?: 'lax' | 'strict' | 'none';
+  /**
+   * Also send `Clear-Site-Data: "cookies"` with the response that expires the session cookie
+   * (logout, `destroy()`), so the browser drops every cookie of the site. @default false
+   */
+  clearSiteData?: boolean;
 }
 
 /** Locking settings (see README "Locking"). */
@@ -58,7 +74,8 @@ export interface SessionGarbageCollectionOptions {
 /**
  * IP lock (TYPO3 `lockIP`): a session is bound to a prefix of the address of the client that
  * started it; a request from another prefix is treated as having no session. Needs the
- * framework's trusted-proxy setting to be right (README "Security notes").
+ * framework's trusted-proxy setting to be right (README "Security"). Fails closed: a client
+ * whose address is unknown gets a session locked to no address, never an unlocked one.
  */
 export interface SessionIpLockOptions {
   /** Leading IPv4 octets that must match, 0-4 (0 = do not lock IPv4 clients). @default 4 */
@@ -95,11 +112,68 @@ export interface SessionModuleOptions {
    * @default [() => new FlashBag()]
    */
   bags?: SessionBagFactory[];
+  /**
+   * Takes express-session users over, nobody logged out (see `LegacySessionOptions` and README
+   * "Migrating from express-session"); `false`/omitted = off. @default false
+   */
+  legacy?: LegacySessionOptions | false;
+  /**
+   * Measurement hooks, e.g. `new OpenTelemetrySessionMetrics()` from 'nest-session/opentelemetry'
+   * (README "Metrics"). Omitted = nothing is measured and nothing is wrapped. @default undefined
+   */
+  instrumentation?: SessionInstrumentation;
   /** Garbage collection: probabilistic on requests, scheduled by cron, limited per run. */
   garbageCollection?: SessionGarbageCollectionOptions;
   /** Binds sessions to a prefix of the client address; `false`/omitted = off. @default false */
   ipLock?: SessionIpLockOptions | false;
+  /**
+   * Largest serialized session value in bytes (UTF-8), checked for every backend when the value
+   * is put (`putData`, the attribute bag) and for bags at commit; a bigger one throws
+   * `SessionLimitExceededException` (HTTP 413) and stores nothing. @default 1048576 (1 MiB)
+   */
+  maxEntryBytes?: number;
+  /**
+   * Most data keys one session holds (bags not counted); storing a new key beyond it throws
+   * `SessionLimitExceededException` (HTTP 413). Counting needs the session's key list: adding a
+   * key that this request has not seen yet to a stored session loads it once. @default 1000
+   */
+  maxKeysPerSession?: number;
+  /**
+   * Most custom tags one session carries (the user tag of `bindToUser` not counted); `addTag`
+   * beyond it throws `SessionLimitExceededException` (HTTP 413). @default 100
+   */
+  maxTagsPerSession?: number;
+  /**
+   * Name of a request header that carries the session id for clients without cookies (native
+   * apps, scripts), e.g. `'x-session-id'`; `false` = cookies only. A request that sends this
+   * header (with an id, or empty when it has none yet) is in header mode: its id is read from
+   * the header only, new ids (creation, renewal, login) come back in the same response header
+   * and it never gets a cookie; a request without it never sees the header in a response.
+   * Unknown or malformed ids are ignored as for cookies. @default false
+   */
+  idHeader?: string | false;
+  /**
+   * Absolute lifetime in seconds (ASVS 7.3.2): a session ends this long after it was created,
+   * or after its last login (`bindToUser` restarts the clock), however active it is. `0` = none.
+   * @default 0
+   */
+  absoluteTimeout?: number;
+  /**
+   * Most sessions one user may have at once (ASVS 7.1.2); what happens at the limit is
+   * `maxSessionsPolicy`. Enforced atomically per user across app instances sharing the locker.
+   * `0` = no limit. @default 0
+   */
+  maxSessionsPerUser?: number;
+  /**
+   * At the `maxSessionsPerUser` limit, a login either ends the user's oldest sessions
+   * (`'evict-oldest'`, by login time) or fails with `SessionLimitReachedException` (HTTP 409,
+   * `'reject'`). @default 'evict-oldest'
+   */
+  maxSessionsPolicy?: SessionLimitPolicy;
 }
+
+/** What a login does at the `maxSessionsPerUser` limit. */
+export type SessionLimitPolicy = 'evict-oldest' | 'reject';
 
 /** The options after defaults were applied and validated; frozen. */
 export interface ResolvedSessionOptions {
@@ -113,9 +187,23 @@ export interface ResolvedSessionOptions {
   readonly serializer: SessionSerializer;
   readonly idGenerator: SessionIdGenerator;
   readonly bags: readonly SessionBagFactory[];
+  /** `undefined` when the express-session takeover is off. */
+  readonly legacy: ResolvedLegacySessionOptions | undefined;
+  /** `undefined` when nothing is measured (then backends and locker are the ones given). */
+  readonly instrumentation: SessionInstrumentation | undefined;
   readonly garbageCollection: ResolvedGarbageCollectionOptions;
   /** `undefined` when the IP lock is off. */
   readonly ipLock: ResolvedIpLockOptions | undefined;
+  readonly maxEntryBytes: number;
+  readonly maxKeysPerSession: number;
+  readonly maxTagsPerSession: number;
+  /** The id header's name in lower case; `undefined` = cookies only. */
+  readonly idHeader: string | undefined;
+  /** Seconds; 0 = no absolute lifetime. */
+  readonly absoluteTimeout: number;
+  /** 0 = no limit. */
+  readonly maxSessionsPerUser: number;
+  readonly maxSessionsPolicy: SessionLimitPolicy;
 }
 
 export type ResolvedGarbageCollectionOptions = Readonly<Required<SessionGarbageCollectionOptions>>;

@@ -19,6 +19,11 @@ export class SessionContext {
     return this.storage.getStore();
   }
 
+  /** Whether a request (or WebSocket message, GraphQL operation) is being handled; never throws. */
+  has(): boolean {
+    return this.storage.getStore() !== undefined;
+  }
+
   /** @throws SessionOutsideRequestException when no request is being handled. */
   require(operation: string): Session {
     const session = this.storage.getStore();

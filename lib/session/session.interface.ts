@@ -115,6 +115,18 @@ export interface SessionInterface {
    * @throws InvalidArgumentException (empty user id), OperationNotSupportedException (remote sessions)
    */
   bindToUser(userId: string): void;
+  /**
+   * Records that the user has just authenticated again (re-entered a password, a second factor;
+   * ASVS 7.5.1): `getAuthenticatedAt()` answers now. `bindToUser()` does it too. Does not extend
+   * the absolute lifetime (`absoluteTimeout`).
+   * @throws SessionNotStartedException, OperationNotSupportedException (remote sessions)
+   */
+  markAuthenticated(): void;
+  /**
+   * When the user last logged in (`bindToUser`) or `markAuthenticated()` was called, in ms since
+   * the epoch; undefined for a session that never was. `@RequireFreshSession(maxAgeSeconds)` checks it.
+   */
+  getAuthenticatedAt(): number | undefined;
   /** Whether the session gets a time-based cookie. */
   isPermanent(): boolean;
   // Symfony bags

@@ -6,6 +6,7 @@ import { SessionError } from '../errors/session.error.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { LockException } from '../errors/lock.exception.js';
+import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import type { LockOptions, SessionLock } from '../locking/session-locker.interface.js';
 import { SessionEventBus } from './session-events.js';
 import type { ResolvedSessionOptions } from './session-module.options.js';
@@ -18,6 +19,8 @@ export const ALL_SESSIONS_TAG = 'session';
 const CUSTOM_TAG_PREFIX = 'tag-';
 /** Prefix of the metadata cache tag naming a session's storage id (never shown to clients). */
 const STORAGE_OWNER_PREFIX = 'storage-';
+/** Storage-key prefix of bag entries (SessionBagSet), not counted as data keys. */
+const BAG_KEY_PREFIX = '~';
 /** Storage-entry suffix of the write guard; `~` cannot occur in a user key. */
 const GUARD_SUFFIX = '.~guard';
 
@@ -87,8 +90,20 @@ export class SessionStore {
     return metadata.lifetime ?? this.options.inactivityTimeout;
   }
 
+  /**
+   * Epoch ms at which the session expires unless used again: its inactivity expiry, or its
+   * absolute end (`absoluteTimeout` after its last login, else after its creation) if sooner.
+   */
+  expiresAt(metadata: SessionMetadata): number {
+    const inactive = metadata.lastActivity + this.timeoutOf(metadata) * 1000;
+    const absolute = this.options.absoluteTimeout;
+    if (absolute <= 0) return inactive;
+    return Math.min(inactive, (metadata.boundAt ?? metadata.createdAt) + absolute * 1000);
+  }
+
+  /** Expired by inactivity or by the absolute lifetime: never resumed, listed or found again. */
   isExpired(metadata: SessionMetadata, now: number = Date.now()): boolean {
-    return now - metadata.lastActivity >= this.timeoutOf(metadata) * 1000;
+    return now >= this.expiresAt(metadata);
   }
 
   /** The metadata of a live session, or undefined for unknown, destroyed or expired sessions. */
@@ -168,7 +183,7 @@ export class SessionStore {
    * @throws LockException when a newer lock holder has written (this lock expired).
    * @throws StoreUnavailableException when a store fails (see step 1 for what is left).
    */
-  async write(storageId: string, plan: CommitPlan, fence: number): Promise<void> {
+  async write(storageId: string, plan: CommitPlan, fence: number, afterRetire?: () => Promise<void>): Promise<void> {
     const lifetime = plan.metadata === undefined ? undefined : this.remainingSeconds(plan.metadata);
     if (plan.retiredKeys.length > 0 && !plan.create) {
       // The fence (and the session's existence) is checked before the old id dies.
@@ -177,8 +192,38 @@ export class SessionStore {
       if (plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
       return;
     }
+    if (plan.create && plan.metadata && plan.retiredKeys.length > 0) {
+      // A move (login, regenerate(true)): the old id dies first, with the fresh storage written
+      // in the same tick (nobody can know it yet); then the new metadata is published, with
+      // `afterRetire` (the old storage's flush) beside it. A failure in between leaves the
+      // client logged out, its data in an unreachable storage that expires.
+      const storage = this.writeStorage(storageId, plan, fence, lifetime);
+      const [retired] = await Promise.allSettled([this.removeRetired(plan.retiredKeys), storage]);
+      if (retired.status === 'rejected') throw retired.reason;
+      await storage;
+      // The flush's first script goes out in this tick too; the commit does not wait for its
+      // index clean-up (a failed flush leaves the old entries to their native lifetime).
+      void afterRetire?.();
+      await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
+      return;
+    }
     if (plan.retiredKeys.length > 0) await this.removeRetired(plan.retiredKeys);
-    if (plan.create && plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
+    if (plan.create && plan.metadata) {
+      // A fresh storage id and a fresh id: nothing can refuse either write, so both go out in
+      // one tick (one round trip), the storage first. If one fails the client gets no cookie;
+      // the metadata is then taken back (best effort, else it expires unreachable).
+      const results = await Promise.allSettled([
+        this.writeStorage(storageId, plan, fence, lifetime),
+        this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false),
+      ]);
+      const failed = results.find((result) => result.status === 'rejected');
+      if (failed !== undefined) {
+        if (results[1].status === 'fulfilled') void this.metadataCache.remove(plan.metadataKey).catch(() => false);
+        throw failed.reason;
+      }
+      await afterRetire?.();
+      return;
+    }
     // The metadata entry of an existing session must still be live to be rewritten.
     const conditional = !plan.create;
     if (plan.changes.size > 0 || plan.create || plan.metadata) {
@@ -220,13 +265,75 @@ export class SessionStore {
     await Promise.all([...metadataKeys.map((key) => this.metadataCache.remove(key)), this.storageCache.flushByTag(storageId)]);
   }
 
-  /** Seconds the session has left from now (exact to the millisecond, at least 1 ms). */
+  /**
+   * Seconds the session has left from now (exact to the millisecond, at least 1 ms): the store
+   * lifetime, so that backends expire it natively at the sooner of its inactivity and absolute ends.
+   */
   private remainingSeconds(metadata: SessionMetadata): number {
-    return Math.max(0.001, (metadata.lastActivity + this.timeoutOf(metadata) * 1000 - Date.now()) / 1000);
+    return Math.max(0.001, (this.expiresAt(metadata) - Date.now()) / 1000);
+  }
+
+  /**
+   * Whether the storage backend enforces `maxKeysPerSession` inside its guarded write (it
+   * counts the storage's entries in the same atomic step: Redis), so `putData` of a key the
+   * request has not seen need not read the session's keys first.
+   */
+  get capsKeysInWrite(): boolean {
+    return this.options.storageBackend.capsGroupEntries === true;
+  }
+
+  /** The cap on a storage's data keys a guarded write passes (bag entries, `~`, and the guard are not counted), or none. */
+  private maxEntries(): number | undefined {
+    return this.capsKeysInWrite ? this.options.maxKeysPerSession : undefined;
+  }
+
+  /**
+   * Whether `writeUnlocked` can commit without taking the session lock: the storage backend
+   * checks this store's locker's locks inside its guarded write (Redis from
+   * `createRedisSessionStores`), so the commit is one round trip instead of three.
+   */
+  get writesUnlocked(): boolean {
+    const checked = this.options.storageBackend.checksLocksOf;
+    return checked !== undefined && checked === this.options.locker;
+  }
+
+  /**
+   * Writes a data-only plan (no metadata, no move, no renewal) of an existing session without
+   * holding its lock, in one atomic step that applies only while nobody holds the lock and draws
+   * a fresh fence from it (an older holder whose lock expired is fenced off, as after an acquire).
+   * Answers false, having written nothing, when the lock is held: the caller then queues for it.
+   * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
+   * @throws LockException when a newer fence has written (clock trouble; see RedisLocker).
+   * @throws StoreUnavailableException when the store fails (nothing was written).
+   */
+  async writeUnlocked(storageId: string, plan: CommitPlan): Promise<boolean> {
+    const result = await this.storageCache.write(this.storageBatch(storageId, plan), {
+      id: storageId + GUARD_SUFFIX,
+      fence: 0,
+      unlocked: true,
+      maxEntries: this.maxEntries(),
+      uncountedPrefix: BAG_KEY_PREFIX,
+    });
+    if (result === 'locked') return false;
+    assertWritten(result, plan, this.options.maxKeysPerSession);
+    return true;
   }
 
   /** The changed data entries under the storage guard; `lifetime` (seconds) refreshes the guard's. */
   private async writeStorage(storageId: string, plan: CommitPlan, fence: number, lifetime: number | undefined): Promise<void> {
+    const result = await this.storageCache.write(this.storageBatch(storageId, plan), {
+      id: storageId + GUARD_SUFFIX,
+      fence,
+      create: plan.create,
+      tags: [storageId],
+      lifetime,
+      maxEntries: this.maxEntries(),
+      uncountedPrefix: BAG_KEY_PREFIX,
+    });
+    assertWritten(result, plan, this.options.maxKeysPerSession);
+  }
+
+  private storageBatch(storageId: string, plan: CommitPlan): { sets: BackendWrite[]; removes: string[] } {
     const sets: BackendWrite[] = [];
     const removes: string[] = [];
     for (const [key, value] of plan.changes) {
@@ -234,11 +341,27 @@ export class SessionStore {
       if (value === null) removes.push(id);
       else sets.push({ id, data: value, tags: [storageId] });
     }
-    const result = await this.storageCache.write(
-      { sets, removes },
-      { id: storageId + GUARD_SUFFIX, fence, create: plan.create, tags: [storageId], lifetime },
-    );
-    assertWritten(result);
+    return { sets, removes };
+  }
+
+  /**
+   * Flushes the storage of sessions whose write guard has expired (its lifetime is the
+   * session's) and that no metadata entry references any more: data left behind when a garbage
+   * collection removed a session's metadata but failed to flush its storage. O(expired) through
+   * the storage backend's expiry index; at most `limit` guards. Answers how many were flushed.
+   * @throws StoreUnavailableException when a store fails (the rest is retried by the next run).
+   */
+  async collectOrphanedStorage(limit: number): Promise<number> {
+    let flushed = 0;
+    for (const entry of await this.storageCache.collectGarbage(limit)) {
+      if (!entry.id.endsWith(GUARD_SUFFIX)) continue;
+      const storageId = entry.id.slice(0, -GUARD_SUFFIX.length);
+      const owners = await this.metadataCache.findIdentifiersByTag(SessionStore.storageOwnerTag(storageId));
+      if (owners.length > 0) continue;
+      await this.storageCache.flushByTag(storageId);
+      flushed++;
+    }
+    return flushed;
   }
 
   /**
@@ -274,8 +397,14 @@ export class SessionStore {
 }
 
 /** Turns a refused storage write into the error the caller's request answers with. */
-function assertWritten(result: WriteResult): void {
+function assertWritten(result: WriteResult, plan?: CommitPlan, maxKeys = 0): void {
+  if (result === 'full') {
+    const added = [...(plan?.changes ?? new Map<string, string | null>())].find(([, value]) => value !== null)?.[0] ?? '';
+    throw SessionLimitExceededException.tooManyKeys(added, maxKeys);
+  }
   if (result === 'missing') throw SessionDestroyedException.create('save the session');
+  // Only unlocked writes can answer 'locked', and writeUnlocked handles it before this.
+  if (result === 'locked') throw new LockException('The session lock was held by another request; nothing was written.');
   if (result === 'fenced') {
     throw new LockException(
       'The session lock expired before the commit and another request has written since; ' +

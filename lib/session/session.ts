@@ -1,5 +1,6 @@
 import { assertIdentifier } from '../cache/identifier.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { SessionNotStartedException } from '../errors/session-not-started.exception.js';
@@ -12,7 +13,7 @@ import type { SessionInterface } from './session.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
-import { ipLockAllows, ipLockValue } from './ip-lock.js';
+import { ipLockAllows, ipLockValueFor } from './ip-lock.js';
 import { checkUserId } from './session-user-id.js';
 import { isCookieName } from './cookie-name.js';
 import { SessionChangeSet, type SessionChanges } from './session-change-set.js';
@@ -23,6 +24,10 @@ import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
 import { StorageMover, type PreparedStorageMove } from './storage-move.js';
 import { handleOf, metadataKeyOf, type MetadataKey } from './session-key.js';
+import { assertKeyCount } from './session-key-count.js';
+import { deviceFactsOf } from './device-facts.js';
+import { SessionCap } from './session-cap.js';
+import type { SessionLock } from '../locking/session-locker.interface.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -34,8 +39,10 @@ export interface SessionOrigin {
   readonly cookieName: string;
   /** Remote sessions (SessionManager) write through on every change. */
   readonly remote?: boolean;
-  /** Client address as the HTTP framework sees it (for the IP lock). */
+  /** Client address as the HTTP framework sees it (for the IP lock and the device list). */
   readonly clientIp?: string;
+  /** The request's User-Agent header (for the device list; truncated when stored). */
+  readonly userAgent?: string;
 }
 
 /** What happened to the client's id in this request; reported as `SessionCookieFacts`. */
@@ -78,6 +85,7 @@ export class Session implements SessionInterface {
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
   private readonly mover: StorageMover;
+  private readonly cap: SessionCap;
   private readonly client: ClientIdHistory = { idIssued: false, destroyed: false, metadataWritten: false };
 
   constructor(
@@ -85,10 +93,11 @@ export class Session implements SessionInterface {
     private readonly origin: SessionOrigin,
   ) {
     this.cookieName = origin.cookieName;
-    this.codec = new SessionValueCodec(store.storageCache);
-    this.bags = new SessionBagSet(store.bags, this.codec, store.storageCache);
+    this.codec = new SessionValueCodec(store.storageCache, store.options.maxEntryBytes);
+    this.bags = new SessionBagSet(store.bags, this.codec, store.storageCache, store.options.maxKeysPerSession);
     this.planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
     this.mover = new StorageMover(store);
+    this.cap = new SessionCap(store);
   }
 
   /**
@@ -157,6 +166,7 @@ export class Session implements SessionInterface {
       // A session locked to another client address is treated as no session (IP lock).
       if (metadata === undefined || !this.ipAllowed(metadata)) continue;
       this.adopt(id, key, metadata);
+      this.lockUnlockedSession();
       return metadata.lastActivity;
     }
     // A cookie that names no live session is replaced or cleared by the next write.
@@ -308,8 +318,30 @@ export class Session implements SessionInterface {
     this.requireStarted('store session data');
     this.locks.assertNotPending('store session data');
     assertIdentifier(key, 'session key');
-    this.changes.put(key, this.codec.encode(key, value));
+    const raw = this.codec.encode(key, value);
+    const counted = this.assertRoomForKey(key);
+    if (counted !== undefined) await counted;
+    this.changes.put(key, raw);
     await this.writeThrough();
+  }
+
+  /**
+   * `maxKeysPerSession`: a key the session does not hold yet must fit. Answers synchronously
+   * when the answer is known (the key is held, or all data is loaded); otherwise the data is
+   * loaded first (one read, once per request).
+   * @throws SessionLimitExceededException
+   */
+  private assertRoomForKey(key: string): Promise<void> | undefined {
+    const change = this.changes.valueOf(key);
+    if (typeof change === 'string') return undefined;
+    if (this.data === undefined) {
+      // A backend that counts the entries in its write enforces the cap there (SessionStore): no read.
+      if (this.store.capsKeysInWrite) return undefined;
+      if (change === undefined && this.singles?.get(key) !== undefined) return undefined;
+      return this.loadedData().then((data) => assertKeyCount(data, this.changes, key, this.store.options.maxKeysPerSession));
+    }
+    assertKeyCount(this.data, this.changes, key, this.store.options.maxKeysPerSession);
+    return undefined;
   }
 
   async removeData(key: string): Promise<void> {
@@ -386,6 +418,12 @@ export class Session implements SessionInterface {
     assertIdentifier(tag, 'session tag');
     const meta = this.meta('tag the session');
     this.locks.assertNotPending('tag the session');
+    if (!meta.tags.includes(tag)) {
+      // maxTagsPerSession counts custom tags: the user tag of bindToUser is the module's own.
+      const own = meta.userId === undefined ? undefined : userTag(meta.userId);
+      const max = this.store.options.maxTagsPerSession;
+      if (meta.tags.filter((t) => t !== own).length >= max) throw SessionLimitExceededException.tooManyTags(tag, max);
+    }
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
     this.changes.addTag(tag);
     await this.writeThrough();
@@ -458,6 +496,11 @@ export class Session implements SessionInterface {
     }
     meta.userId = userId;
     this.changes.setField('userId', userId);
+    // A login restarts the absolute lifetime and is an authentication (getAuthenticatedAt).
+    const now = Date.now();
+    this.setMetaField(meta, 'boundAt', now);
+    this.setMetaField(meta, 'authenticatedAt', now);
+    this.recordDevice(meta, true);
     const ipLock = this.ipLockValue();
     if (ipLock !== undefined && meta.ipLock !== ipLock) {
       meta.ipLock = ipLock;
@@ -469,6 +512,48 @@ export class Session implements SessionInterface {
     // Fixation defence: a new id and a new storage id, in the same commit. A session never
     // stored has neither to give up: nobody but this request knows its id.
     if (this.mover.request(this.changes, meta.storageId, this.storedId !== undefined)) this.renewId();
+  }
+
+  /**
+   * Records that the user has just proved who they are again (re-entered a password, a second
+   * factor): `getAuthenticatedAt()` answers now, which `@RequireFreshSession()` checks. Login
+   * (`bindToUser`) does this too. Does not extend the absolute lifetime.
+   * @throws SessionNotStartedException, OperationNotSupportedException (remote sessions)
+   */
+  markAuthenticated(): void {
+    this.requireLocal('markAuthenticated()');
+    const meta = this.meta('mark the session authenticated');
+    this.locks.assertNotPending('mark the session authenticated');
+    this.setMetaField(meta, 'authenticatedAt', Date.now());
+  }
+
+  /** When the user last logged in or `markAuthenticated()` was called (epoch ms); undefined if never. */
+  getAuthenticatedAt(): number | undefined {
+    this.assertAvailable();
+    return this.started ? this.metadata?.authenticatedAt : undefined;
+  }
+
+  private setMetaField<F extends 'boundAt' | 'authenticatedAt' | 'userAgent' | 'clientAddress'>(
+    meta: Mutable<SessionMetadata>,
+    field: F,
+    value: SessionMetadata[F],
+  ): void {
+    meta[field] = value;
+    this.changes.setField(field, value);
+  }
+
+  /**
+   * The device facts of this request's client (user agent, address prefix) onto the metadata:
+   * all of them at login (`replace`), else only those that are known and changed, so that a
+   * metadata write that happens anyway refreshes them without costing a write of its own.
+   */
+  private recordDevice(meta: Mutable<SessionMetadata>, replace: boolean): void {
+    if (this.isRemote()) return;
+    const facts = deviceFactsOf(this.origin.userAgent, this.origin.clientIp, this.store.options.ipLock);
+    for (const field of ['userAgent', 'clientAddress'] as const) {
+      const value = facts[field];
+      if (meta[field] !== value && (replace || value !== undefined)) this.setMetaField(meta, field, value);
+    }
   }
 
   isPermanent(): boolean {
@@ -632,39 +717,98 @@ export class Session implements SessionInterface {
     const now = Date.now();
     const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
     if (decision === undefined) return;
+    if (decision.writeMetadata && meta.userId !== undefined) this.recordDevice(meta, false);
     let snapshot = this.changes.snapshot();
     const sessionKey = this.currentKey();
     const storageId = meta.storageId;
+
+    // A data-only commit of a stored session on a store whose backend checks locks in its
+    // write: one atomic step while nobody holds the lock, no lock round trips. Bags merge
+    // onto what is stored, which needs the lock; so do metadata writes (merged onto a fresh copy).
+    if (
+      this.locks.held === undefined &&
+      !decision.create &&
+      !decision.writeMetadata &&
+      changedBags.length === 0 &&
+      !this.mover.isPending(snapshot) &&
+      this.store.writesUnlocked
+    ) {
+      if (await this.store.writeUnlocked(storageId, this.planner.plan(sessionKey, decision, snapshot, undefined))) {
+        this.afterCommit(decision, sessionKey, undefined, snapshot);
+        return;
+      }
+      // Held by another request: queue for the lock like any commit.
+    }
 
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
     // A storage move runs under the lock of the storage it leaves (still `storageId`).
     const lock = this.locks.held ?? (decision.create ? undefined : await this.store.lock(storageId));
+    let userLock: SessionLock | undefined;
     try {
-      let metadata = await this.metadataToWrite(decision, meta, snapshot, now);
-      if (changedBags.length > 0 && this.storedId !== undefined) {
-        // While a move is pending the bags merge onto the old storage, where the data still is.
-        snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
-      }
-      let move: PreparedStorageMove | undefined;
-      // A move always writes metadata (it changes it), so `metadata` is set here.
-      if (this.storedId !== undefined && this.mover.isPending(snapshot) && metadata !== undefined) {
-        move = await this.mover.prepare(storageId, snapshot, lock?.fence ?? 0);
-        metadata = { ...metadata, storageId: move.to };
-      }
+      // A login takes its user's lock for the session cap (maxSessionsPerUser) until it has written.
+      userLock = await this.admitLogin(snapshot);
+      // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
+      // under the lock: they go out in the same tick.
+      const [fresh, storage] = await Promise.all([
+        this.metadataToWrite(decision, meta, snapshot, now),
+        this.readStorageForCommit(storageId, snapshot, changedBags, decision, lock?.fence ?? 0),
+      ]);
+      snapshot = storage.snapshot;
+      const move = storage.move;
+      // A move always writes metadata (it changes it): metadataToWrite answered it or threw.
+      const metadata = move === undefined || fresh === undefined ? fresh : { ...fresh, storageId: move.to };
       const plan = this.planner.plan(sessionKey, decision, snapshot, metadata, move?.entries);
-      // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0.
-      await this.store.write(move?.to ?? storageId, plan, move === undefined ? (lock?.fence ?? 0) : 0);
-      if (move !== undefined) {
-        await this.mover.finish(move);
-        this.movedTo(move);
-      }
+      // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0. The
+      // old storage is flushed once the old id is gone, beside the new metadata's write.
+      await this.store.write(
+        move?.to ?? storageId,
+        plan,
+        move === undefined ? (lock?.fence ?? 0) : 0,
+        move === undefined ? undefined : () => this.mover.finish(move),
+      );
+      if (move !== undefined) this.movedTo(move);
       this.afterCommit(decision, sessionKey, metadata, snapshot);
     } finally {
       // A short commit lock is released without waiting for the reply: the response need not
       // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
       if (lock !== undefined && lock !== this.locks.held) void lock.release().catch(() => false);
+      if (userLock !== undefined) void userLock.release().catch(() => false);
     }
+  }
+
+  /**
+   * When `changes` bind the session to a user: the session cap's admission (see `SessionCap`),
+   * evicting through remote sessions; undefined when they bind none or the cap is off.
+   */
+  private async admitLogin(changes: SessionChanges): Promise<SessionLock | undefined> {
+    const userId = changes.fields.get('userId');
+    if (typeof userId !== 'string' || this.store.options.maxSessionsPerUser <= 0) return undefined;
+    const own = this.storedId === undefined ? [...changes.retiredIds] : [...changes.retiredIds, this.storedId];
+    return this.cap.admit(userId, own, (key, metadata) =>
+      Session.fromMetadata(this.store, { key }, metadata, { cookieIds: [], cookieName: this.cookieName, remote: true }).destroy(
+        'evicted',
+      ),
+    );
+  }
+
+  /**
+   * What a commit under the lock reads from the storage: the bags' merges onto the stored
+   * entries (while a move is pending they merge onto the old storage, where the data still is),
+   * then a pending move's copy of the old storage.
+   */
+  private async readStorageForCommit(
+    storageId: string,
+    snapshot: SessionChanges,
+    changedBags: Parameters<SessionBagSet['merge']>[1],
+    decision: CommitDecision,
+    fence: number,
+  ): Promise<{ snapshot: SessionChanges; move: PreparedStorageMove | undefined }> {
+    if (changedBags.length > 0 && this.storedId !== undefined) {
+      snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
+    }
+    const moving = this.storedId !== undefined && this.mover.isPending(snapshot) && decision.writeMetadata;
+    return { snapshot, move: moving ? await this.mover.prepare(storageId, snapshot, fence) : undefined };
   }
 
   /**
@@ -760,10 +904,26 @@ export class Session implements SessionInterface {
     return lifetime > 0 ? lifetime : undefined;
   }
 
-  /** IP-lock value of this request's client; undefined when the lock is off or for remote sessions. */
+  /**
+   * IP-lock value of this request's client (`UNKNOWN_ADDRESS_LOCK` when its address is unknown:
+   * the lock fails closed); undefined when the lock is off or for remote sessions.
+   */
   private ipLockValue(): string | undefined {
     const lock = this.store.options.ipLock;
-    return lock === undefined || this.isRemote() ? undefined : ipLockValue(this.origin.clientIp, lock);
+    return lock === undefined || this.isRemote() ? undefined : ipLockValueFor(this.origin.clientIp, lock);
+  }
+
+  /**
+   * A session stored before the IP lock was enabled has no lock value: the first request that
+   * resumes it locks it to its own client (written by this request's commit).
+   */
+  private lockUnlockedSession(): void {
+    const meta = this.metadata;
+    if (meta === undefined || meta.ipLock !== undefined) return;
+    const ipLock = this.ipLockValue();
+    if (ipLock === undefined) return;
+    meta.ipLock = ipLock;
+    this.changes.setField('ipLock', ipLock);
   }
 
   /** Whether this request's client may resume a session with `metadata` (IP lock). */

@@ -58,8 +58,9 @@ export class StorageMover {
    *   when the session is gone.
    */
   async prepare(from: string, written: SessionChanges, fence: number): Promise<PreparedStorageMove> {
-    await this.store.assertCurrent(from, fence);
-    const entries = await this.store.loadData(from);
+    // One round trip: the guard check and the read share the old storage's slot (and
+    // connection), so Redis runs them in this order; a refused check discards the read.
+    const [, entries] = await Promise.all([this.store.assertCurrent(from, fence), this.store.loadData(from)]);
     for (const [key, raw] of written.data) {
       if (raw === null) entries.delete(key);
       else entries.set(key, raw);

@@ -50,6 +50,9 @@ const ENGINE_PACKAGES = [
   '@keyv/serialize',
 ];
 
+/** What a consumer of 'nest-session/postgres' that builds its own pool adds: node-postgres and its types. */
+const POSTGRES_PACKAGES = ['pg', '@types/pg', 'pg-protocol', 'pg-types'];
+
 const CONSUMER_TSCONFIG = {
   compilerOptions: {
     target: 'ES2022',
@@ -126,6 +129,60 @@ export const onCacheManager = SessionModule.forRoot({
 });
 `;
 
+const POSTGRES_APP = `
+import pg from 'pg';
+import { SessionModule } from 'nest-session';
+import { createPostgresSessionStores, PostgresBackend, PostgresLocker, POSTGRES_SCHEMA_SQL } from 'nest-session/postgres';
+
+const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/app', statement_timeout: 2000 });
+pool.on('error', () => undefined);
+
+export const onOwnPool = SessionModule.forRootAsync({
+  useFactory: async () => {
+    const stores = await createPostgresSessionStores({ pool, schema: 'sessions', tablePrefix: 'app_' });
+    await stores.migrate();
+    return { metadataBackend: stores.metadataBackend, storageBackend: stores.storageBackend, locker: stores.locker };
+  },
+});
+export const parts = [new PostgresBackend({ pool, namespace: 'm' }), new PostgresLocker({ pool })] as const;
+export const sql: string = POSTGRES_SCHEMA_SQL;
+`;
+
+/** The engine's declarations name no type of pg: a consumer that only passes a URL needs neither pg's types nor pg to compile. */
+const POSTGRES_URL_ONLY_APP = `
+import { createPostgresSessionStores, type PostgresSessionStores } from 'nest-session/postgres';
+
+export const stores: Promise<PostgresSessionStores> = createPostgresSessionStores({ connectionString: 'postgres://127.0.0.1/app' });
+`;
+
+/** The operations entries (health, metrics) with their optional peers, and the legacy takeover of the core. */
+const OPERATIONS_APP = `
+import { Injectable, Module } from '@nestjs/common';
+import { TerminusModule, type HealthIndicatorResult } from '@nestjs/terminus';
+import { ConnectRedisLoader, SessionModule, type LegacySessionLoader } from 'nest-session';
+import { SessionHealthIndicator } from 'nest-session/terminus';
+import { OpenTelemetrySessionMetrics } from 'nest-session/opentelemetry';
+
+const loader: LegacySessionLoader = new ConnectRedisLoader({ client: { getdel: async (_key: string) => null } });
+
+@Injectable()
+export class Health {
+  constructor(private readonly sessions: SessionHealthIndicator) {}
+  check(): Promise<HealthIndicatorResult> {
+    return this.sessions.isHealthy('sessions', { timeout: 500 });
+  }
+}
+
+@Module({
+  imports: [
+    TerminusModule,
+    SessionModule.forRoot({ instrumentation: new OpenTelemetrySessionMetrics(), legacy: { secrets: ['s'], loader } }),
+  ],
+  providers: [SessionHealthIndicator, Health],
+})
+export class AppModule {}
+`;
+
 const REDIS_WITHOUT_REDIS_APP = `
 import { createRedisSessionStores } from 'nest-session/redis';
 
@@ -192,6 +249,24 @@ describe('the packed library, as a consumer type-checks it (skipLibCheck: false)
 
   it('compiles a consumer of nest-session/redis and nest-session/cache-manager that has both peers', async () => {
     const result = await typeCheck('engines', ENGINES_APP, [...CORE_PACKAGES, ...ENGINE_PACKAGES]);
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  }, 60_000);
+
+  it('compiles a consumer of nest-session/postgres that passes its own pg.Pool (pg and @types/pg installed)', async () => {
+    const result = await typeCheck('postgres', POSTGRES_APP, [...CORE_PACKAGES, ...POSTGRES_PACKAGES]);
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  }, 60_000);
+
+  it('compiles a consumer of nest-session/postgres that has neither pg nor @types/pg (a URL only)', async () => {
+    const result = await typeCheck('postgres-url', POSTGRES_URL_ONLY_APP, CORE_PACKAGES);
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  }, 60_000);
+
+  it('compiles a consumer of nest-session/terminus and nest-session/opentelemetry with their peers', async () => {
+    const result = await typeCheck('operations', OPERATIONS_APP, [...CORE_PACKAGES, '@nestjs/terminus', '@opentelemetry/api']);
     expect(result.output).toBe('');
     expect(result.ok).toBe(true);
   }, 60_000);

@@ -417,9 +417,10 @@ export function sessionManagerContract(
         const expiredStorage = await Promise.all(expired.map(storageIdOf));
         await elapse(TIMEOUT / 2 + (realTime ? 0.3 : 1));
         expect(await resumes(store, expired[3]!)).toBe(false);
-        // These are used again now, so they outlive the first three.
+        // These are created now, so they outlive the first three (with a lifetime of their own
+        // long enough that a slow machine cannot expire them before the checks below).
         const live = [
-          await createSession(store, { tags: ['doomed'], data: { keep: 'me' } }),
+          await createSession(store, { tags: ['doomed'], data: { keep: 'me' }, ttl: TIMEOUT * 3 }),
           await createSession(store, { ttl: TIMEOUT * 3 }),
         ];
         const liveStorage = await Promise.all(live.map(storageIdOf));

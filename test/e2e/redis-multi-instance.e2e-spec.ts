@@ -17,7 +17,8 @@ const TOKEN = 'multi-instance-admin-token';
 /** Key of SessionManager's GC lock in the configured locker. */
 const GC_LOCK_KEY = '~gc';
 
-describe('two app instances on one Redis', () => {
+// On each client library the sample app supports (REDIS_CLIENT, see sample-app/redis-stores.ts).
+describe.each(['node-redis', 'ioredis'])('two app instances on one Redis (%s)', (redisClient) => {
   const prefix = uniquePrefix('multi');
   let redis: TestRedisClient;
   let a: SampleProcess;
@@ -29,6 +30,7 @@ describe('two app instances on one Redis', () => {
     const main = buildSampleApp();
     const env = {
       SESSION_BACKEND: 'redis',
+      REDIS_CLIENT: redisClient,
       REDIS_URL: TEST_REDIS_URL,
       SESSION_PREFIX: prefix,
       ADMIN_TOKEN: TOKEN,

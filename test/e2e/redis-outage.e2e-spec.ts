@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import type { RedisClientName } from '../../sample-app/redis-stores.js';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { setCookies } from '../support/http.js';
 import { RedisServer } from '../support/redis-server.js';
@@ -33,7 +34,11 @@ interface Outcome {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load on %s', (adapter) => {
+describe.each<[HttpAdapterName, RedisClientName]>([
+  ['express', 'node-redis'],
+  ['fastify', 'node-redis'],
+  ['express', 'ioredis'],
+])('Redis outage under load on %s (%s)', (adapter, redisClient) => {
   let server: RedisServer;
   let app: INestApplication;
 
@@ -41,6 +46,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
     server = await RedisServer.start({ appendonly: true });
     app = await createSampleApp(adapter, {
       redis: { url: server.url, prefix: 'outage:', commandTimeout: COMMAND_TIMEOUT, maxReconnectDelay: 200 },
+      redisClient,
       session: { lock: { waitTimeout: LOCK_WAIT, ttl: 3000 }, garbageCollection: { probability: 0, cron: false } },
     });
     app.useLogger(['error']); // every 503 is also logged as a warning: hundreds of lines
@@ -199,7 +205,11 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis outage under load 
  * store is down, even when it carries a session cookie; routes that use the session still
  * answer 503, and everything works again once Redis is back.
  */
-describe.each<HttpAdapterName>(['express', 'fastify'])('Redis down, a request with a session cookie on %s', (adapter) => {
+describe.each<[HttpAdapterName, RedisClientName]>([
+  ['express', 'node-redis'],
+  ['fastify', 'node-redis'],
+  ['express', 'ioredis'],
+])('Redis down, a request with a session cookie on %s (%s)', (adapter, redisClient) => {
   let server: RedisServer;
   let app: INestApplication;
   const warnings: string[] = [];
@@ -209,6 +219,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis down, a request wi
     server = await RedisServer.start({ appendonly: true });
     app = await createSampleApp(adapter, {
       redis: { url: server.url, prefix: 'outage-lazy:', commandTimeout: COMMAND_TIMEOUT, maxReconnectDelay: 200 },
+      redisClient,
       session: { lock: { waitTimeout: LOCK_WAIT, ttl: 3000 }, garbageCollection: { probability: 0, cron: false } },
     });
     app.useLogger({ log: () => undefined, error: collect, warn: collect });

@@ -41,6 +41,8 @@ const FLASH_TYPES = ['info', 'error'] as const;
 export const TIMEOUT = 100;
 /** Seconds. */
 export const GRACE = 10;
+/** Seconds: `absoluteTimeout`, counted from creation and restarted at login (issue 12). */
+export const ABSOLUTE = 150;
 /** setTTL values: above the grace period, above the default timeout, and at/below the grace period (item 8). */
 const TTLS = [30, 200, 5] as const;
 
@@ -198,13 +200,23 @@ export function makeHarness(stores: Stores): Harness {
   const tracker = new TrackingLocker(stores.locker);
   const bags = new SessionBagRegistry();
   bags.register(() => new FlashBag());
+  // The tracker hands out the inner locker's locks, so a storage backend that checks those
+  // (Redis: unlocked commits in one script) checks the tracker's: the model covers that path.
+  const storageBackend = new Proxy(stores.storageBackend, {
+    get(target, property) {
+      if (property === 'checksLocksOf') return target.checksLocksOf === stores.locker ? tracker : target.checksLocksOf;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
   const store = new SessionStore(
     resolveSessionOptions({
       metadataBackend: stores.metadataBackend,
-      storageBackend: stores.storageBackend,
+      storageBackend,
       locker: tracker,
       inactivityTimeout: TIMEOUT,
       updateGracePeriod: GRACE,
+      absoluteTimeout: ABSOLUTE,
       lock: { waitTimeout: 8000, ttl: 10_000 },
       garbageCollection: { probability: 0, cron: false, maximumPerRun: 1000 },
     }),
@@ -227,6 +239,9 @@ interface State {
   /** Last activity lies in [laLo, laHi] (ms). */
   laLo: number;
   laHi: number;
+  /** The absolute lifetime counts from a moment in [startLo, startHi] (ms): creation, or the last login. */
+  startLo: number;
+  startHi: number;
 }
 
 interface MSession {
@@ -267,6 +282,10 @@ interface Req {
   tagAdd: Set<string>;
   tagDel: Set<string>;
   user: string | undefined;
+  /** When `bindToUser(user)` was called (ms; meaningful while `user` is set). */
+  boundAt: number;
+  /** When the request began (ms): a session it starts is created no earlier. */
+  begunAt: number;
   ttl: number | undefined;
   /** Lifetimes the request's local metadata may hold (seconds): from what it loaded or committed. */
   seenLifetimes: Set<number>;
@@ -305,6 +324,8 @@ const canon = (s: State): string =>
     s.lifetime,
     s.laLo,
     s.laHi,
+    s.startLo,
+    s.startHi,
   ]);
 
 function dedupe(states: State[]): State[] {
@@ -315,8 +336,11 @@ function dedupe(states: State[]): State[] {
 
 const clone = <T>(v: T): T => structuredClone(v);
 const ttlOf = (s: State): number => (s.lifetime ?? TIMEOUT) * 1000;
-const surelyExpired = (s: State, now: number): boolean => now - s.laHi >= ttlOf(s);
-const maybeExpired = (s: State, now: number): boolean => now - s.laLo >= ttlOf(s);
+/** The earliest and the latest moment `s` can expire: the sooner of its inactivity and absolute ends. */
+const expiryLo = (s: State): number => Math.min(s.laLo + ttlOf(s), s.startLo + ABSOLUTE * 1000);
+const expiryHi = (s: State): number => Math.min(s.laHi + ttlOf(s), s.startHi + ABSOLUTE * 1000);
+const surelyExpired = (s: State, now: number): boolean => now >= expiryHi(s);
+const maybeExpired = (s: State, now: number): boolean => now >= expiryLo(s);
 
 function cleanFlashes(f: Flashes): Flashes {
   return Object.fromEntries(Object.entries(f).filter(([, l]) => l.length > 0));
@@ -522,6 +546,7 @@ export class ModelRun {
         r.tagDel.delete(userTag(cmd.user));
         r.tagAdd.add(userTag(cmd.user));
         r.user = cmd.user;
+        r.boundAt = this.now();
         r.metaDirty = true;
         if (!r.session.isNew()) {
           r.renew = 'yes';
@@ -590,6 +615,8 @@ export class ModelRun {
       tagAdd: new Set(),
       tagDel: new Set(),
       user: undefined,
+      boundAt: 0,
+      begunAt: this.now(),
       ttl: undefined,
       seenLifetimes: new Set(),
       touched: false,
@@ -651,13 +678,24 @@ export class ModelRun {
 
   /** The stored alternatives a request reads from now. */
   private storedAlts(r: Req): State[] {
-    if (r.m === undefined || r.session.isNew()) return [this.emptyState()];
+    if (r.m === undefined || r.session.isNew()) return [this.emptyState(r.begunAt)];
     return r.m.alts;
   }
 
-  private emptyState(): State {
+  /** A session not stored yet; `startedFrom`: the earliest moment it can have been started (ms). */
+  private emptyState(startedFrom?: number): State {
     const now = this.now();
-    return { data: {}, tags: [], userId: null, flashes: {}, lifetime: null, laLo: now, laHi: now };
+    return {
+      data: {},
+      tags: [],
+      userId: null,
+      flashes: {},
+      lifetime: null,
+      laLo: now,
+      laHi: now,
+      startLo: startedFrom ?? now,
+      startHi: now,
+    };
   }
 
   private ensureLoaded(r: Req): void {
@@ -821,7 +859,11 @@ export class ModelRun {
       for (const t of r.tagAdd) tags.add(t);
     }
     next.tags = [...tags].sort();
-    if (r.user !== undefined) next.userId = r.user;
+    if (r.user !== undefined) {
+      next.userId = r.user;
+      // bindToUser() restarts the absolute lifetime at the time it was called.
+      next.startLo = next.startHi = r.boundAt;
+    }
     if (r.ttl !== undefined) next.lifetime = r.ttl;
     if (meta === true) next.laLo = next.laHi = now;
     else if (meta === 'maybe') next.laHi = now;
@@ -873,7 +915,7 @@ export class ModelRun {
     const wasNew = r.session.isNew();
     const sure = this.surelyWrites(r, willWrite);
     const m = r.m;
-    const candidates = m === undefined || wasNew ? this.candidates(r, [this.emptyState()]) : this.candidates(r, m.alts);
+    const candidates = m === undefined || wasNew ? this.candidates(r, [this.emptyState(r.begunAt)]) : this.candidates(r, m.alts);
     const oldId = r.knownId;
     const wroteStorage = r.changes.size > 0 || this.flashChanged(r) || r.move !== 'none';
     let error: unknown;
@@ -1310,7 +1352,7 @@ export class ModelRun {
       const m = this.liveSessions().find((x) => !x.alts.every((a) => surelyExpired(a, now)));
       if (m === undefined) return undefined;
       const alt = m.alts[0]!;
-      target = step === 'boundary-1' ? alt.laLo + ttlOf(alt) - 1 : alt.laHi + ttlOf(alt) + (step === 'boundary' ? 0 : 1);
+      target = step === 'boundary-1' ? expiryLo(alt) - 1 : expiryHi(alt) + (step === 'boundary' ? 0 : 1);
       if (target <= now) return undefined;
     }
     jest.setSystemTime(target);
@@ -1339,9 +1381,7 @@ export class ModelRun {
       if (m.dead) return;
       const fits = m.alts.filter((a) => maybeExpired(a, now));
       if (fits.length === 0 && !m.suspect) {
-        this.fail(
-          `data loss: ${where} found no session ${m.name}, which is live (expires at +${ttlOf(m.alts[0]!) + m.alts[0]!.laLo - now} ms)`,
-        );
+        this.fail(`data loss: ${where} found no session ${m.name}, which is live (expires at +${expiryLo(m.alts[0]!) - now} ms)`);
       }
       this.kill(m);
     }

@@ -17,7 +17,15 @@ const OUTPUT_PACKAGE = {
   name: 'nest-session',
   private: true,
   type: 'module',
-  exports: { '.': './lib/index.js', './redis': './lib/redis/index.js', './cache-manager': './lib/cache-manager/index.js' },
+  exports: {
+    '.': './lib/index.js',
+    './redis': './lib/redis/index.js',
+    './cache-manager': './lib/cache-manager/index.js',
+    './postgres': './lib/postgres/index.js',
+    './terminus': './lib/terminus/index.js',
+    './opentelemetry': './lib/opentelemetry/index.js',
+    './cli': './lib/cli/index.js',
+  },
 };
 const MAIN = join(OUT_DIR, 'sample-app', 'main.js');
 const STAMP = join(OUT_DIR, '.built');

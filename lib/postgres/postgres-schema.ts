@@ -1,0 +1,348 @@
+import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './postgres-names.js';
+
+/**
+ * The version of the schema below. `migrate()` records it in `<tablePrefix>schema_version`; a
+ * later release that changes the schema adds version 2 with its own statements, applied on top.
+ */
+export const POSTGRES_SCHEMA_VERSION = 1;
+
+/*
+ * Design of the schema (see README "PostgreSQL"):
+ *
+ * - `entries` holds every cache entry of every backend sharing the schema, told apart by
+ *   `namespace` (the session stores use `<prefix>m` for metadata and `<prefix>s` for storage).
+ *   `expires_at` NULL = never. `fence` is set on write guards only (their `value` is the fence
+ *   as text too, which is what `get()` answers). Ids and tags are `COLLATE "C"`: byte order,
+ *   so keyset paging and lock ordering do not depend on the database's locale.
+ * - `tags` holds one row per (tag, entry): find-by-tag and flush-by-tag read one range of its
+ *   primary key, O(matches). The foreign key removes an entry's memberships with it.
+ * - The partial index on (namespace, expires_at, id) makes garbage collection O(expired): it
+ *   reads the due range in expiry order and deletes in batches with FOR UPDATE SKIP LOCKED, so
+ *   several app instances collecting at once never wait for or collide with each other.
+ * - `write` is the one function a commit calls: guard check (existence, fence), `mustExist`
+ *   check, sets, removes and the guard update in one statement, hence one transaction. A
+ *   guarded write first takes a transaction-level advisory lock on its group, which
+ *   `flush_by_tag` of the same tag takes too, so commits and a destroy of one session are
+ *   serialised instead of interleaved; row locks (`mustExist`, the upserted ids) are taken in
+ *   byte order, and `flush_by_tag` locks its rows in that order too, so the writes the session
+ *   layer makes (guarded per group, or one metadata id) cannot deadlock.
+ * - The lock tables are UNLOGGED: a crash empties them (every lock is then free, and fences
+ *   carry on from the database clock in microseconds), and lock traffic writes no WAL.
+ */
+
+/** The DDL of version 1, for the given names; idempotent (IF NOT EXISTS, CREATE OR REPLACE). */
+function schemaStatements(names: PostgresNames): string {
+  const entries = names.entries();
+  const tags = names.tags();
+  const locks = names.locks();
+  const waiters = names.waiters();
+  const tombstones = names.tombstones();
+  const tickets = names.tickets();
+  const index = (name: string) => quoteIdentifier(names.tablePrefix + name);
+  const lockClass = names.lockClassLiteral;
+  const live = (alias: string, now: string) => `(${alias}.expires_at IS NULL OR ${alias}.expires_at > ${now})`;
+  return `
+CREATE SCHEMA IF NOT EXISTS ${names.quotedSchema};
+
+CREATE TABLE IF NOT EXISTS ${names.versions()} (
+  version integer PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS ${entries} (
+  namespace text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  value text NOT NULL,
+  expires_at timestamptz,
+  fence double precision,
+  PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS ${index('entries_expiry')} ON ${entries} (namespace, expires_at, id) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS ${tags} (
+  namespace text COLLATE "C" NOT NULL,
+  tag text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  PRIMARY KEY (namespace, tag, id),
+  FOREIGN KEY (namespace, id) REFERENCES ${entries} (namespace, id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS ${index('tags_entry')} ON ${tags} (namespace, id);
+
+CREATE UNLOGGED TABLE IF NOT EXISTS ${locks} (
+  name text COLLATE "C" PRIMARY KEY,
+  token text,
+  expires_at timestamptz NOT NULL,
+  fence bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ${index('locks_expiry')} ON ${locks} (expires_at);
+
+CREATE SEQUENCE IF NOT EXISTS ${tickets};
+
+CREATE UNLOGGED TABLE IF NOT EXISTS ${waiters} (
+  name text COLLATE "C" NOT NULL,
+  token text COLLATE "C" NOT NULL,
+  ticket bigint NOT NULL,
+  lease_until timestamptz NOT NULL,
+  PRIMARY KEY (name, token)
+);
+CREATE INDEX IF NOT EXISTS ${index('lock_waiters_queue')} ON ${waiters} (name, ticket);
+
+CREATE UNLOGGED TABLE IF NOT EXISTS ${tombstones} (
+  token text COLLATE "C" PRIMARY KEY,
+  expires_at timestamptz NOT NULL
+);
+
+-- One commit: answers 'ok', 'missing' (guard or a mustExist entry gone or expired), 'fenced'
+-- (a newer fence has written) or 'locked' (an unlocked write found the lock held).
+CREATE OR REPLACE FUNCTION ${names.fn('write')}(
+  p_namespace text, p_now timestamptz,
+  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
+  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
+  p_must_exist text[],
+  p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ids text[], p_tag_tags text[],
+  p_removes text[],
+  p_lock_name text
+) RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_fence double precision;
+  v_live boolean := false;
+  v_created boolean := false;
+  v_count integer;
+  v_lock_token text;
+  v_lock_expires timestamptz;
+  v_lock_fence bigint;
+  v_drawn bigint;
+BEGIN
+  -- An unlocked write (the caller holds no lock): it applies only while nobody holds the lock
+  -- named p_lock_name, and draws the fence as lock_acquire would, so the lock's next holder
+  -- gets a greater one and a holder whose lock expired before is fenced off.
+  IF p_lock_name IS NOT NULL THEN
+    SELECT l.token, l.expires_at, l.fence INTO v_lock_token, v_lock_expires, v_lock_fence
+      FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
+    IF NOT FOUND THEN
+      INSERT INTO ${locks} AS l (name, token, expires_at, fence) VALUES (p_lock_name, NULL, clock_timestamp(), 0)
+        ON CONFLICT (name) DO NOTHING;
+      SELECT l.token, l.expires_at, l.fence INTO v_lock_token, v_lock_expires, v_lock_fence
+        FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
+    END IF;
+    IF v_lock_token IS NOT NULL AND v_lock_expires > clock_timestamp() THEN RETURN 'locked'; END IF;
+    v_drawn := greatest(v_lock_fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint);
+    UPDATE ${locks} l SET fence = v_drawn WHERE l.name = p_lock_name;
+    p_guard_fence := v_drawn;
+    p_guard_value := v_drawn::text;
+  END IF;
+  IF p_guard_id IS NOT NULL THEN
+    -- Serialises the guarded writes and destroys (flush_by_tag) of one group; no row lock on the
+    -- guard is needed on top (it would cost a WAL record per commit).
+    PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+    SELECT e.fence, ${live('e', 'p_now')} INTO v_fence, v_live
+      FROM ${entries} e WHERE e.namespace = p_namespace AND e.id = p_guard_id;
+    IF NOT FOUND THEN v_live := false; END IF;
+  END IF;
+  IF cardinality(p_must_exist) > 0 THEN
+    PERFORM 1 FROM ${entries} e
+      WHERE e.namespace = p_namespace AND e.id = ANY (p_must_exist) AND ${live('e', 'p_now')}
+      ORDER BY e.id FOR UPDATE;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count < cardinality(p_must_exist) THEN RETURN 'missing'; END IF;
+  END IF;
+  IF p_guard_id IS NOT NULL THEN
+    IF NOT v_live THEN
+      IF NOT p_guard_create THEN RETURN 'missing'; END IF;
+      -- An expired guard counts as missing and is replaced, memberships included.
+      DELETE FROM ${entries} e WHERE e.namespace = p_namespace AND e.id = p_guard_id;
+      INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+        VALUES (p_namespace, p_guard_id, p_guard_value, p_guard_expires, p_guard_fence)
+        ON CONFLICT (namespace, id) DO UPDATE
+          SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = EXCLUDED.fence;
+      INSERT INTO ${tags} (namespace, tag, id)
+        SELECT p_namespace, t.tag, p_guard_id FROM unnest(p_guard_tags) AS t(tag)
+        ON CONFLICT DO NOTHING;
+      v_created := true;
+    ELSIF v_fence IS NOT NULL AND v_fence > p_guard_fence THEN
+      RETURN 'fenced';
+    END IF;
+  END IF;
+  IF cardinality(p_ids) > 0 THEN
+    INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+      SELECT p_namespace, s.id, s.value, s.expires_at, NULL
+        FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at) ORDER BY s.id
+      ON CONFLICT (namespace, id) DO UPDATE
+        SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL;
+    DELETE FROM ${tags} t
+      WHERE t.namespace = p_namespace AND t.id = ANY (p_ids)
+        AND NOT EXISTS (SELECT 1 FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) WHERE n.id = t.id AND n.tag = t.tag);
+    INSERT INTO ${tags} (namespace, tag, id)
+      SELECT p_namespace, n.tag, n.id FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag)
+      ON CONFLICT DO NOTHING;
+  END IF;
+  IF cardinality(p_removes) > 0 THEN
+    DELETE FROM ${entries} e WHERE e.namespace = p_namespace AND e.id = ANY (p_removes);
+  END IF;
+  -- The guard keeps its tags (and its expiry unless a lifetime was given); a batch that
+  -- removed it (a destroy) leaves it removed.
+  -- Skipped when it would change nothing (the same fence, no new lifetime): no dead row per commit.
+  IF p_guard_id IS NOT NULL AND (NOT v_created OR p_guard_id = ANY (p_ids))
+    AND (p_guard_lifetime OR v_fence IS DISTINCT FROM p_guard_fence OR v_created OR p_guard_id = ANY (p_ids)) THEN
+    UPDATE ${entries} e
+      SET value = p_guard_value, fence = p_guard_fence,
+          expires_at = CASE WHEN p_guard_lifetime THEN p_guard_expires ELSE e.expires_at END
+      WHERE e.namespace = p_namespace AND e.id = p_guard_id;
+  END IF;
+  RETURN 'ok';
+END
+$fn$;
+
+-- Removes every entry carrying the tag (expired ones too); answers how many were live.
+CREATE OR REPLACE FUNCTION ${names.fn('flush_by_tag')}(p_namespace text, p_tag text, p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_live integer;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || p_tag));
+  WITH doomed AS (
+    SELECT e.id, ${live('e', 'p_now')} AS live
+      FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
+      WHERE t.namespace = p_namespace AND t.tag = p_tag
+      ORDER BY e.id FOR UPDATE OF e
+  ), gone AS (
+    DELETE FROM ${entries} e USING doomed d WHERE e.namespace = p_namespace AND e.id = d.id RETURNING d.live
+  )
+  SELECT count(*) FILTER (WHERE gone.live) INTO v_live FROM gone;
+  RETURN v_live;
+END
+$fn$;
+
+-- Wakes the first live waiter of a lock (its token is the NOTIFY payload), after dropping the
+-- tickets of waiters that stopped refreshing them.
+CREATE OR REPLACE FUNCTION ${names.fn('lock_wake')}(p_name text, p_now timestamptz, p_channel text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_head text;
+BEGIN
+  DELETE FROM ${waiters} w WHERE w.name = p_name AND w.lease_until <= p_now;
+  SELECT w.token INTO v_head FROM ${waiters} w WHERE w.name = p_name ORDER BY w.ticket LIMIT 1;
+  IF v_head IS NOT NULL THEN PERFORM pg_notify(p_channel, v_head); END IF;
+END
+$fn$;
+
+-- One look at a lock: out_fence when taken, else out_retry, the ms worth sleeping without a
+-- wake-up. The fence is max(last fence of the key + 1, database clock in microseconds).
+CREATE OR REPLACE FUNCTION ${names.fn('lock_acquire')}(
+  p_name text, p_token text, p_ttl_ms integer, p_queue boolean, p_waiter_ttl_ms integer, p_channel text,
+  OUT out_fence bigint, OUT out_retry integer
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now timestamptz;
+  v_token text;
+  v_expires timestamptz;
+  v_last bigint;
+  v_dead integer;
+  v_head text;
+  v_head_lease timestamptz;
+BEGIN
+  out_retry := 0;
+  INSERT INTO ${locks} AS l (name, token, expires_at, fence) VALUES (p_name, NULL, '-infinity', 0)
+    ON CONFLICT (name) DO NOTHING;
+  SELECT l.token, l.expires_at, l.fence INTO v_token, v_expires, v_last FROM ${locks} l WHERE l.name = p_name FOR UPDATE;
+  -- Checked under the row lock: an abandon that committed before is seen.
+  IF EXISTS (SELECT 1 FROM ${tombstones} b WHERE b.token = p_token) THEN RETURN; END IF;
+  v_now := clock_timestamp();
+  DELETE FROM ${waiters} w WHERE w.name = p_name AND w.lease_until <= v_now;
+  GET DIAGNOSTICS v_dead = ROW_COUNT;
+  IF v_token IS NULL OR v_expires <= v_now THEN
+    SELECT w.token, w.lease_until INTO v_head, v_head_lease FROM ${waiters} w WHERE w.name = p_name ORDER BY w.ticket LIMIT 1;
+    IF v_head IS NULL OR v_head = p_token THEN
+      out_fence := greatest(v_last + 1, floor(extract(epoch FROM v_now) * 1000000)::bigint);
+      UPDATE ${locks} l SET token = p_token, expires_at = v_now + p_ttl_ms * interval '1 millisecond', fence = out_fence
+        WHERE l.name = p_name;
+      IF v_head IS NOT NULL THEN DELETE FROM ${waiters} w WHERE w.name = p_name AND w.token = p_token; END IF;
+      RETURN;
+    END IF;
+    -- Dropping dead tickets left the free lock to somebody else: no release will wake it.
+    IF v_dead > 0 THEN PERFORM pg_notify(p_channel, v_head); END IF;
+  END IF;
+  IF NOT p_queue THEN RETURN; END IF;
+  INSERT INTO ${waiters} AS w (name, token, ticket, lease_until)
+    VALUES (p_name, p_token, nextval('${tickets.replace(/'/g, "''")}'), v_now + p_waiter_ttl_ms * interval '1 millisecond')
+    ON CONFLICT (name, token) DO UPDATE SET lease_until = EXCLUDED.lease_until;
+  IF v_token IS NOT NULL AND v_expires > v_now THEN
+    out_retry := greatest(1, ceil(extract(epoch FROM v_expires - v_now) * 1000))::integer;
+  ELSE
+    out_retry := greatest(1, ceil(extract(epoch FROM v_head_lease - v_now) * 1000))::integer;
+  END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION ${names.fn('lock_release')}(p_name text, p_token text, p_channel text)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now timestamptz := clock_timestamp();
+BEGIN
+  UPDATE ${locks} l SET token = NULL, expires_at = v_now
+    WHERE l.name = p_name AND l.token = p_token AND l.expires_at > v_now;
+  IF NOT FOUND THEN RETURN false; END IF;
+  PERFORM ${names.fn('lock_wake')}(p_name, v_now, p_channel);
+  RETURN true;
+END
+$fn$;
+
+-- A waiter gives up its place; if that leaves the free lock to the next in line, wake it.
+CREATE OR REPLACE FUNCTION ${names.fn('lock_cancel')}(p_name text, p_token text, p_channel text)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now timestamptz;
+  v_free boolean;
+BEGIN
+  SELECT l.token IS NULL OR l.expires_at <= clock_timestamp() INTO v_free FROM ${locks} l WHERE l.name = p_name FOR UPDATE;
+  DELETE FROM ${waiters} w WHERE w.name = p_name AND w.token = p_token;
+  IF NOT FOUND THEN RETURN false; END IF;
+  v_now := clock_timestamp();
+  IF v_free THEN PERFORM ${names.fn('lock_wake')}(p_name, v_now, p_channel); END IF;
+  RETURN true;
+END
+$fn$;
+
+-- For a token whose acquire failed on the client side (it may have run, may still run, or
+-- never will): frees the lock if the token got it, leaves the queue, and leaves a tombstone so
+-- that an acquire of the token arriving later takes nothing. Answers whether it held the lock.
+CREATE OR REPLACE FUNCTION ${names.fn('lock_abandon')}(p_name text, p_token text, p_channel text, p_tombstone_ms integer)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now timestamptz := clock_timestamp();
+  v_held boolean;
+  v_removed boolean;
+BEGIN
+  DELETE FROM ${tombstones} b WHERE b.expires_at <= v_now;
+  INSERT INTO ${tombstones} AS b (token, expires_at) VALUES (p_token, v_now + p_tombstone_ms * interval '1 millisecond')
+    ON CONFLICT (token) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+  PERFORM 1 FROM ${locks} l WHERE l.name = p_name FOR UPDATE;
+  UPDATE ${locks} l SET token = NULL, expires_at = v_now WHERE l.name = p_name AND l.token = p_token;
+  v_held := FOUND;
+  DELETE FROM ${waiters} w WHERE w.name = p_name AND w.token = p_token;
+  v_removed := FOUND;
+  IF (v_held OR v_removed)
+    AND NOT EXISTS (SELECT 1 FROM ${locks} l WHERE l.name = p_name AND l.token IS NOT NULL AND l.expires_at > v_now) THEN
+    PERFORM ${names.fn('lock_wake')}(p_name, v_now, p_channel);
+  END IF;
+  RETURN v_held;
+END
+$fn$;
+
+INSERT INTO ${names.versions()} (version) VALUES (${POSTGRES_SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;
+`;
+}
+
+/**
+ * The SQL that creates (or completes) the session schema for the given `schema` and
+ * `tablePrefix`: tables, indexes and functions, then the version row. Idempotent: safe to run
+ * again. For teams that run their own migrations instead of `migrate()`.
+ * @throws InvalidOptionException for a bad schema or prefix.
+ */
+export function postgresSchemaSql(options: PostgresSchemaOptions = {}): string {
+  return schemaStatements(new PostgresNames(options)).trimStart();
+}
+
+/** {@link postgresSchemaSql} for the defaults: schema `public`, table prefix `nest_session_`. */
+export const POSTGRES_SCHEMA_SQL: string = postgresSchemaSql();

@@ -1,0 +1,228 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import { createClient as createClient6, createCluster as createCluster6 } from 'redis6';
+import { InvalidOptionException } from 'nest-session';
+import { createRedisSessionStores, fromIoRedis, RedisBackend, RedisLocker } from 'nest-session/redis';
+import type { RedisClusterCommandClient, RedisLockerClient, RedisLockerClusterClient } from 'nest-session/redis';
+import { backendContract } from '../contract/backend.contract.js';
+import { lockerContract } from '../contract/locker.contract.js';
+import { sessionManagerContract } from '../contract/session-manager.contract.js';
+import { RedisClusterServer } from '../support/redis-cluster.js';
+import { connectTestRedis, TEST_REDIS_URL, type TestRedisClient } from '../support/redis.js';
+
+/*
+ * The Redis engine on every supported client: node-redis 6 (`redis6`, next to node-redis 5 that
+ * the other Redis specs use) and ioredis 5, standalone and on a Redis Cluster. The same backend,
+ * locker and SessionManager contract suites as node-redis 5 must pass on each.
+ */
+
+const uniquePrefix = (name: string): string => `test:clients:${name}:${randomBytes(4).toString('hex')}:`;
+
+let admin: TestRedisClient;
+let node6: ReturnType<typeof createClient6>;
+let io: Redis;
+let clusterServer: RedisClusterServer;
+let ioCluster: Cluster;
+let node6Cluster: ReturnType<typeof createCluster6>;
+
+beforeAll(async () => {
+  Logger.overrideLogger(['error', 'warn']);
+  admin = await connectTestRedis();
+  node6 = createClient6({ url: TEST_REDIS_URL });
+  await node6.connect();
+  io = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await io.connect();
+  clusterServer = await RedisClusterServer.start(3);
+  ioCluster = new Cluster(
+    clusterServer.ports.map((port) => ({ host: '127.0.0.1', port })),
+    { shardedSubscribers: true, lazyConnect: true },
+  );
+  await ioCluster.connect();
+  node6Cluster = createCluster6({ rootNodes: clusterServer.rootNodes });
+  await node6Cluster.connect();
+}, 90_000);
+
+afterAll(async () => {
+  const keys = await admin.keys('test:clients:*');
+  if (keys.length > 0) await admin.del(keys);
+  await Promise.allSettled([admin.close(), node6.close(), io.quit(), ioCluster.quit(), node6Cluster.close()]);
+  await clusterServer?.stop();
+});
+
+/** Every key under `prefix` on every master of the test cluster. */
+async function clusterKeys(pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  for (const node of ioCluster.nodes('master')) keys.push(...(await node.keys(pattern)));
+  return keys;
+}
+
+async function deleteEverywhere(prefix: string): Promise<void> {
+  for (const node of ioCluster.nodes('master')) {
+    const keys = await node.keys(`${prefix}*`);
+    for (const key of keys) await ioCluster.del(key);
+  }
+}
+
+interface ClientUnderTest {
+  readonly name: string;
+  /** The client as the engine takes it (ioredis through `fromIoRedis`). */
+  readonly client: () => RedisLockerClient | (RedisClusterCommandClient & RedisLockerClusterClient);
+  /** The client as the user has it (what `createRedisSessionStores({ client })` is given). */
+  readonly raw: () => Parameters<typeof createRedisSessionStores>[0]['client'];
+  readonly cluster: boolean;
+}
+
+const CLIENTS: ClientUnderTest[] = [
+  {
+    name: 'node-redis 6',
+    client: () => node6 as unknown as RedisLockerClient,
+    raw: () => node6 as unknown as RedisLockerClient,
+    cluster: false,
+  },
+  { name: 'ioredis 5', client: () => fromIoRedis(io), raw: () => io, cluster: false },
+  {
+    name: 'node-redis 6 cluster',
+    client: () => node6Cluster,
+    raw: () => node6Cluster,
+    cluster: true,
+  },
+  { name: 'ioredis 5 cluster', client: () => fromIoRedis(ioCluster), raw: () => ioCluster, cluster: true },
+];
+
+async function keysOf(target: ClientUnderTest, prefix: string): Promise<string[]> {
+  return target.cluster ? clusterKeys(`${prefix}*`) : admin.keys(`${prefix}*`);
+}
+
+async function cleanupOf(target: ClientUnderTest, prefix: string): Promise<void> {
+  if (target.cluster) {
+    await deleteEverywhere(prefix);
+    return;
+  }
+  const keys = await admin.keys(`${prefix}*`);
+  if (keys.length > 0) await admin.del(keys);
+}
+
+for (const target of CLIENTS) {
+  backendContract(
+    target.name,
+    async () => {
+      const prefix = uniquePrefix('backend');
+      const backend = new RedisBackend({ client: target.client(), prefix });
+      return { backend, cleanup: () => cleanupOf(target, prefix) };
+    },
+    { realTime: true },
+  );
+
+  lockerContract(target.name, async () => {
+    const prefix = uniquePrefix('locker');
+    const locker = new RedisLocker({ client: target.client(), prefix });
+    return {
+      locker,
+      cleanup: async () => {
+        await locker.close();
+        await cleanupOf(target, prefix);
+      },
+    };
+  });
+
+  sessionManagerContract(
+    target.name,
+    async () => {
+      const prefix = uniquePrefix('manager');
+      const stores = await createRedisSessionStores({ client: target.raw(), prefix });
+      return {
+        metadataBackend: stores.metadataBackend,
+        storageBackend: stores.storageBackend,
+        locker: stores.locker,
+        cleanup: async () => {
+          await stores.close();
+          await cleanupOf(target, prefix);
+        },
+        storedTagCount: async () => (await keysOf(target, `${prefix}m:{`)).filter((k) => k.endsWith('}#tag')).length,
+      };
+    },
+    { realTime: true },
+  );
+}
+
+describe('client checks', () => {
+  it('wakes an ioredis waiter by Pub/Sub, standalone and on the cluster, not by its timer', async () => {
+    for (const client of [fromIoRedis(io), fromIoRedis(ioCluster)]) {
+      const locker = new RedisLocker({ client, prefix: uniquePrefix('wake'), waiterTtl: 30_000 });
+      try {
+        const first = await locker.acquire('k', { waitTimeout: 0, ttl: 20_000 });
+        const started = Date.now();
+        const second = locker.acquire('k', { waitTimeout: 5000, ttl: 1000 });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await first.release();
+        await (await second).release();
+        // The ticket refresh timer is 10 s and the lock's TTL 20 s: only a message wakes it this early.
+        expect(Date.now() - started).toBeLessThan(2000);
+      } finally {
+        await locker.close();
+      }
+    }
+  });
+
+  it('refuses anything but node-redis and ioredis with a message naming the supported clients', async () => {
+    await expect(createRedisSessionStores({ client: {} as RedisLockerClient })).rejects.toThrow(
+      /node-redis 5 or 6 client .* or an ioredis 5 client/,
+    );
+  });
+
+  it('refuses an ioredis client that is not connected, and a cluster without sharded subscribers', async () => {
+    const lazy = new Redis(TEST_REDIS_URL, { lazyConnect: true });
+    await expect(createRedisSessionStores({ client: lazy })).rejects.toThrow(InvalidOptionException);
+    await expect(createRedisSessionStores({ client: lazy })).rejects.toThrow(/must be connected/);
+    const plain = new Cluster(
+      clusterServer.ports.map((port) => ({ host: '127.0.0.1', port })),
+      { lazyConnect: true },
+    );
+    await plain.connect();
+    try {
+      expect(() => fromIoRedis(plain)).toThrow(/shardedSubscribers: true/);
+    } finally {
+      await plain.quit();
+    }
+  });
+});
+
+describe('the sample app with REDIS_CLIENT=ioredis', () => {
+  it('logs in, keeps data across two app instances (Express and Fastify), logs out', async () => {
+    const { createSampleApp } = await import('../../sample-app/app.factory.js');
+    const { sessionConfigFromEnv } = await import('../../sample-app/session-env.config.js');
+    const prefix = uniquePrefix('sample');
+    const env = {
+      SESSION_BACKEND: 'redis',
+      REDIS_URL: TEST_REDIS_URL,
+      SESSION_PREFIX: prefix,
+      REDIS_CLIENT: 'ioredis',
+      SESSION_GC: 'manual',
+    };
+    const config = sessionConfigFromEnv(env).config;
+    expect(config.redisClient).toBe('ioredis');
+    const [one, two] = [await createSampleApp('express', config), await createSampleApp('fastify', config)];
+    try {
+      const { Browser } = await import('../support/http.js');
+      const browser = new Browser(one);
+      await browser.put('/session/data/color', { value: 'blue' });
+      await browser.post('/auth/login', { user: 'ivy' });
+      const elsewhere = Object.assign(new Browser(two), { cookie: browser.cookie });
+      const seen = await elsewhere.get('/session');
+      expect(seen.body).toMatchObject({ started: true, user: 'ivy', data: { color: 'blue' } });
+      await elsewhere.post('/auth/logout');
+      expect((await browser.get('/session')).body).toMatchObject({ started: false });
+      expect((await admin.keys(`${prefix}m:*`)).filter((k) => k.includes('h:'))).toEqual([]);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
+  it('refuses an unknown REDIS_CLIENT', async () => {
+    const { sessionConfigFromEnv } = await import('../../sample-app/session-env.config.js');
+    expect(() => sessionConfigFromEnv({ SESSION_BACKEND: 'redis', REDIS_CLIENT: 'jedis' })).toThrow(/node-redis or ioredis/);
+  });
+});
