@@ -1,3 +1,4 @@
+import { settleAll } from './settle-all.js';
 import { assertIdentifier } from '../cache/identifier.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
@@ -636,7 +637,8 @@ export class Session implements SessionInterface {
       // Both are sent in one tick (one round trip); the store applies them in that order.
       const held = this.locks.held;
       if (held === undefined) await this.reload();
-      else await Promise.all([this.store.assertCurrent(meta.storageId, held.fence), this.reload()]);
+      // Both settle before a failure is handled: reload() resets the session when it finds it gone.
+      else await settleAll([this.store.assertCurrent(meta.storageId, held.fence), this.reload()]);
     } catch (error) {
       await this.locks.release();
       throw error;
@@ -750,7 +752,7 @@ export class Session implements SessionInterface {
       userLock = await this.admitLogin(snapshot);
       // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
       // under the lock: they go out in the same tick.
-      const [fresh, storage] = await Promise.all([
+      const [fresh, storage] = await settleAll([
         this.metadataToWrite(decision, meta, snapshot, now),
         this.readStorageForCommit(storageId, snapshot, changedBags, decision, lock?.fence ?? 0),
       ]);
