@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Delete, Get, Inject, Param, Post, Put, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Put, Query } from '@nestjs/common';
 import { SessionInterface } from 'nest-session';
 
 /** Reading and writing the current session: `GET /session`, `PUT`/`DELETE /session/data/:key` and the other `/session` routes. */
@@ -28,6 +28,23 @@ export class SessionController {
     await sleep(parseDelay(delay));
     await this.session.putData(key, body.value);
     return { key, value: body.value };
+  }
+
+  /**
+   * `regenerate(destroy)` under the session lock, then `save()`: a new id (with `destroy=1` also
+   * a new storage id, the old one flushed); data and bags are kept. Answers the session as
+   * `GET /session` does.
+   */
+  @Post('regenerate')
+  @HttpCode(200)
+  async regenerate(
+    @Query('destroy') destroy?: string,
+  ): Promise<{ started: boolean; data: Record<string, unknown>; tags: string[]; user: string | null }> {
+    const s = this.session;
+    await s.open();
+    await s.regenerate(destroy === '1');
+    await s.save();
+    return this.show();
   }
 
   @Delete('data/:key')
