@@ -1,0 +1,118 @@
+import { expect, it } from '@jest/globals';
+import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
+import { LockException } from '../../lib/errors/lock.exception.js';
+import type { TaggableBackend } from '../../lib/cache/taggable-backend.interface.js';
+import type { SessionLocker } from '../../lib/locking/session-locker.interface.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
+import { Session } from '../../lib/session/session.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
+import { SessionStore } from '../../lib/session/session.store.js';
+import { created, resumed } from '../support/session-requests.js';
+
+/** The stores of one engine, as its factory makes them (the storage backend checks the locker's locks). */
+export interface UnlockedCommitStores {
+  readonly metadataBackend: TaggableBackend;
+  readonly storageBackend: TaggableBackend;
+  readonly locker: SessionLocker;
+}
+
+/**
+ * The properties an unlocked commit (`WriteGuard.unlocked`: the lock check and a fresh fence
+ * inside the engine's atomic write) must keep from "acquire, write, release". Call inside a
+ * `describe` whose `beforeAll` has set up the stores; `name` is the engine as its factory is
+ * named (`Redis`, `Postgres`), `bare()` a backend of that engine made without a locker.
+ */
+export function unlockedCommitContract(
+  name: string,
+  s: () => UnlockedCommitStores,
+  store: () => SessionStore,
+  bare: () => TaggableBackend,
+): void {
+  const storageIdOf = async (id: string): Promise<string> => (await store().loadMetadata(metadataKeyOf(id)))!.storageId;
+  const guardFence = async (storageId: string): Promise<number> => Number(await s().storageBackend.get(`${storageId}.~guard`));
+
+  it(`the storage backend from create${name}SessionStores checks the locks of its locker`, () => {
+    expect(s().storageBackend.checksLocksOf).toBe(s().locker);
+    expect(s().metadataBackend.checksLocksOf).toBeUndefined();
+    expect(store().writesUnlocked).toBe(true);
+  });
+
+  it('while another request holds the lock, an unlocked write writes nothing and answers "locked"', async () => {
+    const id = await created(store(), { a: 1 });
+    const storageId = await storageIdOf(id);
+    const lock = await s().locker.acquire(storageId, { ttl: 5000, waitTimeout: 0 });
+    try {
+      const result = await s().storageBackend.write(
+        { sets: [{ id: `${storageId}.a`, data: '2', tags: [storageId] }] },
+        { id: `${storageId}.~guard`, fence: 0, unlocked: true },
+      );
+      expect(result).toBe('locked');
+      expect(await (await resumed(store(), id)).getAllData()).toEqual({ a: 1 });
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('draws a fence above every fence the lock handed out, and below the next holder’s', async () => {
+    const id = await created(store(), { a: 1 });
+    const storageId = await storageIdOf(id);
+    const first = await s().locker.acquire(storageId, { ttl: 5000, waitTimeout: 0 });
+    await first.release();
+    const session = await resumed(store(), id);
+    await session.putData('a', 2);
+    await session.commit();
+    const drawn = await guardFence(storageId);
+    expect(drawn).toBeGreaterThan(first.fence);
+    const next = await s().locker.acquire(storageId, { ttl: 5000, waitTimeout: 0 });
+    expect(next.fence).toBeGreaterThan(drawn);
+    await next.release();
+  });
+
+  it('fences off an older holder whose lock expired: its later commit answers LockException and loses nothing', async () => {
+    const id = await created(store(), { a: 1 });
+    const slow = await resumed(store(), id);
+    await slow.open({ ttl: 300 }); // the lock expires while this request still works
+    await slow.putData('a', 'stale');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const quick = await resumed(store(), id);
+    await quick.putData('b', 'fresh');
+    await quick.commit(); // unlocked: the lock expired, so it is free
+    await expect(slow.save()).rejects.toBeInstanceOf(LockException);
+    expect(await (await resumed(store(), id)).getAllData()).toEqual({ a: 1, b: 'fresh' });
+  });
+
+  it('a plain commit while another request holds the lock waits for it (FIFO), then writes: no lost update', async () => {
+    const id = await created(store(), { n: 0 });
+    const holder = await resumed(store(), id);
+    await holder.open();
+    const other = await resumed(store(), id);
+    await other.putData('other', true);
+    let committed = false;
+    const pending = other.commit().then(() => (committed = true));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(committed).toBe(false); // queued behind the holder
+    await holder.putData('n', 1);
+    await holder.save();
+    await pending;
+    expect(await (await resumed(store(), id)).getAllData()).toEqual({ n: 1, other: true });
+  });
+
+  it('a destroyed session’s unlocked commit writes nothing back', async () => {
+    const id = await created(store(), { a: 1 });
+    const storageId = await storageIdOf(id);
+    const late = await resumed(store(), id);
+    await late.putData('a', 2);
+    const killer = await resumed(store(), id);
+    await killer.destroy();
+    await expect(late.commit()).rejects.toThrow();
+    expect(await s().storageBackend.findIdentifiersByTag(storageId)).toEqual([]);
+  });
+
+  it(`a backend without a locker refuses unlocked writes, and a store with another locker never asks for them`, async () => {
+    await expect(bare().write({}, { id: 'x.~guard', fence: 0, unlocked: true })).rejects.toBeInstanceOf(InvalidArgumentException);
+    const { metadataBackend, storageBackend } = s();
+    const mixed = new SessionStore(resolveSessionOptions({ metadataBackend, storageBackend }));
+    expect(mixed.writesUnlocked).toBe(false); // the default MemoryLocker's locks are not in the engine's store
+    expect(new Session(mixed, { cookieIds: [], cookieName: 'sid' }).isStarted()).toBe(false);
+  });
+}
