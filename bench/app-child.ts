@@ -40,7 +40,7 @@ function build(variant: Variant, env: AppEnv): Promise<BenchApp> {
     case 'ours':
       return variant.store === 'postgres'
         ? buildOursPostgresApp(variant.adapter)
-        : buildOursApp(variant.adapter, variant.store, env);
+        : buildOursApp(variant.adapter, variant.store, env, variant.injected === true);
     case 'peer':
       if (variant.store === 'postgres') return buildExpressSessionPostgresApp();
       return variant.adapter === 'express'

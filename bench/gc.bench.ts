@@ -9,7 +9,8 @@
  * - GC: one `collectGarbage()` run removing the 1,000 expired sessions (metadata, tag
  *   memberships, data), median of 7 runs, each with 1,000 freshly expired sessions;
  * - find-by-tag: iterating `getSessionsByTag('bench')` (100 remote sessions), median of 25;
- * - memory per session: heap growth after a full V8 GC (node --expose-gc) divided by N.
+ * - memory per session: heap and array-buffer growth after a full V8 GC (node --expose-gc)
+ *   divided by N (the MemoryBackend keeps its indexes in typed arrays, outside `heapUsed`).
  *
  * Both times must stay flat as N grows (O(expired) and O(matches)); an O(N) scan would show
  * up as a ~100x ratio on the 1M row. Options: `--sizes=10000,100000` to pick sizes.
@@ -115,7 +116,8 @@ async function fill(
 
 async function measure(size: number): Promise<Row> {
   collectHeap();
-  const heapBefore = process.memoryUsage().heapUsed;
+  const usedBefore = process.memoryUsage();
+  const heapBefore = usedBefore.heapUsed + usedBefore.arrayBuffers;
   const metadataBackend = new MemoryBackend();
   const storageBackend = new MemoryBackend();
   const options = resolveSessionOptions({
@@ -135,7 +137,8 @@ async function measure(size: number): Promise<Row> {
   const fillMs = performance.now() - fillStart;
 
   collectHeap();
-  const bytesPerSession = (process.memoryUsage().heapUsed - heapBefore) / size;
+  const usedAfter = process.memoryUsage();
+  const bytesPerSession = (usedAfter.heapUsed + usedAfter.arrayBuffers - heapBefore) / size;
 
   const gcTimes: number[] = [];
   let removed = 0;

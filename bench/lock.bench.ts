@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { createClient } from 'redis';
 import { MemoryLocker } from '../lib/locking/memory.locker.js';
-import { RedisLocker, type RedisLockerClient } from '../lib/redis/redis.locker.js';
+import { RedisLocker } from '../lib/redis/redis.locker.js';
 import type { LockOptions, SessionLocker } from '../lib/locking/session-locker.interface.js';
 import type { AppSample } from './lock/app-child.js';
 
@@ -144,7 +144,7 @@ function percentile(sorted: Float64Array, p: number): number {
 // ---- Redis ---------------------------------------------------------------------------------
 
 interface RedisSetup {
-  readonly client: RedisLockerClient;
+  readonly client: ReturnType<typeof createClient>;
   readonly prefix: string;
   /** EVALSHA/EVAL calls made by the lockers so far. */
   scripts: number;

@@ -16,7 +16,8 @@
  *   --profile=APP        CPU-profile that app during its measured runs (V8 inspector, 500 µs
  *                        sampling; its numbers suffer); profiles go to .bench-out/profiles/
  *                        and a summary per scenario is printed (combine with --only and --apps)
- *   --memory-sessions=N  sessions for the memory measurement (default 100000); 0 skips it
+ *   --memory-sessions=N  sessions for the memory measurement (default 100000; 1 and 5 keys each); 0 skips it.
+ *                        Only the memory measurement: --only= --apps= (no scenario, no app)
  *   --redis-url=URL      default $REDIS_URL or redis://127.0.0.1:6379
  *                        (PostgreSQL rows: $BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres)
  */
@@ -259,8 +260,8 @@ function rotate<T>(list: readonly T[], by: number): T[] {
 
 // ---- memory ----------------------------------------------------------------------------
 
-async function measureMemory(impl: 'ours' | 'express-session', sessions: number): Promise<MemoryReport | string> {
-  const child = fork(path.join(here, 'memory-child.js'), [impl, String(sessions)], {
+async function measureMemory(impl: 'ours' | 'express-session', sessions: number, keys: number): Promise<MemoryReport | string> {
+  const child = fork(path.join(here, 'memory-child.js'), [impl, String(sessions), String(keys)], {
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -436,14 +437,16 @@ async function main(): Promise<void> {
     const infos = apps.map((a) => `- ${a.variant.label} (${a.variant.adapter}): ${a.info}`);
     await shutdown();
 
-    // Memory of idle sessions, each store in a fresh process.
+    // Memory of idle sessions (one small key each, then five), each store in a fresh process.
     const memory: MemoryReport[] = [];
     if (options.memorySessions > 0) {
-      for (const impl of ['ours', 'express-session'] as const) {
-        log(`memory: ${options.memorySessions} idle sessions in ${impl}`);
-        const report = await measureMemory(impl, options.memorySessions);
-        if (typeof report === 'string') notes.push(report);
-        else memory.push(report);
+      for (const keys of [1, 5]) {
+        for (const impl of ['ours', 'express-session'] as const) {
+          log(`memory: ${options.memorySessions} idle sessions with ${keys} key(s) in ${impl}`);
+          const report = await measureMemory(impl, options.memorySessions, keys);
+          if (typeof report === 'string') notes.push(report);
+          else memory.push(report);
+        }
       }
     }
 

@@ -15,11 +15,21 @@ export interface Variant {
   readonly store: StoreKind;
   /** How it shows in the table. */
   readonly label: string;
+  /** Ours through the injected SessionInterface (AsyncLocalStorage on); default: `@CurrentSession()`. */
+  readonly injected?: boolean;
 }
 
 export const VARIANTS: readonly Variant[] = [
   { name: 'ceiling-express', adapter: 'express', kind: 'ceiling', store: 'none', label: 'ceiling (no session)' },
   { name: 'ours-memory-express', adapter: 'express', kind: 'ours', store: 'memory', label: 'ours, MemoryBackend' },
+  {
+    name: 'ours-memory-express-injected',
+    adapter: 'express',
+    kind: 'ours',
+    store: 'memory',
+    label: 'ours, MemoryBackend, injected SessionInterface',
+    injected: true,
+  },
   { name: 'express-session-memory', adapter: 'express', kind: 'peer', store: 'memory', label: 'express-session, MemoryStore' },
   { name: 'ours-redis-express', adapter: 'express', kind: 'ours', store: 'redis', label: 'ours, RedisBackend' },
   { name: 'express-session-redis', adapter: 'express', kind: 'peer', store: 'redis', label: 'express-session, connect-redis' },
@@ -33,6 +43,14 @@ export const VARIANTS: readonly Variant[] = [
   },
   { name: 'ceiling-fastify', adapter: 'fastify', kind: 'ceiling', store: 'none', label: 'ceiling (no session)' },
   { name: 'ours-memory-fastify', adapter: 'fastify', kind: 'ours', store: 'memory', label: 'ours, MemoryBackend' },
+  {
+    name: 'ours-memory-fastify-injected',
+    adapter: 'fastify',
+    kind: 'ours',
+    store: 'memory',
+    label: 'ours, MemoryBackend, injected SessionInterface',
+    injected: true,
+  },
   { name: 'fastify-session-memory', adapter: 'fastify', kind: 'peer', store: 'memory', label: '@fastify/session, default store' },
   { name: 'ours-redis-fastify', adapter: 'fastify', kind: 'ours', store: 'redis', label: 'ours, RedisBackend' },
   { name: 'fastify-session-redis', adapter: 'fastify', kind: 'peer', store: 'redis', label: '@fastify/session, connect-redis' },

@@ -5,6 +5,7 @@
 
 // Module
 export { SessionModule } from './nest/session.module.js';
+export { SessionMiddleware } from './nest/session.middleware.js';
 export { SESSION_OPTIONS } from './session/session.constants.js';
 export type {
   SessionModuleOptions,

@@ -22,19 +22,26 @@ type EndArgs = Parameters<ServerResponse['end']>;
  * are written and the commit completes before the stream ends.
  */
 export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
+  const context = handler.context;
   return function sessionMiddleware(req: ExpressRequest, res: ServerResponse, next: Next): void {
-    const secure = req.secure === true;
     const proceed = (session: Session): void => {
       req[SESSION_REQUEST_KEY] = session;
-      hookResponse(res, session, handler, secure);
-      handler.context.run(session, next);
+      hookResponse(req, res, session, handler);
+      if (context.runsHttpRequests) context.run(session, next);
+      else next();
     };
     let begun: Session | Promise<Session>;
     try {
       begun = handler.begin({
         cookieHeader: req.headers.cookie,
-        secure,
-        ip: req.ip,
+        // Getters: Express computes `secure` and `ip` from `trust proxy` on every read, and a
+        // request that never starts a session or sets a cookie needs neither.
+        get secure() {
+          return req.secure === true;
+        },
+        get ip() {
+          return req.ip;
+        },
         userAgent: req.headers['user-agent'],
         idHeader: handler.idHeaderOf(req.headers),
       });
@@ -59,7 +66,7 @@ function setSessionHeaders(res: ServerResponse, headers: readonly SessionRespons
   for (const header of headers) if (!header.unlessSet || !res.hasHeader(header.name)) res.setHeader(header.name, header.value);
 }
 
-function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
+function hookResponse(req: ExpressRequest, res: ServerResponse, session: Session, handler: SessionHttpHandler): void {
   const originalEnd = res.end.bind(res);
   const originalWriteHead = res.writeHead.bind(res);
   let finishing = false;
@@ -67,7 +74,7 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
   // Headers written before end() (streaming): send the cookie the commit will make valid.
   res.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
     if (!finishing && !res.headersSent) {
-      const cookie = handler.predictCookie(session, secure);
+      const cookie = handler.predictCookie(session, req.secure === true);
       if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
       setSessionHeaders(res, handler.responseHeaders(session, true));
     }
@@ -81,7 +88,7 @@ function hookResponse(res: ServerResponse, session: Session, handler: SessionHtt
     if (handler.finishIfIdle(session)) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
     // Typed, so TypeScript does not take `!streamed` below as proof that `res.headersSent` is still false.
     const streamed: boolean = res.headersSent;
-    handler.finish(session, secure).then(
+    handler.finish(session, req.secure === true).then(
       (cookie) => {
         if (!streamed && !res.headersSent) {
           if (cookie !== undefined) res.appendHeader('set-cookie', cookie);

@@ -5,6 +5,8 @@ import { SESSION_REQUEST_KEY } from '../session/session-request.key.js';
 /** The parts of Fastify's request, reply and instance the adapter uses (no runtime import). */
 interface FastifyRequestLike {
   headers: Record<string, string | string[] | undefined>;
+  /** Node's request, which Nest middleware on Fastify gets. */
+  raw: { [SESSION_MOUNTED]?: boolean };
   protocol: string;
   ip: string;
   [SESSION_REQUEST_KEY]?: Session;
@@ -35,48 +37,45 @@ export interface FastifyInstanceLike {
 
 /**
  * Fastify hooks: `onRequest` resumes the session; `preHandler` runs the handler inside
- * AsyncLocalStorage (after body parsing, whose stream events would lose the context);
+ * AsyncLocalStorage (after body parsing, whose stream events would lose the context), when
+ * something reads it (`SessionContext.runsHttpRequests`, decided before the hooks are installed);
  * `onSend`, which runs for every reply including `@Res()`, 404s and errors, commits and sets
  * the cookie through the reply (a raw `setHeader` can be dropped by Fastify).
  */
-export function installFastifySessionHooks(instance: FastifyInstanceLike, handler: SessionHttpHandler): void {
+export function installFastifySessionHooks(
+  instance: FastifyInstanceLike,
+  handler: SessionHttpHandler,
+  /** `'every-request'` (option `autoMount: true`) or only requests `SessionMiddleware` marked. */
+  routes: 'every-request' | 'marked' = 'every-request',
+): void {
+  const context = handler.context;
   // Callback-style hooks: an anonymous or read-only request passes them synchronously,
   // without the promise an async hook costs on every request.
-  instance.addHook('onRequest', (request, reply, done) => {
-    const fail = (error: unknown): void => {
-      const answer = handler.answerFor(error);
-      reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
-    };
-    let begun: Session | Promise<Session>;
-    try {
-      const userAgent = request.headers['user-agent'];
-      begun = handler.begin({
-        cookieHeader: request.headers.cookie,
-        secure: request.protocol === 'https',
-        ip: request.ip,
-        userAgent: typeof userAgent === 'string' ? userAgent : undefined,
-        idHeader: handler.idHeaderOf(request.headers),
+  if (routes === 'every-request') {
+    instance.addHook('onRequest', (request, reply, done) => resume(handler, request, reply, done));
+    // Only when something reads the async context (option `asyncContext`): a hook costs every request.
+    if (context.runsHttpRequests) {
+      instance.addHook('preHandler', (request, _reply, done) => {
+        const session = request[SESSION_REQUEST_KEY];
+        if (session === undefined) done();
+        else context.run(session, done);
       });
-    } catch (error) {
-      fail(error);
-      return;
     }
-    if (begun instanceof Session) {
-      request[SESSION_REQUEST_KEY] = begun;
-      done();
-      return;
-    }
-    begun.then((session) => {
-      request[SESSION_REQUEST_KEY] = session;
-      done();
-    }, fail);
-  });
-
-  instance.addHook('preHandler', (request, _reply, done) => {
-    const session = request[SESSION_REQUEST_KEY];
-    if (session === undefined) done();
-    else handler.context.run(session, done);
-  });
+  } else {
+    // Nest middleware runs in Fastify's onRequest (middie) with the raw request: it marks the
+    // request, and the session resumes here, where Fastify's `ip` and `protocol` are at hand.
+    instance.addHook('preHandler', (request, reply, done) => {
+      if (request.raw[SESSION_MOUNTED] !== true) {
+        done();
+        return;
+      }
+      resume(handler, request, reply, () => {
+        const session = request[SESSION_REQUEST_KEY];
+        if (session !== undefined && context.runsHttpRequests) context.run(session, done);
+        else done();
+      });
+    });
+  }
 
   instance.addHook('onSend', (request, reply, payload, done) => {
     const session = request[SESSION_REQUEST_KEY];
@@ -107,4 +106,48 @@ export function installFastifySessionHooks(instance: FastifyInstanceLike, handle
   instance.addHook('onRequestAbort', async (request) => {
     await request[SESSION_REQUEST_KEY]?.dispose();
   });
+}
+
+/** Set on the raw request by `markForSession` (`SessionMiddleware` on Fastify, option `autoMount: false`). */
+const SESSION_MOUNTED = Symbol('nest-session:mounted');
+
+/** Marks a raw Fastify request for the session hooks (`installFastifySessionHooks(..., 'marked')`). */
+export function markForSession(raw: object): void {
+  (raw as { [SESSION_MOUNTED]?: boolean })[SESSION_MOUNTED] = true;
+}
+
+/** Resumes the request's session (see `SessionHttpHandler.begin`), then calls `done`; a failure answers the request. */
+function resume(handler: SessionHttpHandler, request: FastifyRequestLike, reply: FastifyReplyLike, done: () => void): void {
+  const fail = (error: unknown): void => {
+    const answer = handler.answerFor(error);
+    reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
+  };
+  let begun: Session | Promise<Session>;
+  try {
+    const userAgent = request.headers['user-agent'];
+    begun = handler.begin({
+      cookieHeader: request.headers.cookie,
+      // Getters: Fastify derives both from `trustProxy` on each read; most requests need neither.
+      get secure() {
+        return request.protocol === 'https';
+      },
+      get ip() {
+        return request.ip;
+      },
+      userAgent: typeof userAgent === 'string' ? userAgent : undefined,
+      idHeader: handler.idHeaderOf(request.headers),
+    });
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  if (begun instanceof Session) {
+    request[SESSION_REQUEST_KEY] = begun;
+    done();
+    return;
+  }
+  begun.then((session) => {
+    request[SESSION_REQUEST_KEY] = session;
+    done();
+  }, fail);
 }

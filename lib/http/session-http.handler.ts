@@ -75,7 +75,10 @@ export class SessionHttpHandler {
     const session = new Session(this.store, {
       cookieIds: ids,
       cookieName: options.cookie.name,
-      clientIp: request.ip,
+      // Read when the IP lock or the device facts need it, not before (see the adapters).
+      get clientIp() {
+        return request.ip;
+      },
       userAgent: request.userAgent,
     });
     if (fromHeader !== undefined) this.headerMode.add(session);

@@ -65,6 +65,8 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
     absoluteTimeout: options.absoluteTimeout ?? 0,
     maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
     maxSessionsPolicy: options.maxSessionsPolicy ?? 'evict-oldest',
+    asyncContext: options.asyncContext ?? 'auto',
+    autoMount: options.autoMount ?? true,
   };
   assertKnownOptions(options, resolved);
   validate(resolved);
@@ -162,6 +164,13 @@ function validateUserSessionOptions(o: ResolvedSessionOptions): void {
       'maxSessionsPolicy',
       `must be 'evict-oldest' or 'reject' (got ${JSON.stringify(policy)})`,
     );
+  }
+  if (typeof (o.autoMount as unknown) !== 'boolean') {
+    throw InvalidOptionException.create('autoMount', `must be true or false (got ${shownOptionValue(o.autoMount)})`);
+  }
+  const asyncContext: unknown = o.asyncContext;
+  if (asyncContext !== true && asyncContext !== false && asyncContext !== 'auto') {
+    throw InvalidOptionException.create('asyncContext', `must be true, false or 'auto' (got ${shownOptionValue(asyncContext)})`);
   }
 }
 

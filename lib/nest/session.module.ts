@@ -7,7 +7,7 @@ import {
   type NestModule,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { HttpAdapterHost, ModuleRef, type AbstractHttpAdapter } from '@nestjs/core';
+import { HttpAdapterHost, ModuleRef, ModulesContainer, type AbstractHttpAdapter } from '@nestjs/core';
 import { createExpressSessionMiddleware } from '../http/express.adapter.js';
 import { installFastifySessionHooks, type FastifyInstanceLike } from '../http/fastify.adapter.js';
 import { SessionHttpHandler } from '../http/session-http.handler.js';
@@ -26,6 +26,8 @@ import { SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { SessionBagFactory } from '../bags/session-bag.interface.js';
 import { SessionSocketRegistry } from './session-socket.registry.js';
 import { PassportSessions } from './passport-sessions.js';
+import { findCurrentSessionConsumer } from './current-session.usage.js';
+import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 
 /** Fastify's `addHook` as the passport hook needs it. */
 interface FastifyPassportInstance {
@@ -95,6 +97,8 @@ export class SessionFeatureModule {}
   ],
   exports: [
     SessionInterface,
+    // For SessionMiddleware (option autoMount: false), which the app's modules instantiate.
+    SessionHttpHandler,
     SessionManager,
     SessionStore,
     SessionContext,
@@ -111,6 +115,7 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
     private readonly handler: SessionHttpHandler,
     @Inject(SESSION_OPTIONS) private readonly options: ResolvedSessionOptions,
     private readonly moduleRef: ModuleRef,
+    private readonly modules: ModulesContainer,
   ) {
     super();
   }
@@ -142,9 +147,21 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
     // Typed as always there, but absent in an application context without HTTP.
     const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (!adapter) return; // an application context without HTTP: SessionManager only
+    this.decideAsyncContext();
     const type = adapter.getType();
     // Passport (PassportSessionModule, imported anywhere) goes right after the session, in this order.
     const passport = this.passportSessions();
+    if (!this.options.autoMount) {
+      // The app applies SessionMiddleware itself; Fastify still needs the commit hooks.
+      if (passport) {
+        throw InvalidOptionException.create(
+          'autoMount',
+          'must be true with PassportSessionModule: passport needs the session on every route',
+        );
+      }
+      if (type === 'fastify') installFastifySessionHooks(adapter.getInstance<FastifyInstanceLike>(), this.handler, 'marked');
+      return;
+    }
     if (type === 'express') {
       const express = adapter.getInstance<{ use(fn: unknown): void }>();
       express.use(createExpressSessionMiddleware(this.handler));
@@ -154,6 +171,29 @@ export class SessionModule extends SessionConfigurableModule implements NestModu
       if (passport) adapter.getInstance<FastifyPassportInstance>().addHook('preHandler', passport.fastifyHook());
     } else {
       this.logger.warn(`HTTP adapter "${type}" is not supported; sessions are available through SessionManager only.`);
+    }
+  }
+
+  /** Option `asyncContext`: whether HTTP requests run in AsyncLocalStorage (see there). */
+  private decideAsyncContext(): void {
+    const setting = this.options.asyncContext;
+    if (setting === true) return;
+    if (setting === false) {
+      this.handler.context.turnOffForHttp('option asyncContext is false');
+      return;
+    }
+    const found = findCurrentSessionConsumer(
+      this.modules,
+      [SessionInterface, SessionManager],
+      [SessionModule, SessionFeatureModule],
+    );
+    if (found === undefined) {
+      this.handler.context.turnOffForHttp(
+        "option asyncContext is 'auto' and no provider or controller injects SessionInterface or SessionManager",
+      );
+      this.logger.debug(`HTTP requests run without AsyncLocalStorage: nothing injects SessionInterface or SessionManager.`);
+    } else {
+      this.logger.debug(`HTTP requests run in AsyncLocalStorage: ${found.consumer} injects ${found.token}.`);
     }
   }
 

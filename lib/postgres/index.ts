@@ -7,6 +7,13 @@ export {
   type PostgresSessionStores,
   type PostgresSessionStoresOptions,
 } from './postgres-session.factory.js';
+export {
+  PostgresWriteBatcher,
+  BatchedOperationError,
+  type PostgresWriteBatcherOptions,
+  type BatchedOperation,
+  type BatchedWriteArguments,
+} from './postgres-write.batcher.js';
 export { migratePostgresSchema, type PostgresMigrationResult } from './postgres.migration.js';
 export { POSTGRES_SCHEMA_SQL, POSTGRES_SCHEMA_VERSION, postgresSchemaSql } from './postgres-schema.js';
 export type { PostgresSchemaOptions } from './postgres-names.js';

@@ -5,6 +5,7 @@ import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 import { PostgresBackend } from './postgres.backend.js';
 import { PostgresLocker, type PostgresLockerOptions } from './postgres.locker.js';
 import { migratePostgresSchema, type PostgresMigrationResult } from './postgres.migration.js';
+import { PostgresWriteBatcher } from './postgres-write.batcher.js';
 
 /** Options of {@link createPostgresSessionStores}. Give exactly one of `connectionString` and `pool`. */
 export interface PostgresSessionStoresOptions extends PostgresSchemaOptions {
@@ -181,11 +182,21 @@ export async function createPostgresSessionStores(options: PostgresSessionStores
   const preparedStatements = options.preparedStatements;
   const lockerOptions: PostgresLockerOptions = { ...options.locker, ...schema, pool, prefix: `${prefix}l:`, preparedStatements };
   try {
-    const metadataBackend = new PostgresBackend({ ...schema, pool, namespace: `${prefix}m`, preparedStatements });
+    // One batcher for both: a commit's metadata and storage writes issued in one tick (a new
+    // session's, a login's) become one statement, one transaction, one WAL flush.
+    const batcher = new PostgresWriteBatcher({ ...schema, pool, preparedStatements });
+    const metadataBackend = new PostgresBackend({ ...schema, pool, namespace: `${prefix}m`, preparedStatements, batcher });
     const locker =
       endOwned !== undefined ? new PoolOwningPostgresLocker(lockerOptions, endOwned) : new PostgresLocker(lockerOptions);
     // Storage ids are the lock keys: an unlocked commit checks the lock in its write.
-    const storageBackend = new PostgresBackend({ ...schema, pool, namespace: `${prefix}s`, preparedStatements, locker });
+    const storageBackend = new PostgresBackend({
+      ...schema,
+      pool,
+      namespace: `${prefix}s`,
+      preparedStatements,
+      locker,
+      batcher,
+    });
     return {
       metadataBackend,
       storageBackend,

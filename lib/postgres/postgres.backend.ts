@@ -16,6 +16,7 @@ import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 import type { PostgresLocker } from './postgres.locker.js';
+import type { BatchedOperation, BatchedWriteArguments, PostgresWriteBatcher } from './postgres-write.batcher.js';
 
 /** Options of {@link PostgresBackend}. */
 export interface PostgresBackendOptions extends PostgresSchemaOptions {
@@ -48,6 +49,14 @@ export interface PostgresBackendOptions extends PostgresSchemaOptions {
    * @default undefined (unlocked writes are refused)
    */
   locker?: PostgresLocker;
+  /**
+   * A batcher shared with other backends on the same pool, schema and table prefix: their
+   * writes, removes and flushes issued in the same tick go to PostgreSQL as one statement (one
+   * transaction, one WAL flush), each still applied and answered as if sent alone.
+   * `createPostgresSessionStores` gives its two backends one.
+   * @default undefined (every operation is its own statement)
+   */
+  batcher?: PostgresWriteBatcher;
 }
 
 const DEFAULT_NAMESPACE = 'sess';
@@ -91,7 +100,7 @@ class BackendStatements {
     );
     this.write = new Statement(
       `SELECT ${names.fn('write')}($1, $2::timestamptz, $3, $4::double precision, $5, $6, $7::text[], $8, $9::timestamptz, ` +
-        `$10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17) AS result`,
+        `$10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17, $18::integer, $19) AS result`,
     );
     this.flushByTag = new Statement(`SELECT ${names.fn('flush_by_tag')}($1, $2, $3::timestamptz) AS removed`);
     this.flush = new Statement(`DELETE FROM ${entries} e WHERE e.namespace = $1`);
@@ -139,10 +148,11 @@ export class PostgresBackend implements TaggableBackend {
   private readonly prepare: boolean;
   private readonly sql: BackendStatements;
   private readonly locker: PostgresLocker | undefined;
+  private readonly batcher: PostgresWriteBatcher | undefined;
 
   /**
    * @throws InvalidOptionException for a missing pool, a bad schema, table prefix or namespace,
-   *   or a locker on other tables.
+   *   or a locker or batcher on other tables (or a batcher on another pool).
    */
   constructor(options: PostgresBackendOptions) {
     const given = options as Partial<PostgresBackendOptions> | null | undefined;
@@ -165,7 +175,19 @@ export class PostgresBackend implements TaggableBackend {
     if (this.locker !== undefined && this.locker.tables !== `${this.names.schema}.${this.names.tablePrefix}`) {
       throw InvalidOptionException.create('postgres.locker', 'must use the same schema and tablePrefix as the backend');
     }
+    this.batcher = options.batcher;
+    if (
+      this.batcher !== undefined &&
+      (this.batcher.queryable !== this.pool ||
+        this.batcher.names.schema !== this.names.schema ||
+        this.batcher.names.tablePrefix !== this.names.tablePrefix)
+    ) {
+      throw InvalidOptionException.create('postgres.batcher', 'must use the same pool, schema and tablePrefix as the backend');
+    }
   }
+
+  /** Guarded writes honour `WriteGuard.maxEntries`, counted in the write function: `putData` needs no read first. */
+  readonly capsGroupEntries = true;
 
   /** The locker whose locks unlocked guarded writes check (see {@link PostgresBackendOptions.locker}). */
   get checksLocksOf(): object | undefined {
@@ -212,8 +234,12 @@ export class PostgresBackend implements TaggableBackend {
   /** @throws StoreUnavailableException when PostgreSQL fails. */
   async remove(id: string): Promise<boolean> {
     assertCacheIdentifier(id, 'cache entry identifier');
-    const rows = await this.run<{ live: boolean }>('remove', this.sql.remove, [this.namespace, id, now()]);
-    return rows[0]?.live === true;
+    const at = now();
+    const answer = await this.batched('remove', { kind: 'remove', namespace: this.namespace, now: at, key: id }, async () => {
+      const rows = await this.query<{ live: boolean }>(this.sql.remove, [this.namespace, id, at]);
+      return String(rows[0]?.live === true);
+    });
+    return answer === 'true';
   }
 
   /**
@@ -241,6 +267,9 @@ export class PostgresBackend implements TaggableBackend {
         );
       }
       if (guard.lifetime !== undefined) guardExpires = timestamp(expiryAt(guard.id, guard.lifetime, at));
+      if (guard.maxEntries !== undefined && !(Number.isSafeInteger(guard.maxEntries) && guard.maxEntries >= 0)) {
+        throw new InvalidArgumentException(`WriteGuard.maxEntries must be a whole number >= 0, got ${guard.maxEntries}.`);
+      }
     }
     // The last write of an id wins, as if the sets were applied one after another.
     const byId = new Map<string, { data: string; expires: string | null; tags: readonly string[] }>();
@@ -265,15 +294,13 @@ export class PostgresBackend implements TaggableBackend {
         tagTags.push(tag);
       }
     }
-    const rows = await this.run<{ result: WriteResult }>('write', this.sql.write, [
-      this.namespace,
-      timestamp(at),
-      guard?.id ?? null,
-      guard === undefined ? null : guard.fence,
-      guard === undefined ? null : String(guard.fence),
-      guard?.create === true,
-      [...new Set(guardTags)],
-      guard?.lifetime !== undefined,
+    const write: BatchedWriteArguments = {
+      guardId: guard?.id ?? null,
+      guardFence: guard === undefined ? null : guard.fence,
+      guardValue: guard === undefined ? null : String(guard.fence),
+      guardCreate: guard?.create === true,
+      guardTags: [...new Set(guardTags)],
+      guardLifetime: guard?.lifetime !== undefined,
       guardExpires,
       mustExist,
       ids,
@@ -281,11 +308,38 @@ export class PostgresBackend implements TaggableBackend {
       expires,
       tagIds,
       tagTags,
-      [...new Set(removes)],
+      removes: [...new Set(removes)],
       // Storage groups are lock keys: the lock of the guard's group.
-      guard?.unlocked === true ? this.locker!.lockNameOf(guard.id.split('.', 1)[0]!) : null,
-    ]);
-    return rows[0]!.result;
+      lockName: guard?.unlocked === true ? this.locker!.lockNameOf(guard.id.split('.', 1)[0]!) : null,
+      maxEntries: guard?.maxEntries ?? null,
+      uncountedPrefix: guard?.maxEntries === undefined ? null : (guard.uncountedPrefix ?? null),
+    };
+    const stamp = timestamp(at);
+    const answer = await this.batched('write', { kind: 'write', namespace: this.namespace, now: stamp, write }, async () => {
+      const rows = await this.query<{ result: WriteResult }>(this.sql.write, [
+        this.namespace,
+        stamp,
+        write.guardId,
+        write.guardFence,
+        write.guardValue,
+        write.guardCreate,
+        write.guardTags,
+        write.guardLifetime,
+        write.guardExpires,
+        write.mustExist,
+        write.ids,
+        write.values,
+        write.expires,
+        write.tagIds,
+        write.tagTags,
+        write.removes,
+        write.lockName,
+        write.maxEntries,
+        write.uncountedPrefix,
+      ]);
+      return rows[0]!.result;
+    });
+    return answer as WriteResult;
   }
 
   /** Removes every entry of this backend's namespace. @throws StoreUnavailableException when PostgreSQL fails. */
@@ -298,8 +352,12 @@ export class PostgresBackend implements TaggableBackend {
    * writes of the group named like the tag (a session's storage). @throws StoreUnavailableException when PostgreSQL fails.
    */
   async flushByTag(tag: string): Promise<number> {
-    const rows = await this.run<{ removed: number | string }>('flushByTag', this.sql.flushByTag, [this.namespace, tag, now()]);
-    return Number(rows[0]?.removed ?? 0);
+    const at = now();
+    const answer = await this.batched('flushByTag', { kind: 'flush', namespace: this.namespace, now: at, key: tag }, async () => {
+      const rows = await this.query<{ removed: number | string }>(this.sql.flushByTag, [this.namespace, tag, at]);
+      return String(rows[0]?.removed ?? 0);
+    });
+    return Number(answer);
   }
 
   /** @throws StoreUnavailableException when PostgreSQL fails. */
@@ -359,8 +417,20 @@ export class PostgresBackend implements TaggableBackend {
   async close(): Promise<void> {}
 
   private async run<Row>(operation: string, statement: Statement, values: unknown[]): Promise<Row[]> {
-    return attemptStore(`postgres ${operation}`, async () =>
-      rowsOf<Row>(await this.pool.query(statement.with(values, this.prepare))),
+    return attemptStore(`postgres ${operation}`, () => this.query<Row>(statement, values));
+  }
+
+  private async query<Row>(statement: Statement, values: unknown[]): Promise<Row[]> {
+    return rowsOf<Row>(await this.pool.query(statement.with(values, this.prepare)));
+  }
+
+  /**
+   * A write, remove or flush: through the batcher (with whatever other backends send in this
+   * tick) when there is one, else `alone`. Answers the operation's text answer (see `batch`).
+   */
+  private batched(operation: string, batched: BatchedOperation, alone: () => Promise<string>): Promise<string> {
+    return attemptStore(`postgres ${operation}`, () =>
+      this.batcher === undefined ? alone() : this.batcher.submit(batched, alone),
     );
   }
 }

@@ -1,10 +1,15 @@
-// Public API of the Redis engine ('nest-session/redis'); needs the optional peer `redis`.
+// Public API of the Redis engine ('nest-session/redis'); needs the optional peer `redis` or `ioredis`.
 export { RedisBackend, type RedisBackendOptions } from './redis.backend.js';
 export {
   createRedisSessionStores,
   type RedisSessionStores,
   type RedisSessionStoresOptions,
   type RedisSessionClusterClient,
+  type RedisSessionClientOptions,
+  type RedisSessionClusterOptions,
+  type RedisSessionClusterNodeOptions,
+  type RedisSessionNodeAddress,
+  type RedisSessionSocketOptions,
 } from './redis-session.factory.js';
 export { RedisLocker, type RedisLockerOptions } from './redis.locker.js';
 export type {

@@ -9,14 +9,14 @@ import type {
 } from './redis-client.adapter.js';
 
 /*
- * ioredis 5 behind the engine's client interface (redis-client.adapter.ts): the backend's raw
+ * ioredis 5 and 6 behind the engine's client interface (redis-client.adapter.ts): the backend's raw
  * commands become `call()`, the locker's scripts `evalsha`/`eval`, its Pub/Sub a duplicated
  * connection (standalone) or the cluster's sharded subscribers. Nothing here imports ioredis:
  * the types below are the parts of `new Redis()` and `new Redis.Cluster()` that are used, so the
  * engine's declarations name no second driver.
  */
 
-/** The parts of an ioredis 5 standalone client (`new Redis(...)`) the engine uses. */
+/** The parts of an ioredis 5 or 6 standalone client (`new Redis(...)`) the engine uses. */
 export interface IoRedisClient {
   /** `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close` or `end`. */
   readonly status: string;
@@ -33,7 +33,7 @@ export interface IoRedisClient {
   on(event: 'error', listener: (error: Error) => void): unknown;
 }
 
-/** The parts of an ioredis 5 cluster client (`new Redis.Cluster(nodes, { shardedSubscribers: true })`) the engine uses. */
+/** The parts of an ioredis 5 or 6 cluster client (`new Redis.Cluster(nodes, { shardedSubscribers: true })`) the engine uses. */
 export interface IoRedisClusterClient {
   readonly isCluster: boolean;
   readonly status: string;
@@ -64,7 +64,7 @@ function isOpen(status: string): boolean {
 }
 
 /**
- * An ioredis 5 client (standalone or cluster) as the node-redis client the backends and the
+ * An ioredis 5 or 6 client (standalone or cluster) as the node-redis client the backends and the
  * locker take: `createRedisSessionStores({ client })` does this by itself; for a hand-built
  * `RedisBackend` / `RedisLocker` pass `fromIoRedis(client)` as their `client`. Raw commands go
  * through `call` (ioredis routes a cluster command by its keys, EVALSHA included), scripts

@@ -4,8 +4,8 @@ import { LuaScript } from './lua-script.js';
  * The Lua scripts of RedisBackend: their source and their names. Every script gets
  * KEYS = [one key of its slot] and ARGV = prefix, now, then its own arguments (see each).
  *
- * One slot per script. Every Lua script touches the keys of one cluster slot only, so the same
- * code runs on a standalone Redis and on a Redis Cluster:
+ * On a Redis Cluster, one slot per script: every script below touches the keys of one cluster
+ * slot only:
  *
  *   WRITE    one group: its entries, the guard entry and the group's own tag set (the tag named
  *            like the group). `write()` with a guard is this one script, atomic: the guard check,
@@ -16,15 +16,25 @@ import { LuaScript } from './lua-script.js';
  *            and answers the other members for the caller to read.
  *   TAG_ADD, TAG_FORGET, EXPIRY_ADD, EXPIRY_FIX   one index key: tag-set and expiry-index upkeep.
  *
+ * On a standalone Redis every key is in one place, so writes use `standaloneWriteScript()`
+ * instead: WRITE, DROP (of `remove()`) and BY_TAG (of `flushByTag()`) as units of one call, with
+ * the index upkeep of other slots (TAG_ADD, TAG_FORGET, EXPIRY_ADD, EXPIRY_FIX removals) done by
+ * the unit itself ("fold"), with the same version and score checks. The Lua is the same
+ * functions (`writeUnit`, `dropUnit`, `byTagUnit`), so both paths keep the same guarantees.
+ *
  * Scripts run by EVALSHA; on a standalone client SCRIPT LOAD rides with the first use, on a
  * cluster each node learns a script through EVAL when it first answers NOSCRIPT (as after a
  * restart or failover).
  */
 
-/** Shared head of the per-slot scripts: key layout and entry format, mirrored by `redis-backend.keys.ts` and `redis-entry.codec.ts`. */
-const LUA_PRELUDE = `
+/** Head of the per-slot scripts: ARGV[1] is the prefix, ARGV[2] the clock (see `LUA_FUNCTIONS`). */
+const LUA_PER_SLOT_HEAD = `
 local prefix = ARGV[1]
 local now = tonumber(ARGV[2])
+`;
+
+/** Shared functions of every script: key layout and entry format, with `prefix` and `now` set by the head. */
+const LUA_FUNCTIONS = `
 
 local function entryKey(id)
   local dot = string.find(id, '.', 1, true)
@@ -77,6 +87,20 @@ local function addMembers(key, pttl, members)
     if current >= 0 and current < pttl then redis.call('PEXPIRE', key, pttl) end
   end
 end
+
+-- Standalone only (the index keys are in other slots on a cluster): a member goes if its score
+-- is still \`score\` (TAG_FORGET, EXPIRY_FIX removal), an expiry record is added (EXPIRY_ADD).
+local function dropMember(key, id, score)
+  local seen = redis.call('ZSCORE', key, id)
+  if seen and tonumber(seen) == tonumber(score) then redis.call('ZREM', key, id) end
+end
+
+local function addExpiry(id, expiry, pttl)
+  local key = prefix .. '{}#expiry'
+  redis.call('ZADD', key, expiry, id)
+  local current = redis.call('PTTL', key)
+  if pttl > 0 and (current == -1 or (current >= 0 and current < pttl)) then redis.call('PEXPIRE', key, pttl) end
+end
 `;
 
 /**
@@ -105,179 +129,198 @@ end
  * 'T', tag, id, version (a foreign membership of an old entry) / 'E', id, expiry (its expiry
  * record)}.
  */
-const WRITE_SCRIPT = `${LUA_PRELUDE}
-local group = ARGV[3]
-local cleanup = {}
-local guardId = ARGV[4]
-local fence = ARGV[5]
-local guardExpiry = ARGV[8]
-local guardPttl = tonumber(ARGV[9])
--- Native TTL ms every own-group entry stored gets at least (0 = none): the guard's.
-local retain = 0
+const WRITE_FUNCTION = `
+local function writeUnit(A, fold)
+  local group = A[3]
+  local cleanup = {}
+  local guardId = A[4]
+  local fence = A[5]
+  local guardExpiry = A[8]
+  local guardPttl = tonumber(A[9])
+  -- Native TTL ms every own-group entry stored gets at least (0 = none): the guard's.
+  local retain = 0
 
--- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
-local function extend(key, pttl)
-  local current = redis.call('PTTL', key)
-  if current == -1 or (current >= 0 and current < pttl) then redis.call('PEXPIRE', key, pttl) end
-end
+  -- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
+  local function extend(key, pttl)
+    local current = redis.call('PTTL', key)
+    if current == -1 or (current >= 0 and current < pttl) then redis.call('PEXPIRE', key, pttl) end
+  end
 
--- Notes the foreign memberships and the expiry record of an old entry that must go.
-local function forget(id, expiry, version, tags, keptTags, newExpiry)
-  for tag in string.gmatch(tags, '%S+') do
-    if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
-      cleanup[#cleanup + 1] = 'T'
-      cleanup[#cleanup + 1] = tag
-      cleanup[#cleanup + 1] = id
-      cleanup[#cleanup + 1] = version
-    end
-  end
-  if expiry ~= '0' and newExpiry == '0' then
-    cleanup[#cleanup + 1] = 'E'
-    cleanup[#cleanup + 1] = id
-    cleanup[#cleanup + 1] = expiry
-  end
-end
-
-local function store(id, value, pttl)
-  local key = entryKey(id)
-  local expiry, version, tags = parse(value)
-  local own = group ~= '' and hasTag(tags, group)
-  local old = redis.call('GET', key)
-  if old then
-    local oldExpiry, oldVersion, oldTags = parse(old)
-    if group ~= '' and not own and hasTag(oldTags, group) then redis.call('ZREM', tagKey(group), id) end
-    forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
-  end
-  if own and retain > 0 and (pttl == 0 or pttl < retain) then pttl = retain end
-  if pttl > 0 then
-    redis.call('SET', key, value, 'PX', pttl)
-  else
-    redis.call('SET', key, value)
-  end
-  if own then addMembers(tagKey(group), pttl, {version, id}) end
-end
-
-local lockKey = ARGV[10]
-local drawnFence = nil
-if lockKey ~= '' then
-  if redis.call('EXISTS', lockKey) == 1 then return {'locked', '0'} end
-  local t = redis.call('TIME')
-  local drawn = tonumber(redis.call('GET', ARGV[11]) or '0') + 1
-  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if clock > drawn then drawn = clock end
-  drawnFence = string.format('%.0f', drawn)
-  fence = drawnFence
-end
-
-local maxEntries = tonumber(ARGV[13])
-local i = 16
-for _ = 1, tonumber(ARGV[15]) do
-  local value = redis.call('GET', entryKey(ARGV[i]))
-  if not value or not isLive(parse(value)) then return {'missing', '0'} end
-  i = i + 1
-end
-
-if maxEntries > 0 and group ~= '' then
-  -- The group's entries after this write (its own tag set holds them and the guard): members
-  -- added by the sets, minus members the removes drop. Checked before anything is written
-  -- (the guard may be created below).
-  -- Entries named <group>.<uncounted prefix>... (bags) are not counted, nor is the guard.
-  local setKey = tagKey(group)
-  local skip = ARGV[14] ~= '' and (group .. '.' .. ARGV[14]) or nil
-  local function counted(id)
-    return id ~= guardId and (skip == nil or string.sub(id, 1, #skip) ~= skip)
-  end
-  local count = 0
-  for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
-    if counted(id) then count = count + 1 end
-  end
-  local j = i + 1
-  for _ = 1, tonumber(ARGV[i]) do
-    if counted(ARGV[j]) and not redis.call('ZSCORE', setKey, ARGV[j]) then count = count + 1 end
-    j = j + 3
-  end
-  for k = j, #ARGV do
-    if counted(ARGV[k]) and redis.call('ZSCORE', setKey, ARGV[k]) then count = count - 1 end
-  end
-  if count > maxEntries then return {'full', '0'} end
-end
-
-local created = '0'
-if guardId ~= '' then
-  local current = redis.call('GET', entryKey(guardId))
-  local live = false
-  if current then
-    local expiry, _, _, data = parse(current)
-    if isLive(expiry) then
-      live = true
-      local stored = tonumber(data)
-      if stored and stored > tonumber(fence) then return {'fenced', '0'} end
-    end
-  end
-  if not live then
-    if ARGV[6] ~= '1' then return {'missing', '0'} end
-    -- An expired guard entry counts as missing and is replaced.
-    store(guardId, ARGV[7] .. fence, guardPttl)
-    created = '1'
-  end
-  if guardExpiry ~= '' then
-    retain = guardPttl
-  else
-    local pttl = redis.call('PTTL', entryKey(guardId))
-    if pttl > 0 then retain = pttl end
-  end
-end
-
-if drawnFence then
-  if tonumber(ARGV[12]) > 0 then
-    redis.call('SET', ARGV[11], drawnFence, 'PX', ARGV[12])
-  else
-    redis.call('SET', ARGV[11], drawnFence)
-  end
-end
-
-local sets = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, sets do
-  store(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]))
-  i = i + 3
-end
-for j = i, #ARGV do
-  local id = ARGV[j]
-  local key = entryKey(id)
-  local value = redis.call('GET', key)
-  if value then
-    local expiry, version, tags = parse(value)
-    redis.call('DEL', key)
-    if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
-    forget(id, expiry, version, tags, nil, '0')
-  end
-end
-
-if guardId ~= '' then
-  -- Keeps the guard's tags (and its expiry and native TTL unless a new one is given); a batch
-  -- that removed it (a destroy) wins.
-  local key = entryKey(guardId)
-  local current = redis.call('GET', key)
-  if current then
-    local _, version, tags, _, headerEnd = parse(current)
-    if guardExpiry == '' then
-      redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
-    else
-      redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
-      if group ~= '' then
-        local setKey = tagKey(group)
-        for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
-          if id ~= guardId then extend(entryKey(id), guardPttl) end
+  -- The foreign memberships and the expiry record of an old entry that must go: removed here
+  -- when folded (standalone), else noted for the caller.
+  local function forget(id, expiry, version, tags, keptTags, newExpiry)
+    for tag in string.gmatch(tags, '%S+') do
+      if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
+        if fold then
+          dropMember(tagKey(tag), id, version)
+        else
+          cleanup[#cleanup + 1] = 'T'
+          cleanup[#cleanup + 1] = tag
+          cleanup[#cleanup + 1] = id
+          cleanup[#cleanup + 1] = version
         end
-        extend(setKey, guardPttl)
+      end
+    end
+    if expiry ~= '0' and newExpiry == '0' then
+      if fold then
+        dropMember(prefix .. '{}#expiry', id, expiry)
+      else
+        cleanup[#cleanup + 1] = 'E'
+        cleanup[#cleanup + 1] = id
+        cleanup[#cleanup + 1] = expiry
       end
     end
   end
+
+  local function store(id, value, pttl)
+    local key = entryKey(id)
+    local expiry, version, tags = parse(value)
+    local own = group ~= '' and hasTag(tags, group)
+    local old = redis.call('GET', key)
+    if old then
+      local oldExpiry, oldVersion, oldTags = parse(old)
+      if group ~= '' and not own and hasTag(oldTags, group) then redis.call('ZREM', tagKey(group), id) end
+      forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
+    end
+    if own and retain > 0 and (pttl == 0 or pttl < retain) then pttl = retain end
+    if pttl > 0 then
+      redis.call('SET', key, value, 'PX', pttl)
+    else
+      redis.call('SET', key, value)
+    end
+    if own then addMembers(tagKey(group), pttl, {version, id}) end
+    if fold then
+      -- Standalone: the foreign tag sets and the expiry record in this same step.
+      for tag in string.gmatch(tags, '%S+') do
+        if tag ~= group then addMembers(tagKey(tag), pttl, {version, id}) end
+      end
+      if expiry ~= '0' then addExpiry(id, expiry, pttl) end
+    end
+  end
+
+  local lockKey = A[10]
+  local drawnFence = nil
+  if lockKey ~= '' then
+    if redis.call('EXISTS', lockKey) == 1 then return {'locked', '0'} end
+    local t = redis.call('TIME')
+    local drawn = tonumber(redis.call('GET', A[11]) or '0') + 1
+    local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if clock > drawn then drawn = clock end
+    drawnFence = string.format('%.0f', drawn)
+    fence = drawnFence
+  end
+
+  local maxEntries = tonumber(A[13])
+  local i = 16
+  for _ = 1, tonumber(A[15]) do
+    local value = redis.call('GET', entryKey(A[i]))
+    if not value or not isLive(parse(value)) then return {'missing', '0'} end
+    i = i + 1
+  end
+
+  if maxEntries > 0 and group ~= '' then
+    -- The group's entries after this write (its own tag set holds them and the guard): members
+    -- added by the sets, minus members the removes drop. Checked before anything is written
+    -- (the guard may be created below).
+    -- Entries named <group>.<uncounted prefix>... (bags) are not counted, nor is the guard.
+    local setKey = tagKey(group)
+    local skip = A[14] ~= '' and (group .. '.' .. A[14]) or nil
+    local function counted(id)
+      return id ~= guardId and (skip == nil or string.sub(id, 1, #skip) ~= skip)
+    end
+    local count = 0
+    for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+      if counted(id) then count = count + 1 end
+    end
+    local j = i + 1
+    for _ = 1, tonumber(A[i]) do
+      if counted(A[j]) and not redis.call('ZSCORE', setKey, A[j]) then count = count + 1 end
+      j = j + 3
+    end
+    for k = j, #A do
+      if counted(A[k]) and redis.call('ZSCORE', setKey, A[k]) then count = count - 1 end
+    end
+    if count > maxEntries then return {'full', '0'} end
+  end
+
+  local created = '0'
+  if guardId ~= '' then
+    local current = redis.call('GET', entryKey(guardId))
+    local live = false
+    if current then
+      local expiry, _, _, data = parse(current)
+      if isLive(expiry) then
+        live = true
+        local stored = tonumber(data)
+        if stored and stored > tonumber(fence) then return {'fenced', '0'} end
+      end
+    end
+    if not live then
+      if A[6] ~= '1' then return {'missing', '0'} end
+      -- An expired guard entry counts as missing and is replaced.
+      store(guardId, A[7] .. fence, guardPttl)
+      created = '1'
+    end
+    if guardExpiry ~= '' then
+      retain = guardPttl
+    else
+      local pttl = redis.call('PTTL', entryKey(guardId))
+      if pttl > 0 then retain = pttl end
+    end
+  end
+
+  if drawnFence then
+    if tonumber(A[12]) > 0 then
+      redis.call('SET', A[11], drawnFence, 'PX', A[12])
+    else
+      redis.call('SET', A[11], drawnFence)
+    end
+  end
+
+  local sets = tonumber(A[i])
+  i = i + 1
+  for _ = 1, sets do
+    store(A[i], A[i + 1], tonumber(A[i + 2]))
+    i = i + 3
+  end
+  for j = i, #A do
+    local id = A[j]
+    local key = entryKey(id)
+    local value = redis.call('GET', key)
+    if value then
+      local expiry, version, tags = parse(value)
+      redis.call('DEL', key)
+      if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
+      forget(id, expiry, version, tags, nil, '0')
+    end
+  end
+
+  if guardId ~= '' then
+    -- Keeps the guard's tags (and its expiry and native TTL unless a new one is given); a batch
+    -- that removed it (a destroy) wins.
+    local key = entryKey(guardId)
+    local current = redis.call('GET', key)
+    if current then
+      local _, version, tags, _, headerEnd = parse(current)
+      if guardExpiry == '' then
+        redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
+      else
+        redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
+        if fold then addExpiry(guardId, guardExpiry, guardPttl) end
+        if group ~= '' then
+          local setKey = tagKey(group)
+          for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+            if id ~= guardId then extend(entryKey(id), guardPttl) end
+          end
+          extend(setKey, guardPttl)
+        end
+      end
+    end
+  end
+  local result = {'ok', created}
+  for _, v in ipairs(cleanup) do result[#result + 1] = v end
+  return result
 end
-local result = {'ok', created}
-for _, v in ipairs(cleanup) do result[#result + 1] = v end
-return result
 `;
 
 /**
@@ -287,35 +330,43 @@ return result
  * no entry, 'kept': not removed, 'live' / 'dead': removed while live / expired), expiry,
  * version, tags, data (only with data, and only for removed entries).
  */
-const DROP_SCRIPT = `${LUA_PRELUDE}
-local group = ARGV[3]
-local mode = ARGV[4]
-local tag = ARGV[5]
-local withData = ARGV[6] == '1'
-local result = {}
-for j = 7, #ARGV do
-  local id = ARGV[j]
-  local key = entryKey(id)
-  local value = redis.call('GET', key)
-  if not value then
-    for _, v in ipairs({id, 'gone', '0', '0', '', ''}) do result[#result + 1] = v end
-  else
-    local expiry, version, tags, data = parse(value)
-    local drop
-    if mode == 'any' then drop = true
-    elseif mode == 'tagged' then drop = hasTag(tags, tag)
-    else drop = not isLive(expiry) end
-    local code = 'kept'
-    if drop then
-      redis.call('DEL', key)
-      if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
-      if isLive(expiry) then code = 'live' else code = 'dead' end
+const DROP_FUNCTION = `
+local function dropUnit(A, fold)
+  local group = A[3]
+  local mode = A[4]
+  local tag = A[5]
+  local withData = A[6] == '1'
+  local result = {}
+  for j = 7, #A do
+    local id = A[j]
+    local key = entryKey(id)
+    local value = redis.call('GET', key)
+    if not value then
+      for _, v in ipairs({id, 'gone', '0', '0', '', ''}) do result[#result + 1] = v end
+    else
+      local expiry, version, tags, data = parse(value)
+      local drop
+      if mode == 'any' then drop = true
+      elseif mode == 'tagged' then drop = hasTag(tags, tag)
+      else drop = not isLive(expiry) end
+      local code = 'kept'
+      if drop then
+        redis.call('DEL', key)
+        if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
+        if isLive(expiry) then code = 'live' else code = 'dead' end
+        if fold then
+          for other in string.gmatch(tags, '%S+') do
+            if other ~= group then dropMember(tagKey(other), id, version) end
+          end
+          if expiry ~= '0' then dropMember(prefix .. '{}#expiry', id, expiry) end
+        end
+      end
+      if not (drop and withData) then data = '' end
+      for _, v in ipairs({id, code, expiry, version, tags, data}) do result[#result + 1] = v end
     end
-    if not (drop and withData) then data = '' end
-    for _, v in ipairs({id, code, expiry, version, tags, data}) do result[#result + 1] = v end
   end
+  return result
 end
-return result
 `;
 
 /**
@@ -326,44 +377,54 @@ return result
  * other members [id, score, ...], clean-up ('T', tag, id, version / 'E', id, expiry, as
  * WRITE_SCRIPT) and the number of live entries removed}.
  */
-const BY_TAG_SCRIPT = `${LUA_PRELUDE}
-local setKey = KEYS[1]
-local tag = ARGV[3]
-local mode = ARGV[4]
-local found, foreign, cleanup = {}, {}, {}
-local removed = 0
-local members = redis.call('ZRANGE', setKey, 0, -1, 'WITHSCORES')
-for i = 1, #members, 2 do
-  local id = members[i]
-  if groupOf(id) ~= tag then
-    foreign[#foreign + 1] = id
-    foreign[#foreign + 1] = members[i + 1]
-  else
-    local key = entryKey(id)
-    local value = redis.call('GET', key)
-    local expiry, version, tags, data
-    if value then expiry, version, tags, data = parse(value) end
-    if not value or not hasTag(tags, tag) then
-      redis.call('ZREM', setKey, id)
-    elseif mode == 'flush' then
-      redis.call('DEL', key)
-      redis.call('ZREM', setKey, id)
-      for other in string.gmatch(tags, '%S+') do
-        if other ~= tag then
-          for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
+const BY_TAG_FUNCTION = `
+local function byTagUnit(A, fold)
+  local tag = A[3]
+  local setKey = tagKey(tag)
+  local mode = A[4]
+  local found, foreign, cleanup = {}, {}, {}
+  local removed = 0
+  local members = redis.call('ZRANGE', setKey, 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    local id = members[i]
+    if groupOf(id) ~= tag then
+      foreign[#foreign + 1] = id
+      foreign[#foreign + 1] = members[i + 1]
+    else
+      local key = entryKey(id)
+      local value = redis.call('GET', key)
+      local expiry, version, tags, data
+      if value then expiry, version, tags, data = parse(value) end
+      if not value or not hasTag(tags, tag) then
+        redis.call('ZREM', setKey, id)
+      elseif mode == 'flush' then
+        redis.call('DEL', key)
+        redis.call('ZREM', setKey, id)
+        for other in string.gmatch(tags, '%S+') do
+          if other ~= tag then
+            if fold then
+              dropMember(tagKey(other), id, version)
+            else
+              for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
+            end
+          end
         end
+        if expiry ~= '0' then
+          if fold then
+            dropMember(prefix .. '{}#expiry', id, expiry)
+          else
+            for _, v in ipairs({'E', id, expiry}) do cleanup[#cleanup + 1] = v end
+          end
+        end
+        if isLive(expiry) then removed = removed + 1 end
+      elseif isLive(expiry) then
+        found[#found + 1] = id
+        if mode == 'data' then found[#found + 1] = data end
       end
-      if expiry ~= '0' then
-        for _, v in ipairs({'E', id, expiry}) do cleanup[#cleanup + 1] = v end
-      end
-      if isLive(expiry) then removed = removed + 1 end
-    elseif isLive(expiry) then
-      found[#found + 1] = id
-      if mode == 'data' then found[#found + 1] = data end
     end
   end
+  return {found, foreign, cleanup, removed}
 end
-return {found, foreign, cleanup, removed}
 `;
 
 /**
@@ -372,7 +433,7 @@ return {found, foreign, cleanup, removed}
  * answered with their scores for the caller to check. Ids are unique within the reply.
  * Answers {next cursor ('0' = done), live local ids, other members [id, score, ...]}.
  */
-const TAG_PAGE_SCRIPT = `${LUA_PRELUDE}
+const TAG_PAGE_SCRIPT = `${LUA_PER_SLOT_HEAD}${LUA_FUNCTIONS}
 local setKey = KEYS[1]
 local tag = ARGV[3]
 local reply = redis.call('ZSCAN', setKey, ARGV[4], 'COUNT', tonumber(ARGV[5]))
@@ -401,7 +462,7 @@ return {reply[1], found, foreign}
 `;
 
 /** KEYS: a tag set. ARGV: prefix, now, native TTL ms ('0' = forever), then version, id pairs. */
-const TAG_ADD_SCRIPT = `${LUA_PRELUDE}
+const TAG_ADD_SCRIPT = `${LUA_PER_SLOT_HEAD}${LUA_FUNCTIONS}
 local members = {}
 for i = 4, #ARGV do members[#members + 1] = ARGV[i] end
 addMembers(KEYS[1], tonumber(ARGV[3]), members)
@@ -455,6 +516,18 @@ end
 return changed
 `;
 
+const WRITE_SCRIPT = `${LUA_PER_SLOT_HEAD}${LUA_FUNCTIONS}${WRITE_FUNCTION}
+return writeUnit(ARGV, false)
+`;
+
+const DROP_SCRIPT = `${LUA_PER_SLOT_HEAD}${LUA_FUNCTIONS}${DROP_FUNCTION}
+return dropUnit(ARGV, false)
+`;
+
+const BY_TAG_SCRIPT = `${LUA_PER_SLOT_HEAD}${LUA_FUNCTIONS}${BY_TAG_FUNCTION}
+return byTagUnit(ARGV, false)
+`;
+
 export const BACKEND_SCRIPTS = {
   write: new LuaScript(WRITE_SCRIPT),
   drop: new LuaScript(DROP_SCRIPT),
@@ -490,4 +563,53 @@ export function dropRecordsOf(flat: readonly string[]): DropRecord[] {
     });
   }
   return records;
+}
+
+/**
+ * The standalone write script of the backends sharing one {@link RedisWriteCoalescer}: their
+ * key prefixes are part of the source (one SCRIPT LOAD per client, not a prefix per call), and
+ * one call runs any number of units, in order, each as WRITE or DROP would, with the index
+ * upkeep folded in (tag sets and expiry records of other slots are in the same Redis). KEYS:
+ * one key (unused). ARGV: per unit `w<n>` (WRITE), `d<n>` (DROP) or `f<n>` (BY_TAG), n the 1-based
+ * index of the backend's prefix, the unit's clock, the number of its arguments, then those
+ * arguments (WRITE's or DROP's after prefix and clock). Answers one reply per unit. A unit that
+ * refuses (missing, fenced, locked, full) has written nothing and does not stop the next one.
+ */
+export function standaloneWriteScript(prefixes: readonly string[]): LuaScript {
+  return new LuaScript(`
+local prefix
+local now
+local PREFIXES = {${prefixes.map(luaString).join(', ')}}
+${LUA_FUNCTIONS}${WRITE_FUNCTION}${DROP_FUNCTION}${BY_TAG_FUNCTION}
+local out = {}
+local i = 1
+while i <= #ARGV do
+  local head = ARGV[i]
+  prefix = PREFIXES[tonumber(string.sub(head, 2))]
+  now = tonumber(ARGV[i + 1])
+  local n = tonumber(ARGV[i + 2])
+  local A = {prefix, ARGV[i + 1]}
+  for k = 1, n do A[k + 2] = ARGV[i + 2 + k] end
+  local kind = string.sub(head, 1, 1)
+  if kind == 'w' then
+    out[#out + 1] = writeUnit(A, true)
+  elseif kind == 'd' then
+    out[#out + 1] = dropUnit(A, true)
+  else
+    out[#out + 1] = byTagUnit(A, true)
+  end
+  i = i + 3 + n
+end
+return out
+`);
+}
+
+/** A Lua string literal of `text`: bytes other than letters, digits and `:_-.` as decimal escapes. */
+function luaString(text: string): string {
+  let literal = "'";
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const char = String.fromCharCode(byte);
+    literal += /[A-Za-z0-9:_\-.]/.test(char) ? char : `\\${String(byte).padStart(3, '0')}`;
+  }
+  return `${literal}'`;
 }

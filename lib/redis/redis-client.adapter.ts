@@ -1,15 +1,16 @@
-import type { createClient } from 'redis';
 import type { LuaScript } from './lua-script.js';
 
 /*
- * How the Redis engine talks to node-redis (v5): which kind of client it was given, how a
+ * How the Redis engine talks to node-redis (v5 and v6): which kind of client it was given, how a
  * command or a script reaches the right node, and what to do when a node does not know a
  * script yet. The backend and the locker both go through here, so a second Redis client
- * library would mean a second adapter, not branches in the backend.
+ * library would mean a second adapter (ioredis-client.adapter.ts), not branches in the backend.
+ * The client types are declared here member by member, never imported from 'redis': the
+ * declarations of 'nest-session/redis' must compile in an app that installed only ioredis.
  */
 
 /**
- * The part of a standalone node-redis (v5) client the backend uses. Every `createClient()`
+ * The part of a standalone node-redis (v5, v6) client the backend uses. Every `createClient()`
  * client fits, whatever its modules, scripts or RESP version.
  */
 export interface RedisCommandClient {
@@ -17,7 +18,7 @@ export interface RedisCommandClient {
 }
 
 /**
- * The part of a node-redis (v5) Redis Cluster client (`createCluster()`) the backend uses:
+ * The part of a node-redis (v5, v6) Redis Cluster client (`createCluster()`) the backend uses:
  * commands routed by their first key, and the master nodes (for `flush()`, which scans each).
  */
 export interface RedisClusterCommandClient {
@@ -28,30 +29,43 @@ export interface RedisClusterCommandClient {
   nodeClient(node: unknown): Promise<RedisCommandClient>;
 }
 
-/** A script call as node-redis v5 takes it, on a client and on a cluster alike. */
+/** A script call as node-redis takes it, on a client and on a cluster alike. */
 export interface RedisScriptOptions {
   keys: string[];
   arguments: string[];
 }
 
-/** The script calls node-redis v5 clients and clusters share (a cluster routes by the first key). */
+/** The script calls node-redis clients and clusters share (a cluster routes by the first key). */
 export interface RedisScriptClient {
   evalSha(sha1: string, options: RedisScriptOptions): Promise<unknown>;
   eval(script: string, options: RedisScriptOptions): Promise<unknown>;
 }
 
 /**
- * A standalone node-redis v5 client as `createClient()` returns it, with any RESP version or
- * type mapping: the locker's commands, and `duplicate()` for its Pub/Sub connection. (A client
- * created with extra `modules`, `scripts` or `functions` has a wider type: pass it cast to this.)
+ * The part of a standalone client the locker (and the backend) use: every node-redis 5 or 6
+ * `createClient()` client fits, whatever its RESP version, modules, scripts or type mapping, and
+ * so does `fromIoRedis(new Redis())`. The locker's lock commands go through `evalSha`/`eval`, its
+ * Pub/Sub connection is a `duplicate()` it connects, subscribes on and closes.
  */
-export type RedisLockerClient = ReturnType<typeof createClient>;
+export interface RedisLockerClient extends RedisCommandClient, RedisScriptClient {
+  readonly isOpen: boolean;
+  /** A new client with the same options, not yet connected. */
+  duplicate(): RedisLockerClient;
+  connect(): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  subscribe(channel: string, listener: (message: string, channel: string) => unknown): Promise<void>;
+  unsubscribe(channel: string, listener?: (message: string, channel: string) => unknown): Promise<void>;
+  /** Waits for pending replies, then closes the connection. */
+  close(): Promise<void>;
+  /** Closes the connection at once; pending commands fail. */
+  destroy(): void;
+}
 
 /** A sharded Pub/Sub message listener (`message`, `channel`). */
 export type RedisShardedListener = (message: string, channel: string) => unknown;
 
 /**
- * The part of a node-redis v5 Redis Cluster client (`createCluster()`, Redis >= 7) the locker
+ * The part of a node-redis 5 or 6 Redis Cluster client (`createCluster()`, Redis >= 7) the locker
  * uses: scripts routed by their first key, and sharded Pub/Sub, whose connections the cluster
  * client opens and closes itself. Told apart from a standalone client by its `masters`.
  */

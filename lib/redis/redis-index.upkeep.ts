@@ -3,6 +3,10 @@ import { groupOf, type RedisBackendKeys } from './redis-backend.keys.js';
 import { settleAll, type RedisTransport } from './redis-client.adapter.js';
 
 /*
+ * On a Redis Cluster (on a standalone Redis, writes, removals and tag flushes do all of this
+ * inside their own script, see `redis-write.coalescer.ts`; garbage collection and readers'
+ * pruning still come here):
+ *
  * Index upkeep whose keys lie in other slots (the expiry index, tag sets of other groups, such as
  * the metadata tags "all sessions" or a user's tag) is sent as separate commands. Additions go
  * in the same tick as the entry script (node-redis pipelines them: one round trip on a

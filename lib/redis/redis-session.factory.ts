@@ -1,4 +1,5 @@
-import type { RedisClientOptions, RedisClusterOptions } from 'redis';
+import type { IpcNetConnectOpts, TcpNetConnectOpts } from 'node:net';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { RedisLocker, type RedisLockerClient, type RedisLockerClusterClient, type RedisLockerOptions } from './redis.locker.js';
@@ -13,6 +14,97 @@ import { fromIoRedis, isIoRedisClient, type IoRedisClient, type IoRedisClusterCl
  */
 export type RedisSessionClusterClient = RedisClusterCommandClient & RedisLockerClusterClient;
 
+/*
+ * The node-redis options below are declared here, not imported from 'redis': the declarations
+ * of 'nest-session/redis' must compile in an app that installed ioredis and not node-redis.
+ * They are the subset of node-redis 5 and 6 `createClient()` / `createCluster()` options that
+ * matters for a session store, with node-redis' own types, so an options object typed with
+ * node-redis' `RedisClientOptions` / `RedisClusterOptions` fits them; anything beyond them
+ * (modules, type mappings, client-side caching) means building the client yourself and
+ * passing it as `client`.
+ */
+
+/** Options every socket kind of node-redis takes. */
+interface RedisSessionSocketCommon {
+  /** Milliseconds of inactivity after which node-redis closes the socket. */
+  socketTimeout?: number;
+}
+
+/**
+ * node-redis `socket` options (TCP, TLS with `tls: true`, or a Unix socket with `path`), as
+ * node-redis 5 and 6 define them, without `connectTimeout` and `reconnectStrategy`, which
+ * {@link createRedisSessionStores} sets (see `connectTimeout` and `maxReconnectDelay`).
+ */
+export type RedisSessionSocketOptions =
+  | (RedisSessionSocketCommon &
+      Omit<TcpNetConnectOpts, 'timeout' | 'onread' | 'readable' | 'writable' | 'port'> & { port?: number; tls?: false })
+  | (RedisSessionSocketCommon & TlsConnectionOptions & { tls: true })
+  | (RedisSessionSocketCommon & Omit<IpcNetConnectOpts, 'timeout' | 'onread' | 'readable' | 'writable'> & { tls: false });
+
+/**
+ * node-redis 5 and 6 client options (`createClient()`) a session store may need: credentials,
+ * database, TLS and socket settings. `url`, `disableOfflineQueue`, `socket.connectTimeout` and
+ * `socket.reconnectStrategy` are set by {@link createRedisSessionStores}.
+ */
+export interface RedisSessionClientOptions {
+  /** Socket settings; TLS with `{ tls: true, ... }` (or a `rediss://` URL). */
+  socket?: RedisSessionSocketOptions;
+  /** ACL user name. */
+  username?: string;
+  /** ACL password (or the `requirepass` password). */
+  password?: string;
+  /** Connection name (`CLIENT SETNAME`). */
+  name?: string;
+  /** Database number (`SELECT`); standalone Redis only. */
+  database?: number;
+  /** RESP protocol version. @default node-redis' own (2 in node-redis 5, 3 in node-redis 6) */
+  RESP?: 2 | 3;
+  /** Maximum length of the client's command queue. */
+  commandsQueueMaxLength?: number;
+  /** Connects in `READONLY` mode (cluster replicas). */
+  readonly?: boolean;
+  /** Milliseconds between `PING`s, for networks that drop idle connections. */
+  pingInterval?: number;
+  /** Sends no `CLIENT SETINFO` at connect. */
+  disableClientInfo?: boolean;
+  /** Appended to the library name sent with `CLIENT SETINFO`. */
+  clientInfoTag?: string;
+}
+
+/** One Redis Cluster node (a root node, or the defaults for every node) as node-redis takes it. */
+export interface RedisSessionClusterNodeOptions extends Omit<RedisSessionClientOptions, 'RESP' | 'database'> {
+  /** `redis[s]://[[user][:password]@]host[:port]` */
+  url?: string;
+}
+
+/** Where a node announced by the cluster is reached from here (NAT, Docker): `{ host, port }`. */
+export interface RedisSessionNodeAddress {
+  host: string;
+  port: number;
+}
+
+/**
+ * node-redis 5 and 6 `createCluster()` options: at least `rootNodes`. `defaults.disableOfflineQueue`,
+ * `defaults.socket.connectTimeout` and `defaults.socket.reconnectStrategy` are set by
+ * {@link createRedisSessionStores}.
+ */
+export interface RedisSessionClusterOptions {
+  /** Nodes to discover the cluster from: `[{ url: 'redis://host:port' }, ...]`. */
+  rootNodes: readonly RedisSessionClusterNodeOptions[];
+  /** Options for every node's connection (credentials, TLS, ...). */
+  defaults?: RedisSessionClusterNodeOptions;
+  /** Connects to masters only until a replica is needed. */
+  minimizeConnections?: boolean;
+  /** Sends read-only commands to replicas. */
+  useReplicas?: boolean;
+  /** How many MOVED/ASK redirections a command may follow. */
+  maxCommandRedirections?: number;
+  /** Maps the addresses the cluster announces to reachable ones. */
+  nodeAddressMap?: Readonly<Record<string, RedisSessionNodeAddress>> | ((address: string) => RedisSessionNodeAddress | undefined);
+  /** RESP protocol version. @default node-redis' own (2 in node-redis 5, 3 in node-redis 6) */
+  RESP?: 2 | 3;
+}
+
 /** Options of {@link createRedisSessionStores}. Give exactly one of `url`, `cluster` and `client`. */
 export interface RedisSessionStoresOptions {
   /**
@@ -25,11 +117,11 @@ export interface RedisSessionStoresOptions {
    * `rootNodes: [{ url: 'redis://host:port' }, ...]`. The cluster client is created, connected
    * and owned like a client made from `url`; `defaults.disableOfflineQueue`,
    * `defaults.socket.connectTimeout` and `defaults.socket.reconnectStrategy` are set by this
-   * helper (with `connectTimeout` and `maxReconnectDelay`).
+   * helper (with `connectTimeout` and `maxReconnectDelay`). Needs `redis` installed.
    */
-  cluster?: RedisClusterOptions;
+  cluster?: RedisSessionClusterOptions;
   /**
-   * A connected client, owned by you: never closed here. node-redis 5 or 6, or ioredis 5
+   * A connected client, owned by you: never closed here. node-redis 5 or 6, or ioredis 5 or 6
    * (`new Redis()`, or `new Redis.Cluster(nodes, { shardedSubscribers: true })`, adapted with
    * `fromIoRedis`). Either `createClient()`
    * (a standalone Redis or Valkey) or `createCluster()` (a Redis Cluster >= 7). Its reconnect,
@@ -68,7 +160,7 @@ export interface RedisSessionStoresOptions {
    * `url`, `disableOfflineQueue`, `socket.connectTimeout` and `socket.reconnectStrategy` are
    * set by this helper.
    */
-  clientOptions?: Omit<RedisClientOptions, 'url'>;
+  clientOptions?: RedisSessionClientOptions;
   /** Seconds added to entry lifetimes for Redis-native TTLs (see `RedisBackendOptions`). @default 3600 */
   safetyTtlMargin?: number;
   /** Locker settings: `fenceTtl`, `waiterTtl` (see `RedisLockerOptions`). */
@@ -120,12 +212,12 @@ class ClientOwningRedisLocker extends RedisLocker {
 
 /** The options as an untyped caller (JavaScript, a configuration file) may pass them. */
 type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster' | 'client'> & {
-  cluster?: RedisClusterOptions | null;
+  cluster?: RedisSessionClusterOptions | null;
   client?: RedisLockerClient | RedisSessionClusterClient | IoRedisClient | IoRedisClusterClient | null;
 };
 
 /**
- * Redis backends and locker for `SessionModule`, on one node-redis client:
+ * Redis backends and locker for `SessionModule`, on one Redis client (node-redis or ioredis):
  *
  * ```ts
  * SessionModule.forRootAsync({
@@ -136,7 +228,7 @@ type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster
  * With `url` the client is created with settings for many app instances: it reconnects with
  * backoff when Redis comes back, while commands fail at once during an outage (no offline
  * queue) or after `commandTimeout` when Redis hangs, so requests answer 503 instead of waiting.
- * `redis` (node-redis v5) is loaded only when this function runs with `url` or `cluster`.
+ * `redis` (node-redis 5 or 6) is loaded only when this function runs with `url` or `cluster`.
  *
  * On a Redis Cluster (`cluster: { rootNodes: [{ url }] }`, or a connected `createCluster()`
  * client as `client`) the same stores work unchanged: every script touches one slot (see
@@ -146,11 +238,17 @@ type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster
  * @throws StoreUnavailableException when Redis cannot be reached at boot; the message names the
  *   URL (or the cluster's root node URLs) with passwords replaced by `***`.
  */
+export async function createRedisSessionStores<Client extends RedisSessionClusterClient>(
+  options: RedisSessionStoresOptions & { client: Client },
+): Promise<RedisSessionStores<Client>>;
 export async function createRedisSessionStores(
-  options: RedisSessionStoresOptions & ({ cluster: RedisClusterOptions } | { client: RedisSessionClusterClient }),
+  options: RedisSessionStoresOptions & { cluster: RedisSessionClusterOptions },
 ): Promise<RedisSessionStores<RedisSessionClusterClient>>;
+export async function createRedisSessionStores<Client extends RedisLockerClient>(
+  options: RedisSessionStoresOptions & { client: Client },
+): Promise<RedisSessionStores<Client>>;
 export async function createRedisSessionStores(
-  options: RedisSessionStoresOptions & { client?: RedisLockerClient; cluster?: undefined },
+  options: RedisSessionStoresOptions & { client?: undefined; cluster?: undefined },
 ): Promise<RedisSessionStores<RedisLockerClient>>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores>;
 export async function createRedisSessionStores(options: RedisSessionStoresOptions): Promise<RedisSessionStores> {
@@ -182,7 +280,7 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
     ) {
       throw InvalidOptionException.create(
         'redis.client',
-        'must be a node-redis 5 or 6 client (createClient() or createCluster()) or an ioredis 5 client (new Redis() or new Redis.Cluster())',
+        'must be a node-redis 5 or 6 client (createClient() or createCluster()) or an ioredis 5 or 6 client (new Redis() or new Redis.Cluster())',
       );
     }
     if (!given.isOpen) {
@@ -227,12 +325,16 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
     });
     locker = closeOwned !== undefined ? new ClientOwningRedisLocker(lockerOptions, closeOwned) : new RedisLocker(lockerOptions);
     // Storage ids are the lock keys: an unlocked commit checks the lock in its write script.
-    const storageBackend = new RedisBackend({
-      client: commands,
-      prefix: `${prefix}s:`,
-      safetyTtlMargin: options.safetyTtlMargin,
-      locker,
-    });
+    // Shares the metadata backend's write coalescer (standalone): same-tick writes of both are one script call.
+    const storageBackend = new RedisBackend(
+      {
+        client: commands,
+        prefix: `${prefix}s:`,
+        safetyTtlMargin: options.safetyTtlMargin,
+        locker,
+      },
+      metadataBackend.shared,
+    );
     return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
   } catch (error) {
     await closeOwned?.();
@@ -245,10 +347,12 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
  * as a client from `url`: no offline queue, fail at the first error at boot, reconnect with
  * backoff afterwards.
  */
-async function connectCluster(options: RedisClusterOptions, settings: ConnectionSettings) {
-  let createCluster: typeof import('redis').createCluster;
+async function connectCluster(options: RedisSessionClusterOptions, settings: ConnectionSettings): Promise<OwnedCluster> {
+  let createCluster: (options: OwnedClusterOptions) => OwnedCluster;
   try {
-    ({ createCluster } = await import('redis'));
+    // node-redis' own option types are a superset of RedisSessionClusterOptions (checked by
+    // test/architecture/consumer-types.spec.ts), its cluster a superset of OwnedCluster.
+    ({ createCluster } = (await import('redis')) as unknown as { createCluster: typeof createCluster });
   } catch (error) {
     throw InvalidOptionException.create(
       'redis.cluster',
@@ -310,20 +414,50 @@ function withCommandDeadline(
   return { sendCommand: (args: readonly string[]) => withDeadline(client.sendCommand([...args]), ms) };
 }
 
+/** The socket settings this helper adds to what it passes to node-redis. */
+interface OwnedSocketSettings {
+  connectTimeout: number;
+  reconnectStrategy: (retries: number) => number | false;
+}
+
+/** The options this helper passes to node-redis' `createClient()`. */
+type OwnedClientOptions = Omit<RedisSessionClientOptions, 'socket'> & {
+  url: string;
+  disableOfflineQueue: boolean;
+  socket: OwnedSocketSettings & Partial<RedisSessionSocketOptions>;
+};
+
+/** The options this helper passes to node-redis' `createCluster()`. */
+type OwnedClusterOptions = Omit<RedisSessionClusterOptions, 'defaults'> & {
+  defaults: Omit<RedisSessionClusterNodeOptions, 'socket'> & {
+    disableOfflineQueue: boolean;
+    socket: OwnedSocketSettings & Partial<RedisSessionSocketOptions>;
+  };
+};
+
+/** A client this helper created, as far as it drives it. */
+interface OwnedClient extends RedisLockerClient {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'ready', listener: () => void): unknown;
+}
+
+/** A cluster client this helper created, as far as it drives it. */
+interface OwnedCluster extends RedisSessionClusterClient {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  connect(): Promise<unknown>;
+  destroy(): void;
+}
+
 interface ConnectionSettings {
   readonly connectTimeout: number;
   readonly maxReconnectDelay: number;
 }
 
-async function connect(
-  url: string,
-  extra: Omit<RedisClientOptions, 'url'>,
-  settings: ConnectionSettings,
-): Promise<RedisLockerClient> {
-  let createClient: (options: RedisClientOptions) => RedisLockerClient;
+async function connect(url: string, extra: RedisSessionClientOptions, settings: ConnectionSettings): Promise<RedisLockerClient> {
+  let createClient: (options: OwnedClientOptions) => OwnedClient;
   try {
     // Loaded here, not at the top: `redis` is an optional peer dependency, and importing the
-    // package must work without it.
+    // package must work without it. Its option types are a superset of ours (see connectCluster).
     ({ createClient } = (await import('redis')) as unknown as { createClient: typeof createClient });
   } catch (error) {
     throw InvalidOptionException.create(

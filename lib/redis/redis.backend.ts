@@ -33,6 +33,7 @@ import {
   parseEntry,
 } from './redis-entry.codec.js';
 import { IndexUpkeep, IndexWork } from './redis-index.upkeep.js';
+import { RedisWriteCoalescer } from './redis-write.coalescer.js';
 import type { RedisLocker } from './redis.locker.js';
 
 // The client types are part of the options; they belong to the client adapter.
@@ -82,6 +83,15 @@ const VERSION_LIMIT = 2 ** 48;
 const NO_TAGS: readonly string[] = Object.freeze([]);
 const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
 
+/**
+ * What backends built together share (`createRedisSessionStores`): on a standalone Redis, the
+ * write coalescer that sends their same-tick writes as one script call.
+ * @internal
+ */
+export interface RedisBackendShared {
+  readonly writes?: RedisWriteCoalescer;
+}
+
 /** The options as a JavaScript caller may pass them: the constructor checks what the types above promise. */
 type UntypedRedisBackendOptions = Omit<RedisBackendOptions, 'client'> & {
   client?: Partial<RedisCommandClient> | Partial<RedisClusterCommandClient> | null;
@@ -105,6 +115,11 @@ type UntypedRedisBackendOptions = Omit<RedisBackendOptions, 'client'> & {
  * version it saw: a removal that arrives after the id was stored again (with a new version) leaves
  * the new membership alone, whatever order the commands reach the nodes in. Likewise EXPIRY_FIX
  * drops or re-scores a record only if it still has the score that was seen.
+ *
+ * Standalone Redis: no slots to respect, so a write (and a `remove()`, a `flushByTag()`) is one
+ * script call with its index upkeep inside, and what the backends sharing a write coalescer
+ * issue in one tick is one call (`redis-write.coalescer.ts`); everything below about upkeep in
+ * other slots then concerns garbage collection and reads only.
  *
  * Multi-group operations are per group: an unguarded `write()` whose ids span groups runs one
  * WRITE per group (each atomic, sent together); `getMany()` on a cluster sends one MGET per
@@ -144,6 +159,10 @@ export class RedisBackend implements TaggableBackend {
   private readonly upkeep: IndexUpkeep;
   private readonly marginMs: number;
   private readonly locker: RedisLocker | undefined;
+  /** Standalone only: writes and removals go through here, index upkeep folded in (one call). */
+  private readonly writes: RedisWriteCoalescer | undefined;
+  /** This backend's prefix in the coalescer's script. */
+  private readonly prefixIndex: number = 0;
 
   /** Guarded writes honour `WriteGuard.maxEntries` in their script. */
   readonly capsGroupEntries = true;
@@ -153,8 +172,11 @@ export class RedisBackend implements TaggableBackend {
     return this.locker;
   }
 
-  /** @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin. */
-  constructor(options: RedisBackendOptions) {
+  /**
+   * @param shared what backends built together share (internal; `createRedisSessionStores`).
+   * @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin.
+   */
+  constructor(options: RedisBackendOptions, shared?: RedisBackendShared) {
     if (typeof (options as UntypedRedisBackendOptions | null | undefined)?.client?.sendCommand !== 'function') {
       throw InvalidOptionException.create(
         'redis.client',
@@ -167,12 +189,26 @@ export class RedisBackend implements TaggableBackend {
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     assertRedisPrefix('redis.prefix', prefix);
     const margin = secondsOption('redis.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true);
-    this.transport = new RedisTransport(options.client);
+    if (isRedisClusterClient(options.client)) this.transport = new RedisTransport(options.client);
+    else {
+      this.writes = shared?.writes ?? new RedisWriteCoalescer(options.client);
+      this.prefixIndex = this.writes.register(prefix);
+      this.transport = new RedisTransport(this.writes.ordered());
+    }
     this.keys = new RedisBackendKeys(prefix);
     this.upkeep = new IndexUpkeep(this.transport, this.keys);
     this.prefix = prefix;
     this.marginMs = margin * 1000;
     this.locker = options.locker;
+  }
+
+  /**
+   * What a backend built beside this one on the same client passes as its second constructor
+   * argument to share this one's write coalescer (standalone).
+   * @internal
+   */
+  get shared(): RedisBackendShared {
+    return { writes: this.writes };
   }
 
   /** The Redis key of an entry (see the key layout in `redis-backend.keys.ts`); exposed for tests and tooling. */
@@ -238,6 +274,13 @@ export class RedisBackend implements TaggableBackend {
   async remove(id: string): Promise<boolean> {
     assertCacheIdentifier(id, 'cache entry identifier');
     return this.attempt('remove', async () => {
+      if (this.writes !== undefined) {
+        // Standalone: one call, the index clean-up inside it.
+        const unit = slotUnit(id);
+        const args = [unit.startsWith('.') ? '' : unit, 'any', '', '0', id];
+        const reply = (await this.writes.submit('d', this.prefixIndex, Date.now(), this.entryKey(id), args)) as string[];
+        return dropRecordsOf(reply)[0]?.code === 'live';
+      }
       const work = new IndexWork();
       const records = await this.drop(slotUnit(id), [id], 'any', '', false);
       work.forgetRemoved(records);
@@ -308,6 +351,21 @@ export class RedisBackend implements TaggableBackend {
       unitOf(id).removes.push(id);
     }
 
+    const guardHead = guard === undefined ? '' : encodeGuardHead(guardExpiry, version, guardTags);
+    const guardLife = { expiry: guardExpiry, pttl: guardPttl };
+    if (this.writes !== undefined) {
+      // Standalone: each unit is one script unit with its index upkeep inside (see `redis-write.coalescer.ts`).
+      return this.attempt('write', async () => {
+        if (anchor === undefined) {
+          await settleAll([...units].map(([unit, part]) => this.runWrite(unit, part, now, mustExist)));
+          return 'ok';
+        }
+        const [unit, part] = [...units][0]!;
+        const reply = (await this.runWrite(unit, part, now, mustExist, guard, guardHead, guardLife)) as unknown[];
+        return String(reply[0]) as WriteResult;
+      });
+    }
+
     // Index upkeep in other slots for every entry stored: `early` goes out with the scripts (no
     // extra round trip), `late` only after a guard allowed the write. A guard's own expiry
     // record is early, so that refreshing a session's lifetime costs no second round trip; if
@@ -337,10 +395,7 @@ export class RedisBackend implements TaggableBackend {
       }
       const [unit, part] = [...units][0]!;
       const indexed = this.upkeep.start(early);
-      const written = this.runWrite(unit, part, now, mustExist, guard, encodeGuardHead(guardExpiry, version, guardTags), {
-        expiry: guardExpiry,
-        pttl: guardPttl,
-      });
+      const written = this.runWrite(unit, part, now, mustExist, guard, guardHead, guardLife);
       const replies = await settleAll([...indexed, written]);
       const reply = replies.at(-1) as unknown[];
       const status = String(reply[0]) as WriteResult;
@@ -390,7 +445,9 @@ export class RedisBackend implements TaggableBackend {
   async flushByTag(tag: string): Promise<number> {
     return this.attempt('flushByTag', async () => {
       const tagKey = this.tagKey(tag);
-      const [, foreign, cleanup, removed] = (await this.runScript('byTag', tagKey, [tag, 'flush'])) as [
+      // Standalone: through the coalescer (a destroy's metadata removals ride along), clean-up inside.
+      const reply = this.writes?.submit('f', this.prefixIndex, Date.now(), tagKey, [tag, 'flush']);
+      const [, foreign, cleanup, removed] = (await (reply ?? this.runScript('byTag', tagKey, [tag, 'flush']))) as [
         unknown,
         string[],
         unknown[],
@@ -523,7 +580,10 @@ export class RedisBackend implements TaggableBackend {
   /** Live carriers of `tag`: [id, data, ...] with data, else [id, ...]. Prunes stale memberships. */
   private async readTag(tag: string, withData: boolean): Promise<string[]> {
     const tagKey = this.tagKey(tag);
-    const [found, foreign] = (await this.runScript('byTag', tagKey, [tag, withData ? 'data' : 'ids'])) as [string[], string[]];
+    const args = [tag, withData ? 'data' : 'ids'];
+    // Right behind a queued write (a storage move's guard check, then its copy): one call, in order.
+    const reply = this.writes?.pending === true ? this.writes.submit('f', this.prefixIndex, Date.now(), tagKey, args) : undefined;
+    const [found, foreign] = (await (reply ?? this.runScript('byTag', tagKey, args))) as [string[], string[]];
     if (foreign.length === 0) return found;
     return [...found, ...(await this.liveForeign(tag, foreign, withData))];
   }
@@ -597,6 +657,7 @@ export class RedisBackend implements TaggableBackend {
     args.push(String(part.sets.length));
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
     args.push(...part.removes);
+    if (this.writes !== undefined) return this.writes.submit('w', this.prefixIndex, now, key, args);
     return this.runScript('write', key, args, now);
   }
 

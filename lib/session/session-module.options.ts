@@ -170,6 +170,29 @@ export interface SessionModuleOptions {
    * `'reject'`). @default 'evict-oldest'
    */
   maxSessionsPolicy?: SessionLimitPolicy;
+  /**
+   * Whether HTTP requests run in AsyncLocalStorage, which the injected `SessionInterface` (and
+   * `SessionManager`'s "current session" methods) need to find the request's session. On Node 20
+   * it costs every promise of the process (promise hooks: a Fastify app answers up to 30% fewer
+   * requests). `'auto'` turns it on at boot only when some provider, controller, guard,
+   * interceptor or gateway of the app injects `SessionInterface` or `SessionManager` (constructor
+   * or property injection); an app that reaches the session only through `@CurrentSession()`,
+   * `@Flashes()` and the request pays nothing. Set `true` when code resolves `SessionInterface`
+   * dynamically (`moduleRef.get`, `app.get`): that `'auto'` cannot see. WebSocket messages and
+   * GraphQL subscriptions always run in it. @default 'auto'
+   */
+  asyncContext?: boolean | 'auto';
+  /**
+   * `true`: the module installs its HTTP integration for every route (and 404s), before the
+   * app's own middleware. `false`: it installs nothing that resumes sessions; apply
+   * `SessionMiddleware` in a module's `configure(consumer)` like any Nest middleware, to order it
+   * against other middleware (helmet, nestjs-cls) and to leave routes out with
+   * `forRoutes`/`exclude`; routes it does not run for have no session (`@CurrentSession()` and
+   * the injected `SessionInterface` throw `SessionOutsideRequestException`) and never get a
+   * Set-Cookie. Not with `PassportSessionModule`, which needs the session on every route.
+   * @default true
+   */
+  autoMount?: boolean;
 }
 
 /** What a login does at the `maxSessionsPerUser` limit. */
@@ -204,6 +227,8 @@ export interface ResolvedSessionOptions {
   /** 0 = no limit. */
   readonly maxSessionsPerUser: number;
   readonly maxSessionsPolicy: SessionLimitPolicy;
+  readonly asyncContext: boolean | 'auto';
+  readonly autoMount: boolean;
 }
 
 export type ResolvedGarbageCollectionOptions = Readonly<Required<SessionGarbageCollectionOptions>>;

@@ -9,6 +9,22 @@ import type { Session } from './session.js';
  */
 export class SessionContext {
   private readonly storage = new AsyncLocalStorage<Session>();
+  /** Why HTTP requests do not run in the context (option `asyncContext`); undefined = they do. */
+  private offForHttp: string | undefined;
+
+  /**
+   * Whether HTTP requests run in the context. On Node 20, AsyncLocalStorage installs promise
+   * hooks that cost every promise of the process (about 45% of the instructions of an anonymous
+   * Fastify request), so SessionModule turns it off at boot when nothing can read it.
+   */
+  get runsHttpRequests(): boolean {
+    return this.offForHttp === undefined;
+  }
+
+  /** HTTP requests stop running in the context; `reason` goes into the error of a later `require()`. */
+  turnOffForHttp(reason: string): void {
+    this.offForHttp = reason;
+  }
 
   /** Runs `fn` with `session` as the current session (never `enterWith`: it leaks into later work). */
   run<R>(session: Session, fn: () => R): R {
@@ -27,7 +43,7 @@ export class SessionContext {
   /** @throws SessionOutsideRequestException when no request is being handled. */
   require(operation: string): Session {
     const session = this.storage.getStore();
-    if (session === undefined) throw SessionOutsideRequestException.create(operation);
+    if (session === undefined) throw SessionOutsideRequestException.create(operation, this.offForHttp);
     return session;
   }
 }

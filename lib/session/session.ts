@@ -305,7 +305,6 @@ export class Session implements SessionInterface {
   // ---- data ------------------------------------------------------------------------------
 
   // `| undefined` is needed for keys declared by declaration merging (see session.interface.ts).
-  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents
   async getData<K extends keyof SessionData & string>(key: K): Promise<SessionData[K] | undefined> {
     const raw = await this.rawValue(key, 'read session data');
     return raw === undefined ? undefined : this.codec.decode(raw);

@@ -3,10 +3,9 @@ import { MemoryBackend } from '../../lib/cache/memory.backend.js';
 import { MemoryLocker } from '../../lib/locking/memory.locker.js';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
-import type { RedisLockerClient } from '../../lib/redis/redis.locker.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
-import { TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
 /*
  * Issue 11, item 1: the storage guard never expires and refuses a smaller fence, so every fence
@@ -16,11 +15,12 @@ import { TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
  */
 describe('Fences across storage ids and counter lifetimes (RedisLocker + RedisBackend)', () => {
   const prefix = uniquePrefix('fences');
-  let stores: RedisSessionStores<RedisLockerClient>;
+  let stores: RedisSessionStores<TestRedisClient>;
   let store: SessionStore;
 
   beforeAll(async () => {
-    stores = await createRedisSessionStores({ url: TEST_REDIS_URL, prefix });
+    // Created from `url`: a node-redis client, used below for SCAN and DEL.
+    stores = (await createRedisSessionStores({ url: TEST_REDIS_URL, prefix })) as RedisSessionStores<TestRedisClient>;
     const { metadataBackend, storageBackend, locker } = stores;
     store = new SessionStore(
       resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 2000, ttl: 5000 } }),

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
 import { createPostgresSessionStores, redactConnectionString } from '../../lib/postgres/postgres-session.factory.js';
+import { POSTGRES_SCHEMA_VERSION } from '../../lib/postgres/postgres-schema.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
 let db: TestDatabase;
@@ -50,7 +51,7 @@ describe('createPostgresSessionStores', () => {
   it('from a connection string: owns the pool (statement timeout set), migrate() creates the schema, close() ends it', async () => {
     const before = await connections();
     const stores = await createPostgresSessionStores({ connectionString: db.url, schema: 'owned', commandTimeout: 750 });
-    expect(await stores.migrate()).toEqual({ from: 0, to: 1 });
+    expect(await stores.migrate()).toEqual({ from: 0, to: POSTGRES_SCHEMA_VERSION });
     const { rows } = await stores.pool.query({ text: 'SHOW statement_timeout' });
     expect(rows).toEqual([{ statement_timeout: '750ms' }]);
     // Namespaces and lock names under the prefix.

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
+import { Cluster as Cluster6, Redis as Redis6 } from 'ioredis6';
 import { createClient as createClient6, createCluster as createCluster6 } from 'redis6';
 import { InvalidOptionException } from 'nest-session';
 import { createRedisSessionStores, fromIoRedis, RedisBackend, RedisLocker } from 'nest-session/redis';
@@ -14,7 +15,7 @@ import { connectTestRedis, TEST_REDIS_URL, type TestRedisClient } from '../suppo
 
 /*
  * The Redis engine on every supported client: node-redis 6 (`redis6`, next to node-redis 5 that
- * the other Redis specs use) and ioredis 5, standalone and on a Redis Cluster. The same backend,
+ * the other Redis specs use), ioredis 5 and ioredis 6 (`ioredis6`), standalone and on a Redis Cluster. The same backend,
  * locker and SessionManager contract suites as node-redis 5 must pass on each.
  */
 
@@ -23,6 +24,8 @@ const uniquePrefix = (name: string): string => `test:clients:${name}:${randomByt
 let admin: TestRedisClient;
 let node6: ReturnType<typeof createClient6>;
 let io: Redis;
+let io6: Redis6;
+let io6Cluster: Cluster6;
 let clusterServer: RedisClusterServer;
 let ioCluster: Cluster;
 let node6Cluster: ReturnType<typeof createCluster6>;
@@ -34,12 +37,19 @@ beforeAll(async () => {
   await node6.connect();
   io = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await io.connect();
+  io6 = new Redis6(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await io6.connect();
   clusterServer = await RedisClusterServer.start(3);
   ioCluster = new Cluster(
     clusterServer.ports.map((port) => ({ host: '127.0.0.1', port })),
     { shardedSubscribers: true, lazyConnect: true },
   );
   await ioCluster.connect();
+  io6Cluster = new Cluster6(
+    clusterServer.ports.map((port) => ({ host: '127.0.0.1', port })),
+    { shardedSubscribers: true, lazyConnect: true },
+  );
+  await io6Cluster.connect();
   node6Cluster = createCluster6({ rootNodes: clusterServer.rootNodes });
   await node6Cluster.connect();
 }, 90_000);
@@ -47,7 +57,15 @@ beforeAll(async () => {
 afterAll(async () => {
   const keys = await admin.keys('test:clients:*');
   if (keys.length > 0) await admin.del(keys);
-  await Promise.allSettled([admin.close(), node6.close(), io.quit(), ioCluster.quit(), node6Cluster.close()]);
+  await Promise.allSettled([
+    admin.close(),
+    node6.close(),
+    io.quit(),
+    io6.quit(),
+    ioCluster.quit(),
+    io6Cluster.quit(),
+    node6Cluster.close(),
+  ]);
   await clusterServer?.stop();
 });
 
@@ -77,11 +95,17 @@ interface ClientUnderTest {
 const CLIENTS: ClientUnderTest[] = [
   {
     name: 'node-redis 6',
-    client: () => node6 as unknown as RedisLockerClient,
-    raw: () => node6 as unknown as RedisLockerClient,
+    client: () => node6,
+    raw: () => node6,
     cluster: false,
   },
   { name: 'ioredis 5', client: () => fromIoRedis(io), raw: () => io, cluster: false },
+  {
+    name: 'ioredis 6',
+    client: () => fromIoRedis(io6),
+    raw: () => io6,
+    cluster: false,
+  },
   {
     name: 'node-redis 6 cluster',
     client: () => node6Cluster,
@@ -89,6 +113,12 @@ const CLIENTS: ClientUnderTest[] = [
     cluster: true,
   },
   { name: 'ioredis 5 cluster', client: () => fromIoRedis(ioCluster), raw: () => ioCluster, cluster: true },
+  {
+    name: 'ioredis 6 cluster',
+    client: () => fromIoRedis(io6Cluster),
+    raw: () => io6Cluster,
+    cluster: true,
+  },
 ];
 
 async function keysOf(target: ClientUnderTest, prefix: string): Promise<string[]> {
@@ -168,7 +198,7 @@ describe('client checks', () => {
 
   it('refuses anything but node-redis and ioredis with a message naming the supported clients', async () => {
     await expect(createRedisSessionStores({ client: {} as RedisLockerClient })).rejects.toThrow(
-      /node-redis 5 or 6 client .* or an ioredis 5 client/,
+      /node-redis 5 or 6 client .* or an ioredis 5 or 6 client/,
     );
   });
 

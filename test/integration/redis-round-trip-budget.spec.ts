@@ -127,18 +127,30 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
     expect(await counter.count(() => s.commit())).toBe(1);
   });
 
-  it('a new session with one key: 1', async () => {
+  it('a new session with one key: 1 round trip, 1 command (storage and metadata writes coalesced, index upkeep inside)', async () => {
     expect(await counter.count(() => create({ a: 1 }))).toBe(1);
+    expect(counter.commands).toBe(1);
   });
 
-  it('login of a stored session (new id, new storage id): 5 before the response, then the lock release — the target is 2 (see README)', async () => {
+  it('commit of a changed key to a stored session sends 1 command', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    await s.putData('a', 2);
+    await counter.count(() => s.commit());
+    expect(counter.commands).toBe(1);
+  });
+
+  it('login of a stored session (new id, new storage id): 4 before the response, then the lock release — the target is 2 (see README)', async () => {
     const id = await create({ a: 1, b: 2 });
     const s = await resume(id);
     s.bindToUser('alice');
     // 1 lock; 2 fresh metadata + guard check + copy of the old storage; 3 old id removed + new
-    // storage; 4 the old id's index clean-up; 5 new metadata + old storage flushed; 6 the
-    // release, sent as the commit returns and not waited for.
-    expect(await counter.count(() => s.commit())).toBe(6);
+    // storage (one script call, the index clean-up inside); 4 new metadata + old storage
+    // flushed; 5 the release, sent as the commit returns and not waited for.
+    expect(await counter.count(() => s.commit())).toBe(5);
+    // The lock; the metadata GET, then the guard check and the copy as one script call; two
+    // coalesced write calls; the release.
+    expect(counter.commands).toBe(6);
     expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1, b: 2 });
   });
 });

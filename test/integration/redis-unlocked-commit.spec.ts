@@ -3,9 +3,8 @@ import { SessionLimitExceededException } from '../../lib/errors/session-limit-ex
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { RedisBackend } from '../../lib/redis/redis.backend.js';
 import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
-import type { RedisLockerClient } from '../../lib/redis/redis.locker.js';
 import { SessionStore } from '../../lib/session/session.store.js';
-import { TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 import { created, resumed } from '../support/session-requests.js';
 import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js';
 
@@ -16,11 +15,12 @@ import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js'
  */
 describe('Unlocked commits on Redis (WriteGuard.unlocked, checked in the write script)', () => {
   const prefix = uniquePrefix('unlocked');
-  let stores: RedisSessionStores<RedisLockerClient>;
+  let stores: RedisSessionStores<TestRedisClient>;
   let store: SessionStore;
 
   beforeAll(async () => {
-    stores = await createRedisSessionStores({ url: TEST_REDIS_URL, prefix });
+    // Created from `url`: a node-redis client, used below for SCAN and DEL.
+    stores = (await createRedisSessionStores({ url: TEST_REDIS_URL, prefix })) as RedisSessionStores<TestRedisClient>;
     const { metadataBackend, storageBackend, locker } = stores;
     store = new SessionStore(
       resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 5000, ttl: 5000 } }),

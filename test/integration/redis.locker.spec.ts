@@ -220,7 +220,12 @@ describe('RedisLocker', () => {
       }),
     );
     await queued(key, 4);
-    await sleep(20); // the waiters' looks after subscribing
+    // The waiters' looks after subscribing: wait until no script has run for 100 ms (a fixed
+    // sleep was too short on a loaded machine, and counted late looks as wake-ups).
+    for (let last = -1; last !== counter.scripts;) {
+      last = counter.scripts;
+      await sleep(100);
+    }
     const before = counter.scripts;
     await holder.release();
     const first = await waiters[0]!;

@@ -1,6 +1,6 @@
 import { MemoryBackend, type SessionLocker, type TaggableBackend } from 'nest-session';
 import { createRedisSessionStores } from 'nest-session/redis';
-import { TEST_REDIS_URL, uniquePrefix } from './redis.js';
+import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from './redis.js';
 
 /** Where an e2e suite keeps its sessions. */
 export type SessionBackendName = 'memory' | 'redis';
@@ -35,7 +35,8 @@ export async function createTestSessionStores(backend: SessionBackendName): Prom
         `Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no`,
     );
   }
-  const { metadataBackend, storageBackend, locker, client } = stores;
+  const { metadataBackend, storageBackend, locker } = stores;
+  const client = stores.client as TestRedisClient; // created from `url`: a node-redis client
   return {
     metadataBackend,
     storageBackend,

@@ -1,0 +1,265 @@
+import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
+import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
+
+/** Options of {@link PostgresWriteBatcher}. */
+export interface PostgresWriteBatcherOptions extends PostgresSchemaOptions {
+  /** The pool the batched statements run on (the backends' pool). */
+  pool: PostgresQueryable;
+  /** Named prepared statements (see `PostgresBackendOptions.preparedStatements`). @default true */
+  preparedStatements?: boolean;
+}
+
+/** The arguments of one `write` function call (see the schema), as the backend encodes them. */
+export interface BatchedWriteArguments {
+  readonly guardId: string | null;
+  readonly guardFence: number | null;
+  readonly guardValue: string | null;
+  readonly guardCreate: boolean;
+  readonly guardTags: readonly string[];
+  readonly guardLifetime: boolean;
+  readonly guardExpires: string | null;
+  readonly mustExist: readonly string[];
+  readonly ids: readonly string[];
+  readonly values: readonly string[];
+  readonly expires: readonly (string | null)[];
+  readonly tagIds: readonly string[];
+  readonly tagTags: readonly string[];
+  readonly removes: readonly string[];
+  readonly lockName: string | null;
+  readonly maxEntries: number | null;
+  readonly uncountedPrefix: string | null;
+}
+
+/** One operation a backend hands to the batcher. */
+export type BatchedOperation =
+  | { readonly kind: 'write'; readonly namespace: string; readonly now: string; readonly write: BatchedWriteArguments }
+  | { readonly kind: 'remove' | 'flush'; readonly namespace: string; readonly now: string; readonly key: string };
+
+interface Queued {
+  readonly operation: BatchedOperation;
+  /** The operation as its own statement, answering what `batch` would answer for it. */
+  readonly alone: () => Promise<string>;
+  readonly resolve: (answer: string) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** A refusal that `batch` caught for one operation: its SQLSTATE and message, as node-postgres reports them. */
+export class BatchedOperationError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BatchedOperationError';
+  }
+}
+
+/**
+ * Sends the writes that several `PostgresBackend`s on one pool issue in the same tick (the
+ * session stores' metadata and storage writes of one commit) as ONE statement, one call of the
+ * schema's `batch` function: one transaction, one WAL flush instead of one per write. Each
+ * operation is applied and answered exactly as if it had been sent alone (the write function
+ * answers refusals, it does not raise; an exception is caught per operation and rolls back that
+ * operation only).
+ *
+ * - What is "the same tick": the operations submitted before the microtask queued at the first
+ *   submission runs, i.e. in one synchronous run of the caller (`Promise.all([a.write(),
+ *   b.write()])`). An operation alone in its tick goes out as its own statement, unchanged.
+ * - At most one operation per namespace in one call, and the calls run their operations in
+ *   namespace order: each operation takes its row and advisory locks in byte order within its
+ *   namespace, so transactions holding a metadata row and a storage group lock are always taken
+ *   in the same order and cannot deadlock. Further operations of a namespace in the same tick go
+ *   out as further calls, beside it.
+ * - A failure of the statement (connection lost, statement timeout) fails every operation of
+ *   the call, none of which was applied (one transaction).
+ */
+export class PostgresWriteBatcher {
+  /** The schema and table prefix the batched functions live in. */
+  readonly names: PostgresNames;
+  private readonly pool: PostgresQueryable;
+  private readonly prepare: boolean;
+  private readonly statement: Statement;
+  private queue: Queued[] = [];
+
+  /** @throws InvalidOptionException for a bad schema or table prefix. */
+  constructor(options: PostgresWriteBatcherOptions) {
+    this.names = new PostgresNames(options);
+    this.pool = options.pool;
+    this.prepare = options.preparedStatements ?? true;
+    const p = (n: number, type: string) => `$${n}::${type}`;
+    const types = [
+      'text[]', 'text[]', 'timestamptz[]', 'text[]',
+      'double precision[]', 'text[]', 'boolean[]',
+      'boolean[]', 'timestamptz[]', 'text[]',
+      'integer[]', 'text[]',
+      'integer[]', 'text[]',
+      'integer[]', 'text[]',
+      'integer[]', 'text[]', 'text[]', 'timestamptz[]',
+      'integer[]', 'text[]', 'text[]',
+      'integer[]', 'text[]',
+    ]; // prettier-ignore
+    this.statement = new Statement(
+      `SELECT ${this.names.fn('batch')}(${types.map((type, i) => p(i + 1, type)).join(', ')}) AS results`,
+    );
+  }
+
+  /** The pool the batched statements run on. */
+  get queryable(): PostgresQueryable {
+    return this.pool;
+  }
+
+  /**
+   * Queues an operation for this tick's call; answers what `batch` answers for it.
+   * @param alone runs the operation as its own statement (used when nothing shares its tick).
+   * @throws BatchedOperationError when the operation raised inside the batch (only it was rolled back);
+   *   the driver's error when the statement failed (nothing of the call was applied).
+   */
+  submit(operation: BatchedOperation, alone: () => Promise<string>): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      if (this.queue.length === 0) queueMicrotask(() => this.flush());
+      this.queue.push({ operation, alone, resolve, reject });
+    });
+  }
+
+  private flush(): void {
+    const queued = this.queue;
+    this.queue = [];
+    // First fit: each call holds at most one operation per namespace.
+    const calls: Queued[][] = [];
+    for (const item of queued) {
+      const call = calls.find((c) => !c.some((other) => other.operation.namespace === item.operation.namespace));
+      if (call === undefined) calls.push([item]);
+      else call.push(item);
+    }
+    for (const call of calls) {
+      if (call.length === 1) {
+        const [only] = call as [Queued];
+        settle(only.alone).then(only.resolve, only.reject);
+      } else {
+        call.sort((a, b) => (a.operation.namespace < b.operation.namespace ? -1 : 1));
+        this.send(call);
+      }
+    }
+  }
+
+  private send(call: Queued[]): void {
+    settle(() => this.pool.query(this.statement.with(encode(call.map((item) => item.operation)), this.prepare))).then(
+      (result) => {
+        const [row] = rowsOf<{ results: string[] | null }>(result);
+        const answers = row?.results ?? [];
+        call.forEach((item, i) => {
+          const answer = answers[i];
+          if (answer === undefined) item.reject(new Error('batch answered fewer results than operations'));
+          else if (answer.startsWith('error ')) item.reject(operationError(answer));
+          else item.resolve(answer);
+        });
+      },
+      (error: unknown) => call.forEach((item) => item.reject(error)),
+    );
+  }
+}
+
+/**
+ * `work()`, with a synchronous throw turned into a rejection: this runs in a microtask of its
+ * own, where a throw would reach no caller (and end the process).
+ */
+function settle<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return work();
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/** `error <SQLSTATE> <message>` as an error carrying the code, like node-postgres' own. */
+function operationError(answer: string): BatchedOperationError {
+  const code = answer.slice(6, 11);
+  return new BatchedOperationError(code, answer.slice(12));
+}
+
+/** The 25 array parameters of `batch`, per operation or flattened with end offsets. */
+function encode(operations: readonly BatchedOperation[]): unknown[] {
+  const kinds: string[] = [];
+  const namespaces: string[] = [];
+  const nows: string[] = [];
+  const keys: (string | null)[] = [];
+  const fences: (number | null)[] = [];
+  const guardValues: (string | null)[] = [];
+  const creates: boolean[] = [];
+  const lifetimes: boolean[] = [];
+  const guardExpires: (string | null)[] = [];
+  const lockNames: (string | null)[] = [];
+  const maxEntries: (number | null)[] = [];
+  const uncounted: (string | null)[] = [];
+  const flat = {
+    guardTags: new Flat<string>(),
+    mustExist: new Flat<string>(),
+    ids: new Flat<string>(),
+    values: [] as string[],
+    expires: [] as (string | null)[],
+    tagIds: new Flat<string>(),
+    tagTags: [] as string[],
+    removes: new Flat<string>(),
+  };
+  for (const operation of operations) {
+    kinds.push(operation.kind);
+    namespaces.push(operation.namespace);
+    nows.push(operation.now);
+    const write = operation.kind === 'write' ? operation.write : undefined;
+    keys.push(write === undefined ? (operation as { key: string }).key : write.guardId);
+    fences.push(write?.guardFence ?? null);
+    guardValues.push(write?.guardValue ?? null);
+    creates.push(write?.guardCreate ?? false);
+    lifetimes.push(write?.guardLifetime ?? false);
+    guardExpires.push(write?.guardExpires ?? null);
+    lockNames.push(write?.lockName ?? null);
+    maxEntries.push(write?.maxEntries ?? null);
+    uncounted.push(write?.uncountedPrefix ?? null);
+    flat.guardTags.add(write?.guardTags);
+    flat.mustExist.add(write?.mustExist);
+    flat.ids.add(write?.ids);
+    flat.values.push(...(write?.values ?? []));
+    flat.expires.push(...(write?.expires ?? []));
+    flat.tagIds.add(write?.tagIds);
+    flat.tagTags.push(...(write?.tagTags ?? []));
+    flat.removes.add(write?.removes);
+  }
+  return [
+    kinds,
+    namespaces,
+    nows,
+    keys,
+    fences,
+    guardValues,
+    creates,
+    lifetimes,
+    guardExpires,
+    lockNames,
+    maxEntries,
+    uncounted,
+    flat.guardTags.ends,
+    flat.guardTags.items,
+    flat.mustExist.ends,
+    flat.mustExist.items,
+    flat.ids.ends,
+    flat.ids.items,
+    flat.values,
+    flat.expires,
+    flat.tagIds.ends,
+    flat.tagIds.items,
+    flat.tagTags,
+    flat.removes.ends,
+    flat.removes.items,
+  ];
+}
+
+/** Lists of several operations in one array, with the end offset of each operation's slice. */
+class Flat<T> {
+  readonly items: T[] = [];
+  readonly ends: number[] = [];
+
+  add(list: readonly T[] | undefined): void {
+    if (list !== undefined) this.items.push(...list);
+    this.ends.push(this.items.length);
+  }
+}
