@@ -24,9 +24,11 @@ type EndArgs = Parameters<ServerResponse['end']>;
 export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
   const context = handler.context;
   return function sessionMiddleware(req: ExpressRequest, res: ServerResponse, next: Next): void {
+    // Plain values, read once: an object literal with getters costs more than Express's getters.
+    const secure = req.secure === true;
     const proceed = (session: Session): void => {
       req[SESSION_REQUEST_KEY] = session;
-      hookResponse(req, res, session, handler);
+      hookResponse(res, session, handler, secure);
       if (context.runsHttpRequests) context.run(session, next);
       else next();
     };
@@ -34,14 +36,8 @@ export function createExpressSessionMiddleware(handler: SessionHttpHandler) {
     try {
       begun = handler.begin({
         cookieHeader: req.headers.cookie,
-        // Getters: Express computes `secure` and `ip` from `trust proxy` on every read, and a
-        // request that never starts a session or sets a cookie needs neither.
-        get secure() {
-          return req.secure === true;
-        },
-        get ip() {
-          return req.ip;
-        },
+        secure,
+        ip: req.ip,
         userAgent: req.headers['user-agent'],
         idHeader: handler.idHeaderOf(req.headers),
       });
@@ -66,7 +62,7 @@ function setSessionHeaders(res: ServerResponse, headers: readonly SessionRespons
   for (const header of headers) if (!header.unlessSet || !res.hasHeader(header.name)) res.setHeader(header.name, header.value);
 }
 
-function hookResponse(req: ExpressRequest, res: ServerResponse, session: Session, handler: SessionHttpHandler): void {
+function hookResponse(res: ServerResponse, session: Session, handler: SessionHttpHandler, secure: boolean): void {
   const originalEnd = res.end.bind(res);
   const originalWriteHead = res.writeHead.bind(res);
   let finishing = false;
@@ -74,7 +70,7 @@ function hookResponse(req: ExpressRequest, res: ServerResponse, session: Session
   // Headers written before end() (streaming): send the cookie the commit will make valid.
   res.writeHead = function writeHead(this: ServerResponse, ...args: unknown[]) {
     if (!finishing && !res.headersSent) {
-      const cookie = handler.predictCookie(session, req.secure === true);
+      const cookie = handler.predictCookie(session, secure);
       if (cookie !== undefined) res.appendHeader('set-cookie', cookie);
       setSessionHeaders(res, handler.responseHeaders(session, true));
     }
@@ -88,7 +84,7 @@ function hookResponse(req: ExpressRequest, res: ServerResponse, session: Session
     if (handler.finishIfIdle(session)) return (originalEnd as (...a: EndArgs) => ServerResponse).apply(this, args);
     // Typed, so TypeScript does not take `!streamed` below as proof that `res.headersSent` is still false.
     const streamed: boolean = res.headersSent;
-    handler.finish(session, req.secure === true).then(
+    handler.finish(session, secure).then(
       (cookie) => {
         if (!streamed && !res.headersSent) {
           if (cookie !== undefined) res.appendHeader('set-cookie', cookie);

@@ -75,10 +75,7 @@ export class SessionHttpHandler {
     const session = new Session(this.store, {
       cookieIds: ids,
       cookieName: options.cookie.name,
-      // Read when the IP lock or the device facts need it, not before (see the adapters).
-      get clientIp() {
-        return request.ip;
-      },
+      clientIp: request.ip,
       userAgent: request.userAgent,
     });
     if (fromHeader !== undefined) this.headerMode.add(session);
