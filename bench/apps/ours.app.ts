@@ -13,6 +13,33 @@ import type { AppEnv, HttpAdapterName, StoreKind } from '../variants.js';
 import { COOKIE_NAME, SESSION_TTL } from '../variants.js';
 import { connectRedis, createNestApp, next, type BenchApp } from './nest.js';
 
+/** The routes' work, shared by both controller styles below. */
+const routes = {
+  async read(session: SessionInterface): Promise<{ value: number | null }> {
+    if (!session.isStarted()) return { value: null };
+    return { value: ((await session.getData('n')) as number | undefined) ?? null };
+  },
+  async write(session: SessionInterface): Promise<{ ok: boolean }> {
+    session.start();
+    await session.putData('n', next());
+    return { ok: true };
+  },
+  /** Login: bind to a user, which renews the id (fixation defence) and tags the session. */
+  login(session: SessionInterface): { ok: boolean } {
+    session.bindToUser(`user${next()}`);
+    return { ok: true };
+  },
+  /**
+   * Locked read-modify-write (ours only): @SessionLock() takes the lock and re-reads before
+   * the handler; the commit at the end of the request writes and unlocks.
+   */
+  async incr(session: SessionInterface): Promise<{ value: number }> {
+    const value = (((await session.getData('n')) as number | undefined) ?? 0) + 1;
+    await session.putData('n', value);
+    return { value };
+  },
+};
+
 /**
  * The same trivial routes as every other app. Two styles, as a Nest app writes them:
  * `@CurrentSession()` parameters (the default rows; like the peers' `req.session`, no
@@ -27,38 +54,27 @@ class OursController {
   }
 
   @Get('read')
-  async read(@CurrentSession() session: SessionInterface): Promise<{ value: number | null }> {
-    if (!session.isStarted()) return { value: null };
-    return { value: ((await session.getData('n')) as number | undefined) ?? null };
+  read(@CurrentSession() session: SessionInterface): Promise<{ value: number | null }> {
+    return routes.read(session);
   }
 
   @Post('write')
   @HttpCode(200)
-  async write(@CurrentSession() session: SessionInterface): Promise<{ ok: boolean }> {
-    session.start();
-    await session.putData('n', next());
-    return { ok: true };
+  write(@CurrentSession() session: SessionInterface): Promise<{ ok: boolean }> {
+    return routes.write(session);
   }
 
-  /** Login: bind to a user, which renews the id (fixation defence) and tags the session. */
   @Post('login')
   @HttpCode(200)
   login(@CurrentSession() session: SessionInterface): { ok: boolean } {
-    session.bindToUser(`user${next()}`);
-    return { ok: true };
+    return routes.login(session);
   }
 
-  /**
-   * Locked read-modify-write (ours only): @SessionLock() takes the lock and re-reads before
-   * the handler; the commit at the end of the request writes and unlocks.
-   */
   @Post('incr')
   @HttpCode(200)
   @SessionLock()
-  async incr(@CurrentSession() session: SessionInterface): Promise<{ value: number }> {
-    const value = (((await session.getData('n')) as number | undefined) ?? 0) + 1;
-    await session.putData('n', value);
-    return { value };
+  incr(@CurrentSession() session: SessionInterface): Promise<{ value: number }> {
+    return routes.incr(session);
   }
 }
 
@@ -73,34 +89,27 @@ class OursInjectedController {
   }
 
   @Get('read')
-  async read(): Promise<{ value: number | null }> {
-    const session = this.session;
-    if (!session.isStarted()) return { value: null };
-    return { value: ((await session.getData('n')) as number | undefined) ?? null };
+  read(): Promise<{ value: number | null }> {
+    return routes.read(this.session);
   }
 
   @Post('write')
   @HttpCode(200)
-  async write(): Promise<{ ok: boolean }> {
-    this.session.start();
-    await this.session.putData('n', next());
-    return { ok: true };
+  write(): Promise<{ ok: boolean }> {
+    return routes.write(this.session);
   }
 
   @Post('login')
   @HttpCode(200)
   login(): { ok: boolean } {
-    this.session.bindToUser(`user${next()}`);
-    return { ok: true };
+    return routes.login(this.session);
   }
 
   @Post('incr')
   @HttpCode(200)
   @SessionLock()
-  async incr(): Promise<{ value: number }> {
-    const value = (((await this.session.getData('n')) as number | undefined) ?? 0) + 1;
-    await this.session.putData('n', value);
-    return { value };
+  incr(): Promise<{ value: number }> {
+    return routes.incr(this.session);
   }
 }
 

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { MemoryBackend } from '../../lib/cache/memory.backend.js';
 import { MemoryLocker } from '../../lib/locking/memory.locker.js';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
-import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
-import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+import { redisSessionStoreFixture } from '../support/redis-session-store.fixture.js';
+import { created as createdIn, resumed } from '../support/session-requests.js';
 
 /*
  * Issue 11, item 1: the storage guard never expires and refuses a smaller fence, so every fence
@@ -14,47 +14,14 @@ import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/r
  * again after its 7-day TTL), so these sequences answered LockException ("fenced", HTTP 409).
  */
 describe('Fences across storage ids and counter lifetimes (RedisLocker + RedisBackend)', () => {
-  const prefix = uniquePrefix('fences');
-  let stores: RedisSessionStores<TestRedisClient>;
-  let store: SessionStore;
-
-  beforeAll(async () => {
-    // Created from `url`: a node-redis client, used below for SCAN and DEL.
-    stores = (await createRedisSessionStores({ url: TEST_REDIS_URL, prefix })) as RedisSessionStores<TestRedisClient>;
-    const { metadataBackend, storageBackend, locker } = stores;
-    store = new SessionStore(
-      resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 2000, ttl: 5000 } }),
-    );
-  });
-
-  afterAll(async () => {
-    const keys: string[] = [];
-    for await (const batch of stores.client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
-    if (keys.length > 0) await stores.client.del(keys);
-    await stores.close();
-  });
-
-  /** A request carrying the cookie `id`. */
-  const request = async (id: string): Promise<Session> => {
-    const session = new Session(store, { cookieIds: [id], cookieName: 'sid' });
-    await session.resume();
-    expect(session.isStarted()).toBe(true);
-    return session;
-  };
-
-  /** A stored session with `data`, as the request that created it left it. */
-  const created = async (data: Record<string, unknown>): Promise<string> => {
-    const session = new Session(store, { cookieIds: [], cookieName: 'sid' });
-    session.start();
-    for (const [key, value] of Object.entries(data)) await session.putData(key, value);
-    await session.commit();
-    return session.getId();
-  };
+  const redis = redisSessionStoreFixture('fences', { waitTimeout: 2000, ttl: 5000 });
+  const request = (id: string): Promise<Session> => resumed(redis.store, id);
+  const created = (data: Record<string, unknown>): Promise<string> => createdIn(redis.store, data);
 
   /** The fence counters RedisLocker keeps under this suite's prefix (one per storage id locked). */
   const fenceCounters = async (): Promise<string[]> => {
     const keys: string[] = [];
-    for await (const batch of stores.client.scanIterator({ MATCH: `${prefix}l:lock:*:fence`, COUNT: 1000 })) {
+    for await (const batch of redis.stores.client.scanIterator({ MATCH: `${redis.prefix}l:lock:*:fence`, COUNT: 1000 })) {
       keys.push(...batch);
     }
     return keys;
@@ -99,7 +66,7 @@ describe('Fences across storage ids and counter lifetimes (RedisLocker + RedisBa
     const counters = await fenceCounters();
     expect(counters.length).toBeGreaterThan(0);
     // What the counter's TTL does after fenceTtl of idleness.
-    await stores.client.del(counters);
+    await redis.stores.client.del(counters);
 
     const session = await request(id);
     await session.open();

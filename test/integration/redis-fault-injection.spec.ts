@@ -10,7 +10,7 @@ import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 import { tapCommands } from '../support/redis-command-tap.js';
-import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient, deleteKeysMatching } from '../support/redis.js';
 
 /*
  * Issue 11, fault injection: the connection dies between any two commands of commit, renew,
@@ -108,9 +108,7 @@ describe('Redis fault injection: the connection dies between any two commands', 
 
   afterAll(async () => {
     injector.heal();
-    const keys: string[] = [];
-    for await (const batch of raw.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
-    if (keys.length > 0) await raw.del(keys);
+    await deleteKeysMatching(raw, `${prefix}*`);
     await stores.close();
     await raw.close();
   });
@@ -135,9 +133,7 @@ describe('Redis fault injection: the connection dies between any two commands', 
   }
 
   async function wipe(): Promise<void> {
-    const keys: string[] = [];
-    for await (const batch of raw.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
-    if (keys.length > 0) await raw.del(keys);
+    await deleteKeysMatching(raw, `${prefix}*`);
   }
 
   /** Every key of this suite lives natively no longer than a session plus the margin; locks no longer than lock.ttl. */

@@ -5,7 +5,7 @@ import type { RedisLockerClient } from '../../lib/redis/redis.locker.js';
 import { Session } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { tapCommands } from '../support/redis-command-tap.js';
-import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient, deleteKeysMatching } from '../support/redis.js';
 
 /**
  * Counts round trips as a client sees them: a command starts a new round trip when a reply
@@ -75,9 +75,7 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
   });
 
   afterAll(async () => {
-    const keys: string[] = [];
-    for await (const batch of raw.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
-    if (keys.length > 0) await raw.del(keys);
+    await deleteKeysMatching(raw, `${prefix}*`);
     await stores.close();
     await raw.close();
   });

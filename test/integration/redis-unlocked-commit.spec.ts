@@ -1,10 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { SessionLimitExceededException } from '../../lib/errors/session-limit-exceeded.exception.js';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { RedisBackend } from '../../lib/redis/redis.backend.js';
-import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { SessionStore } from '../../lib/session/session.store.js';
-import { TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+import { redisSessionStoreFixture } from '../support/redis-session-store.fixture.js';
 import { created, resumed } from '../support/session-requests.js';
 import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js';
 
@@ -14,35 +13,17 @@ import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js'
  * are the properties the shortcut must keep from "acquire, write, release".
  */
 describe('Unlocked commits on Redis (WriteGuard.unlocked, checked in the write script)', () => {
-  const prefix = uniquePrefix('unlocked');
-  let stores: RedisSessionStores<TestRedisClient>;
-  let store: SessionStore;
-
-  beforeAll(async () => {
-    // Created from `url`: a node-redis client, used below for SCAN and DEL.
-    stores = (await createRedisSessionStores({ url: TEST_REDIS_URL, prefix })) as RedisSessionStores<TestRedisClient>;
-    const { metadataBackend, storageBackend, locker } = stores;
-    store = new SessionStore(
-      resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 5000, ttl: 5000 } }),
-    );
-  });
-
-  afterAll(async () => {
-    const keys: string[] = [];
-    for await (const batch of stores.client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) keys.push(...batch);
-    if (keys.length > 0) await stores.client.del(keys);
-    await stores.close();
-  });
+  const redis = redisSessionStoreFixture('unlocked', { waitTimeout: 5000, ttl: 5000 });
 
   unlockedCommitContract(
     'Redis',
-    () => stores,
-    () => store,
-    () => new RedisBackend({ client: stores.client, prefix: `${prefix}bare:` }),
+    () => redis.stores,
+    () => redis.store,
+    () => new RedisBackend({ client: redis.stores.client, prefix: `${redis.prefix}bare:` }),
   );
 
   it('maxKeysPerSession is enforced inside the write script (no read first): 413, nothing written, bags not counted against it', async () => {
-    const { metadataBackend, storageBackend, locker } = stores;
+    const { metadataBackend, storageBackend, locker } = redis.stores;
     const capped = new SessionStore(resolveSessionOptions({ metadataBackend, storageBackend, locker, maxKeysPerSession: 2 }));
     expect(capped.capsKeysInWrite).toBe(true);
     const id = await created(capped, { a: 1 });

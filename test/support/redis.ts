@@ -35,3 +35,11 @@ export async function connectTestRedis(url: string = TEST_REDIS_URL): Promise<Te
 export function uniquePrefix(name: string): string {
   return `test:${name}:${randomBytes(4).toString('hex')}:`;
 }
+
+/** Deletes every key matching `pattern` (SCAN, then one DEL); answers how many there were. */
+export async function deleteKeysMatching(client: TestRedisClient, pattern: string): Promise<number> {
+  const keys: string[] = [];
+  for await (const batch of client.scanIterator({ MATCH: pattern, COUNT: 1000 })) keys.push(...batch);
+  if (keys.length > 0) await client.del(keys);
+  return keys.length;
+}
