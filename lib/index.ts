@@ -48,6 +48,7 @@ export type {
   WriteGuard,
   WriteResult,
 } from './cache/taggable-backend.interface.js';
+export { WriteTicket, type WriteOrder } from './cache/write-ticket.js';
 export { SessionSerializer } from './cache/session-serializer.interface.js';
 export { DevalueSerializer } from './cache/devalue.serializer.js';
 export { MemoryBackend, type MemoryBackendOptions, type MemoryBackendStats } from './cache/memory.backend.js';

@@ -1,3 +1,7 @@
+import type { WriteOrder } from './write-ticket.js';
+
+export type { WriteOrder } from './write-ticket.js';
+
 /**
  * A cache backend that knows tags and lifetimes but nothing about sessions (Flow's
  * `TaggableBackendInterface`). Identifiers and tags are already validated by the frontend
@@ -37,8 +41,12 @@ export interface TaggableBackend {
    */
   set(id: string, data: string, tags?: readonly string[], lifetime?: number): Promise<void>;
 
-  /** Removes an entry and its tag memberships; answers whether it existed. */
-  remove(id: string): Promise<boolean>;
+  /**
+   * Removes an entry and its tag memberships; answers whether it existed.
+   * @param order earlier writes this one requires (only for backends with `ordersWrites`;
+   *   the frontend handles it for the others). "Applied" means the entry existed.
+   */
+  remove(id: string, order?: WriteOrder): Promise<boolean>;
 
   /**
    * Applies `sets` and `removes` together: atomically where the backend can (memory; Redis for
@@ -51,14 +59,20 @@ export interface TaggableBackend {
    * With `batch.mustExist`, every id listed must be a live entry, else nothing is written and
    * the answer is `'missing'` (checked in the same atomic step as the guard). Answers `'ok'`,
    * or why nothing was written.
+   * @param order earlier writes this one requires (only for backends with `ordersWrites`;
+   *   the frontend handles it for the others). "Applied" means the answer `'ok'`.
    */
-  write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult>;
+  write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult>;
 
   /** Removes every entry. */
   flush(): Promise<void>;
 
-  /** Removes every entry carrying `tag`; answers how many were removed. O(matches). */
-  flushByTag(tag: string): Promise<number>;
+  /**
+   * Removes every entry carrying `tag`; answers how many were removed. O(matches).
+   * @param order earlier writes this one requires (only for backends with `ordersWrites`;
+   *   the frontend handles it for the others). A flush that ran counts as applied.
+   */
+  flushByTag(tag: string, order?: WriteOrder): Promise<number>;
 
   /** Identifiers of the live entries carrying `tag`. O(matches). */
   findIdentifiersByTag(tag: string): Promise<string[]>;
@@ -95,6 +109,20 @@ export interface TaggableBackend {
    */
   readonly capsGroupEntries?: boolean;
 
+  /**
+   * Optional: whether `write`, `remove` and `flushByTag` honour their `WriteOrder` argument
+   * (run a write only after, and only if, the writes it requires applied; settle its ticket).
+   * Worth it where a chain can go out as one atomic call (a standalone Redis); without it,
+   * `VariableFrontend` waits for each write's prerequisites before sending it.
+   */
+  readonly ordersWrites?: boolean;
+  /**
+   * Optional: the locker (a `SessionLocker`) whose lock commands share one ordered connection
+   * with every command of this backend: a command this backend sends after the locker's
+   * `acquire()` has returned its promise runs after that acquire's first command. With a lock
+   * that was `immediate`, reads sent that way ran under the lock, in the same round trip.
+   */
+  readonly ordersAfterLocksOf?: object;
   /** Releases timers and connections the backend owns (not a client that was passed in). */
   close?(): Promise<void>;
 }
@@ -177,8 +205,8 @@ export interface WriteGuard {
 }
 
 /**
- * `ok`: written. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired.
+ * `ok`: written. `skipped`: a write it required (`WriteOrder.after`) did not apply. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired.
  * `fenced`: a newer fence has written. `locked`: an `unlocked` write found the lock held.
  * `full`: the write would leave more than `maxEntries` entries in the guard's group.
  */
-export type WriteResult = 'ok' | 'missing' | 'fenced' | 'locked' | 'full';
+export type WriteResult = 'ok' | 'missing' | 'fenced' | 'locked' | 'full' | 'skipped';

@@ -1,4 +1,5 @@
 import { storeFailure } from './store-failure.js';
+import { runInOrder, type WriteOrder } from './write-ticket.js';
 import type { SessionSerializer } from './session-serializer.interface.js';
 import type {
   BackendEntry,
@@ -49,20 +50,56 @@ export class VariableFrontend {
     await this.call('set', () => this.backend.set(id, data, tags, lifetime));
   }
 
-  write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
-    return this.call('write', () => this.backend.write(batch, guard));
+  /** `order`: see `WriteOrder` (handled here for backends without `ordersWrites`). */
+  write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
+    if (order === undefined) return this.call('write', () => this.backend.write(batch, guard));
+    if (this.backend.ordersWrites === true)
+      return this.ordered(
+        order,
+        this.call('write', () => this.backend.write(batch, guard, order)),
+      );
+    return runInOrder(
+      order,
+      () => this.call('write', () => this.backend.write(batch, guard)),
+      (result) => result === 'ok',
+      'skipped',
+    );
   }
 
   has(id: string): Promise<boolean> {
     return this.call('has', () => this.backend.has(id));
   }
 
-  remove(id: string): Promise<boolean> {
-    return this.call('remove', () => this.backend.remove(id));
+  /** `order`: see `WriteOrder` (applied = the entry existed). */
+  remove(id: string, order?: WriteOrder): Promise<boolean> {
+    if (order === undefined) return this.call('remove', () => this.backend.remove(id));
+    if (this.backend.ordersWrites === true)
+      return this.ordered(
+        order,
+        this.call('remove', () => this.backend.remove(id, order)),
+      );
+    return runInOrder(
+      order,
+      () => this.call('remove', () => this.backend.remove(id)),
+      (existed) => existed,
+      false,
+    );
   }
 
-  flushByTag(tag: string): Promise<number> {
-    return this.call('flushByTag', () => this.backend.flushByTag(tag));
+  /** `order`: see `WriteOrder` (a flush that ran counts as applied). */
+  flushByTag(tag: string, order?: WriteOrder): Promise<number> {
+    if (order === undefined) return this.call('flushByTag', () => this.backend.flushByTag(tag));
+    if (this.backend.ordersWrites === true)
+      return this.ordered(
+        order,
+        this.call('flushByTag', () => this.backend.flushByTag(tag, order)),
+      );
+    return runInOrder(
+      order,
+      () => this.call('flushByTag', () => this.backend.flushByTag(tag)),
+      () => true,
+      0,
+    );
   }
 
   findIdentifiersByTag(tag: string): Promise<string[]> {
@@ -89,6 +126,14 @@ export class VariableFrontend {
 
   flush(): Promise<void> {
     return this.call('flush', () => this.backend.flush());
+  }
+
+  /** A failed call of an ordering backend did not apply, whether or not the backend settled the ticket. */
+  private ordered<T>(order: WriteOrder, pending: Promise<T>): Promise<T> {
+    return pending.catch((error: unknown) => {
+      order.ticket?.settle(false);
+      throw error;
+    });
   }
 
   /** Maps backend failures to typed errors; no async wrapper, so a hit costs one promise. */

@@ -38,6 +38,13 @@ export interface SessionLock {
    * ago. Implementations may rely on a clock that does not go back; they say so.
    */
   readonly fence: number;
+  /**
+   * Optional: true when the lock was taken by the very command `acquire()` sent before it
+   * returned its promise. Together with a backend whose `ordersAfterLocksOf` is this locker
+   * (one ordered connection), reads sent right after `acquire()` returned ran under the lock,
+   * in the same round trip. Absent or false: nothing is known about such reads.
+   */
+  readonly immediate?: boolean;
   /** Releases the lock if still held by this token; answers whether it was. Idempotent. */
   release(): Promise<boolean>;
   /** Pushes the expiry to `ttl` ms from now if still held; answers whether it was. */

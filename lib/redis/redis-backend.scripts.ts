@@ -573,7 +573,10 @@ export function dropRecordsOf(flat: readonly string[]): DropRecord[] {
  * one key (unused). ARGV: per unit `w<n>` (WRITE), `d<n>` (DROP) or `f<n>` (BY_TAG), n the 1-based
  * index of the backend's prefix, the unit's clock, the number of its arguments, then those
  * arguments (WRITE's or DROP's after prefix and clock). Answers one reply per unit. A unit that
- * refuses (missing, fenced, locked, full) has written nothing and does not stop the next one.
+ * refuses (missing, fenced, locked, full) has written nothing and does not stop the next one,
+ * unless that one is chained to it: a head `w<n>/<p>,<q>` names the 1-based positions of earlier
+ * units it requires, and it runs only if each applied (WRITE 'ok', DROP removed a live entry,
+ * BY_TAG ran); otherwise its reply is 'skipped'.
  */
 export function standaloneWriteScript(prefixes: readonly string[]): LuaScript {
   return new LuaScript(`
@@ -582,22 +585,44 @@ local now
 local PREFIXES = {${prefixes.map(luaString).join(', ')}}
 ${LUA_FUNCTIONS}${WRITE_FUNCTION}${DROP_FUNCTION}${BY_TAG_FUNCTION}
 local out = {}
+local applied = {}
 local i = 1
 while i <= #ARGV do
   local head = ARGV[i]
-  prefix = PREFIXES[tonumber(string.sub(head, 2))]
+  local slash = string.find(head, '/', 2, true)
+  local run = true
+  if slash then
+    -- A chained unit: it runs only if every unit it names (by position) applied.
+    for required in string.gmatch(string.sub(head, slash + 1), '%d+') do
+      if not applied[tonumber(required)] then run = false end
+    end
+    prefix = PREFIXES[tonumber(string.sub(head, 2, slash - 1))]
+  else
+    prefix = PREFIXES[tonumber(string.sub(head, 2))]
+  end
   now = tonumber(ARGV[i + 1])
   local n = tonumber(ARGV[i + 2])
-  local A = {prefix, ARGV[i + 1]}
-  for k = 1, n do A[k + 2] = ARGV[i + 2 + k] end
   local kind = string.sub(head, 1, 1)
-  if kind == 'w' then
-    out[#out + 1] = writeUnit(A, true)
-  elseif kind == 'd' then
-    out[#out + 1] = dropUnit(A, true)
-  else
-    out[#out + 1] = byTagUnit(A, true)
+  local reply = 'skipped'
+  local ok = false
+  if run then
+    local A = {prefix, ARGV[i + 1]}
+    for k = 1, n do A[k + 2] = ARGV[i + 2 + k] end
+    if kind == 'w' then
+      reply = writeUnit(A, true)
+      ok = reply[1] == 'ok'
+    elseif kind == 'd' then
+      reply = dropUnit(A, true)
+      for r = 2, #reply, 6 do
+        if reply[r] == 'live' then ok = true end
+      end
+    else
+      reply = byTagUnit(A, true)
+      ok = true
+    end
   end
+  out[#out + 1] = reply
+  applied[#out] = ok
   i = i + 3 + n
 end
 return out

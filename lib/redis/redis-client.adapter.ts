@@ -90,23 +90,41 @@ async function evalCached(
   script: LuaScript,
   bySha: (sha: string) => Promise<unknown>,
   bySource: (source: string) => Promise<unknown>,
+  sent?: ScriptSending,
 ): Promise<unknown> {
   try {
     return await bySha(script.sha);
   } catch (error) {
     // Matched by message: the client may come from another copy of node-redis than ours.
     if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
+    if (sent !== undefined) sent.again = true;
     return await bySource(script.source);
   }
 }
 
-/** Runs `script` through a client's `evalSha` / `eval` (the locker's way). */
-export function evalScript(client: RedisScriptClient, script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+/** Filled by `evalScript`: `again` when the script had to be sent a second time (by source, after NOSCRIPT). */
+export interface ScriptSending {
+  again: boolean;
+}
+
+/**
+ * Runs `script` through a client's `evalSha` / `eval` (the locker's way). The EVALSHA is sent
+ * before this returns; `sent.again` tells whether it had to be repeated as EVAL (then it ran
+ * after commands sent in between).
+ */
+export function evalScript(
+  client: RedisScriptClient,
+  script: LuaScript,
+  keys: string[],
+  args: string[],
+  sent?: ScriptSending,
+): Promise<unknown> {
   const options = { keys, arguments: args };
   return evalCached(
     script,
     (sha) => client.evalSha(sha, options),
     (source) => client.eval(source, options),
+    sent,
   );
 }
 

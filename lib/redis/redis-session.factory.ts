@@ -335,6 +335,10 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
       },
       metadataBackend.shared,
     );
+    // One standalone client, one connection: what the backends send after an acquire runs after it
+    // (a commit's lock and its reads share a round trip). A no-op on a cluster.
+    metadataBackend.orderAfterLocksOf(locker);
+    storageBackend.orderAfterLocksOf(locker);
     return { metadataBackend, storageBackend, locker, client, close: () => locker.close() };
   } catch (error) {
     await closeOwned?.();

@@ -1,3 +1,4 @@
+import { runInOrder, type WriteOrder } from '../cache/write-ticket.js';
 import type { LuaScript } from './lua-script.js';
 import { standaloneWriteScript } from './redis-backend.scripts.js';
 import { RedisTransport, type RedisCommandClient } from './redis-client.adapter.js';
@@ -19,6 +20,12 @@ import { RedisTransport, type RedisCommandClient } from './redis-client.adapter.
  * in order). So every other command of the backends sharing the coalescer goes through
  * `ordered()`, which first sends what is queued: the queue never lets a later command overtake.
  *
+ * Chains. A unit queued with `WriteOrder.after` naming units still in the same queue runs, in
+ * the script, only if each of them applied (WRITE: answered 'ok'; DROP: removed a live entry;
+ * BY_TAG: ran); otherwise it answers 'skipped' and writes nothing. The whole chain is one atomic
+ * call: nothing can run between its units. A prerequisite already sent (or queued elsewhere) is
+ * waited for first, as the frontend does for backends that cannot chain.
+ *
  * Never on a cluster: the units' keys lie in different slots there.
  */
 
@@ -38,6 +45,8 @@ export class RedisWriteCoalescer {
   private readonly prefixes: string[] = [];
   private script: LuaScript | undefined;
   private queue: QueuedUnit[] = [];
+  /** Counts flushes: a ticket queued in batch n can be required natively while `batch` is still n. */
+  private batch = 0;
   private firstKey = '';
 
   constructor(private readonly client: RedisCommandClient) {
@@ -71,23 +80,60 @@ export class RedisWriteCoalescer {
   /**
    * Queues one unit: `kind` 'w' (WRITE), 'd' (DROP) or 'f' (BY_TAG), the backend's prefix index,
    * the unit's clock and its arguments after prefix and clock. `key` is one of its keys (a
-   * script call needs one). Answers the unit's own reply.
+   * script call needs one). Answers the unit's own reply, or 'skipped' (see "Chains" above).
    */
-  submit(kind: 'w' | 'd' | 'f', prefixIndex: number, now: number, key: string, args: readonly string[]): Promise<unknown> {
-    return new Promise((resolve, reject) => {
+  submit(
+    kind: 'w' | 'd' | 'f',
+    prefixIndex: number,
+    now: number,
+    key: string,
+    args: readonly string[],
+    order?: WriteOrder,
+  ): Promise<unknown> {
+    const after = order?.after ?? [];
+    const requires: number[] = [];
+    for (const ticket of after) {
+      const queued = ticket.queued;
+      if (queued?.channel !== this || queued.batch !== this.batch) {
+        // Not chainable in this call: wait for it, then queue (or skip).
+        return runInOrder(
+          order,
+          () => this.submit(kind, prefixIndex, now, key, args),
+          (reply) => unitApplied(kind, reply),
+          SKIPPED,
+        );
+      }
+      requires.push(queued.position + 1);
+    }
+    const ticket = order?.ticket;
+    if (ticket !== undefined) ticket.queued = { channel: this, batch: this.batch, position: this.queue.length };
+    const head = requires.length === 0 ? `${kind}${prefixIndex}` : `${kind}${prefixIndex}/${requires.join(',')}`;
+    const reply = new Promise<unknown>((resolve, reject) => {
       if (this.queue.length === 0) {
         this.firstKey = key;
         // After the current microtasks: writes issued across a few awaits of one tick ride together.
         process.nextTick(() => this.flush());
       }
-      this.queue.push({ args: [`${kind}${prefixIndex}`, String(now), String(args.length), ...args], resolve, reject });
+      this.queue.push({ args: [head, String(now), String(args.length), ...args], resolve, reject });
     });
+    if (ticket === undefined) return reply;
+    return reply.then(
+      (value) => {
+        ticket.settle(unitApplied(kind, value));
+        return value;
+      },
+      (error: unknown) => {
+        ticket.settle(false);
+        throw error;
+      },
+    );
   }
 
   private flush(): void {
     if (this.queue.length === 0) return;
     const units = this.queue;
     this.queue = [];
+    this.batch++;
     this.script ??= standaloneWriteScript(this.prefixes);
     const args: string[] = [];
     for (const unit of units) for (const arg of unit.args) args.push(arg);
@@ -99,4 +145,17 @@ export class RedisWriteCoalescer {
       (error: unknown) => units.forEach((unit) => unit.reject(error)),
     );
   }
+}
+
+/** A unit's answer when a unit it required did not apply. */
+export const SKIPPED = 'skipped';
+
+/** Whether a unit's reply says it applied (see "Chains" above; the script decides the same way). */
+function unitApplied(kind: 'w' | 'd' | 'f', reply: unknown): boolean {
+  if (reply === SKIPPED || !Array.isArray(reply)) return false;
+  if (kind === 'w') return String(reply[0]) === 'ok';
+  if (kind === 'f') return true;
+  // DROP: six strings per id, the code second ('live': a live entry was removed).
+  for (let i = 1; i < reply.length; i += 6) if (String(reply[i]) === 'live') return true;
+  return false;
 }

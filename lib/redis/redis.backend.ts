@@ -3,6 +3,7 @@ import { checkedGuard, checkedMustExist, checkedWrite, gcLimit, secondsOption } 
 import { assertCacheIdentifier } from '../cache/identifier.js';
 import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
+import { runInOrder, type WriteOrder } from '../cache/write-ticket.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -33,7 +34,7 @@ import {
   parseEntry,
 } from './redis-entry.codec.js';
 import { IndexUpkeep, IndexWork } from './redis-index.upkeep.js';
-import { RedisWriteCoalescer } from './redis-write.coalescer.js';
+import { RedisWriteCoalescer, SKIPPED } from './redis-write.coalescer.js';
 import type { RedisLocker } from './redis.locker.js';
 
 // The client types are part of the options; they belong to the client adapter.
@@ -172,6 +173,28 @@ export class RedisBackend implements TaggableBackend {
     return this.locker;
   }
 
+  /** Standalone: dependent writes (`WriteOrder`) of the backends sharing the coalescer chain inside one script call. */
+  get ordersWrites(): boolean {
+    return this.writes !== undefined;
+  }
+
+  private lockOrder: object | undefined;
+
+  /** The locker sharing this backend's connection, in order (set by `createRedisSessionStores`; see `TaggableBackend`). */
+  get ordersAfterLocksOf(): object | undefined {
+    return this.lockOrder;
+  }
+
+  /**
+   * Declares that `locker` sends its commands on this backend's standalone connection, in the
+   * order they are issued (the same client), so reads sent after its `acquire()` returned run
+   * after that acquire. Ignored on a cluster (other slots are other connections).
+   * @internal `createRedisSessionStores` only.
+   */
+  orderAfterLocksOf(locker: object): void {
+    if (this.writes !== undefined) this.lockOrder = locker;
+  }
+
   /**
    * @param shared what backends built together share (internal; `createRedisSessionStores`).
    * @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin.
@@ -270,16 +293,33 @@ export class RedisBackend implements TaggableBackend {
     await this.write({ sets: [{ id, data, tags: tags ?? NO_TAGS, lifetime }] });
   }
 
-  /** @throws StoreUnavailableException when Redis fails. */
-  async remove(id: string): Promise<boolean> {
+  /** `order`: see `WriteOrder`. @throws StoreUnavailableException when Redis fails. */
+  async remove(id: string, order?: WriteOrder): Promise<boolean> {
+    if (order !== undefined && this.writes === undefined)
+      return runInOrder(
+        order,
+        () => this.remove(id),
+        (existed) => existed,
+        false,
+      );
+    try {
+      return await this.removeNow(id, order);
+    } catch (error) {
+      order?.ticket?.settle(false);
+      throw error;
+    }
+  }
+
+  private async removeNow(id: string, order: WriteOrder | undefined): Promise<boolean> {
     assertCacheIdentifier(id, 'cache entry identifier');
     return this.attempt('remove', async () => {
       if (this.writes !== undefined) {
         // Standalone: one call, the index clean-up inside it.
         const unit = slotUnit(id);
         const args = [unit.startsWith('.') ? '' : unit, 'any', '', '0', id];
-        const reply = (await this.writes.submit('d', this.prefixIndex, Date.now(), this.entryKey(id), args)) as string[];
-        return dropRecordsOf(reply)[0]?.code === 'live';
+        const reply = await this.writes.submit('d', this.prefixIndex, Date.now(), this.entryKey(id), args, order);
+        if (reply === SKIPPED) return false;
+        return dropRecordsOf(reply as string[])[0]?.code === 'live';
       }
       const work = new IndexWork();
       const records = await this.drop(slotUnit(id), [id], 'any', '', false);
@@ -301,11 +341,38 @@ export class RedisBackend implements TaggableBackend {
    * @throws StoreUnavailableException when Redis fails (then nothing was written with a guard
    *   or `mustExist`; without, some groups may have been).
    */
-  async write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
+  async write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
+    // Chained in the script on a standalone Redis (as one unit, see writeNow); a cluster waits.
+    if (order !== undefined && this.writes === undefined) {
+      return runInOrder(
+        order,
+        () => this.write(batch, guard),
+        (result) => result === 'ok',
+        'skipped',
+      );
+    }
+    try {
+      return await this.writeNow(batch, guard, order);
+    } catch (error) {
+      order?.ticket?.settle(false);
+      throw error;
+    }
+  }
+
+  private async writeNow(batch: WriteBatch, guard: WriteGuard | undefined, order: WriteOrder | undefined): Promise<WriteResult> {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_TAGS;
     const mustExist = checkedMustExist(batch.mustExist);
-    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) return 'ok';
+    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) {
+      return order === undefined
+        ? 'ok'
+        : runInOrder(
+            order,
+            () => Promise.resolve<WriteResult>('ok'),
+            () => true,
+            'skipped',
+          );
+    }
 
     // Validate and encode everything first: a bad entry must not leave half a batch applied.
     const now = Date.now();
@@ -354,15 +421,30 @@ export class RedisBackend implements TaggableBackend {
     const guardHead = guard === undefined ? '' : encodeGuardHead(guardExpiry, version, guardTags);
     const guardLife = { expiry: guardExpiry, pttl: guardPttl };
     if (this.writes !== undefined) {
+      // A chained write is one script unit: a batch across groups waits for its prerequisites instead.
+      if (order !== undefined && anchor === undefined && units.size !== 1) {
+        return runInOrder(
+          order,
+          () => this.writeNow(batch, guard, undefined),
+          (result) => result === 'ok',
+          'skipped',
+        );
+      }
       // Standalone: each unit is one script unit with its index upkeep inside (see `redis-write.coalescer.ts`).
       return this.attempt('write', async () => {
+        if (anchor === undefined && order !== undefined) {
+          const [unit, part] = [...units][0]!;
+          const reply = await this.runWrite(unit, part, now, mustExist, undefined, '', undefined, order);
+          return reply === SKIPPED ? 'skipped' : 'ok';
+        }
         if (anchor === undefined) {
           await settleAll([...units].map(([unit, part]) => this.runWrite(unit, part, now, mustExist)));
           return 'ok';
         }
         const [unit, part] = [...units][0]!;
-        const reply = (await this.runWrite(unit, part, now, mustExist, guard, guardHead, guardLife)) as unknown[];
-        return String(reply[0]) as WriteResult;
+        const reply = await this.runWrite(unit, part, now, mustExist, guard, guardHead, guardLife, order);
+        if (reply === SKIPPED) return 'skipped';
+        return String((reply as unknown[])[0]) as WriteResult;
       });
     }
 
@@ -442,17 +524,30 @@ export class RedisBackend implements TaggableBackend {
   }
 
   /** Removes expired carriers of the tag too, but counts only live ones. @throws StoreUnavailableException when Redis fails. */
-  async flushByTag(tag: string): Promise<number> {
+  async flushByTag(tag: string, order?: WriteOrder): Promise<number> {
+    if (order !== undefined && this.writes === undefined)
+      return runInOrder(
+        order,
+        () => this.flushByTag(tag),
+        () => true,
+        0,
+      );
+    try {
+      return await this.flushByTagNow(tag, order);
+    } catch (error) {
+      order?.ticket?.settle(false);
+      throw error;
+    }
+  }
+
+  private async flushByTagNow(tag: string, order: WriteOrder | undefined): Promise<number> {
     return this.attempt('flushByTag', async () => {
       const tagKey = this.tagKey(tag);
       // Standalone: through the coalescer (a destroy's metadata removals ride along), clean-up inside.
-      const reply = this.writes?.submit('f', this.prefixIndex, Date.now(), tagKey, [tag, 'flush']);
-      const [, foreign, cleanup, removed] = (await (reply ?? this.runScript('byTag', tagKey, [tag, 'flush']))) as [
-        unknown,
-        string[],
-        unknown[],
-        unknown,
-      ];
+      const sent = this.writes?.submit('f', this.prefixIndex, Date.now(), tagKey, [tag, 'flush'], order);
+      const reply = await (sent ?? this.runScript('byTag', tagKey, [tag, 'flush']));
+      if (reply === SKIPPED) return 0;
+      const [, foreign, cleanup, removed] = reply as [unknown, string[], unknown[], unknown];
       const work = new IndexWork();
       work.takeCleanup(cleanup, 0);
       let count = Number(removed);
@@ -638,6 +733,7 @@ export class RedisBackend implements TaggableBackend {
     guard?: WriteGuard,
     guardHead = '',
     guardLife = { expiry: 0, pttl: 0 },
+    order?: WriteOrder,
   ): Promise<unknown> {
     const group = unit.startsWith('.') ? '' : unit;
     const firstId = guard?.id ?? mustExist[0] ?? part.sets[0]?.id ?? part.removes[0]!;
@@ -657,7 +753,7 @@ export class RedisBackend implements TaggableBackend {
     args.push(String(part.sets.length));
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
     args.push(...part.removes);
-    if (this.writes !== undefined) return this.writes.submit('w', this.prefixIndex, now, key, args);
+    if (this.writes !== undefined) return this.writes.submit('w', this.prefixIndex, now, key, args, order);
     return this.runScript('write', key, args, now);
   }
 

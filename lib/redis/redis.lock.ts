@@ -48,6 +48,8 @@ export class RedisLock implements SessionLock {
     private readonly keys: LockKeys,
     readonly token: string,
     readonly fence: number,
+    /** Taken by the ACQUIRE that `acquire()` sent before returning (see `SessionLock.immediate`). */
+    readonly immediate = false,
   ) {}
 
   get key(): string {

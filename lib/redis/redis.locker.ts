@@ -203,7 +203,7 @@ export class RedisLocker implements SessionLocker {
     if (result.fence === null) {
       throw this.closing === null ? LockTimeoutException.create(waitTimeout) : lockerClosedError();
     }
-    const lock = new RedisLock(this.runScript, keys, token, result.fence);
+    const lock = new RedisLock(this.runScript, keys, token, result.fence, result.direct);
     if (this.closing === null) return lock;
     // Closed while the look was under way: undo it.
     await lock.release().catch(() => false);
@@ -257,14 +257,18 @@ export class RedisLocker implements SessionLocker {
     token: string,
     ttl: number,
     queue: boolean,
-  ): Promise<{ fence: number | null; retryIn: number }> {
+  ): Promise<{ fence: number | null; retryIn: number; direct: boolean }> {
     let reply: unknown[];
+    const sent = { again: false };
     try {
-      reply = (await this.runScript(
-        'acquire lock',
-        LOCK_SCRIPTS.acquire,
-        [keys.lock, keys.fence, keys.queue, keys.lease, tombstoneOf(keys, token)],
-        [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0', keys.channel, keys.publish],
+      reply = (await attemptStore('acquire lock', () =>
+        evalScript(
+          this.client,
+          LOCK_SCRIPTS.acquire,
+          [keys.lock, keys.fence, keys.queue, keys.lease, tombstoneOf(keys, token)],
+          [token, String(ttl), String(this.fenceTtl), String(this.waiterTtl), queue ? '1' : '0', keys.channel, keys.publish],
+          sent,
+        ),
       )) as unknown[];
     } catch (error) {
       // A timeout or a lost connection says nothing about whether Redis ran the script, or
@@ -272,7 +276,11 @@ export class RedisLocker implements SessionLocker {
       this.abandon(keys, token, ttl);
       throw error;
     }
-    return Number(reply[0]) === 1 ? { fence: Number(reply[1]), retryIn: 0 } : { fence: null, retryIn: Number(reply[1]) };
+    // `direct`: the EVALSHA sent before acquire() returned took it (not a repeat after NOSCRIPT).
+    const direct = !sent.again;
+    return Number(reply[0]) === 1
+      ? { fence: Number(reply[1]), retryIn: 0, direct }
+      : { fence: null, retryIn: Number(reply[1]), direct };
   }
 
   /**
@@ -323,6 +331,8 @@ export class RedisLocker implements SessionLocker {
     let listening = this.wakeups.join(keys.channel, sleeper);
     /** A look is under way: if it fails, it has abandoned the token itself. */
     let looking = false;
+    // Only the first look is sent before acquire() returns (SessionLock.immediate).
+    let first = true;
     try {
       for (;;) {
         if (this.isClosing()) throw lockerClosedError();
@@ -331,11 +341,12 @@ export class RedisLocker implements SessionLocker {
         const result = await this.attempt(keys, token, ttl, true);
         looking = false;
         if (result.fence !== null) {
-          const lock = new RedisLock(this.runScript, keys, token, result.fence);
+          const lock = new RedisLock(this.runScript, keys, token, result.fence, first && result.direct);
           if (!this.isClosing()) return lock;
           await lock.release().catch(() => false);
           throw lockerClosedError();
         }
+        first = false;
         const remaining = deadline - performance.now();
         if (remaining <= 0) break;
         if (!listening) {

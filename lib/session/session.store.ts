@@ -1,7 +1,9 @@
+import { Logger } from '@nestjs/common';
 import { VariableFrontend } from '../cache/variable.frontend.js';
 import { RandomIdGenerator } from './random-id.generator.js';
 import { SessionBagRegistry } from '../bags/session-bag.registry.js';
 import type { BackendWrite, WriteResult } from '../cache/taggable-backend.interface.js';
+import { WriteTicket, type WriteOrder } from '../cache/write-ticket.js';
 import { SessionError } from '../errors/session.error.js';
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
@@ -12,6 +14,7 @@ import { SessionEventBus } from './session-events.js';
 import type { ResolvedSessionOptions } from './session-module.options.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import { handleOf, handleTag, type MetadataKey } from './session-key.js';
+import { settleAll } from './settle-all.js';
 
 /** Cache tag carried by every metadata entry (Flow tags them all the same way). */
 export const ALL_SESSIONS_TAG = 'session';
@@ -23,6 +26,16 @@ const STORAGE_OWNER_PREFIX = 'storage-';
 const BAG_KEY_PREFIX = '~';
 /** Storage-entry suffix of the write guard; `~` cannot occur in a user key. */
 const GUARD_SUFFIX = '.~guard';
+
+/** The storage a commit's data leaves (`StorageMover`): flushed in the commit's write chain. */
+export interface StorageMoveWrite {
+  /** The old storage id. */
+  readonly from: string;
+  /** The fencing number of the lock held on `from`. */
+  readonly fence: number;
+  /** Whether the guard of `from` was already checked with `fence` when it was read. */
+  readonly checked: boolean;
+}
 
 /** What one commit writes; built by the `CommitPlanner` from a snapshot of the session's changes. */
 export interface CommitPlan {
@@ -162,49 +175,86 @@ export class SessionStore {
   }
 
   /**
+   * Whether a commit's reads can share the lock's round trip: both backends send on the
+   * locker's connection, in order (`TaggableBackend.ordersAfterLocksOf`; a standalone Redis
+   * from `createRedisSessionStores`).
+   */
+  get readsWithLock(): boolean {
+    const locker = this.options.locker;
+    return (
+      this.options.metadataBackend.ordersAfterLocksOf === locker && this.options.storageBackend.ordersAfterLocksOf === locker
+    );
+  }
+
+  /**
+   * Takes the session's lock and sends `reads` right behind the acquire (one round trip where
+   * `readsWithLock`). Answers the lock, and the reads' promise when they ran under it (the
+   * lock was `immediate`); otherwise undefined: the caller reads again, now under the lock.
+   * @throws as `lock()`.
+   */
+  async lockWith<T>(storageId: string, reads: () => Promise<T>): Promise<{ lock: SessionLock; reads: Promise<T> | undefined }> {
+    if (!this.readsWithLock) return { lock: await this.lock(storageId), reads: undefined };
+    const locking = this.lock(storageId);
+    // Sent after the ACQUIRE (lock() sends it before returning): on one connection they run after it.
+    const early = reads();
+    // Whatever becomes of them, a rejection of reads that are dropped is not unhandled.
+    early.catch(() => undefined);
+    const lock = await locking;
+    return { lock, reads: lock.immediate === true ? early : undefined };
+  }
+
+  /**
    * Writes a commit plan under the session lock held by the caller, whose fencing number is
-   * `fence` (0 for a new session, which nobody else can know yet). Order:
+   * `fence` (0 for a new session, which nobody else can know yet). The writes of one commit go
+   * out as a chain (`WriteOrder`): each only if the ones it depends on applied. On a standalone
+   * Redis the chain is one atomic script call (one round trip); on other backends each step
+   * waits for the ones it depends on, in the order below.
    * 1. Renewal of an existing session: first the guarded storage write (the changed data, or the
    *    guard alone when no data changed), so that a commit whose lock expired and was overtaken
    *    (`fenced`), or whose session is gone (`missing`), fails before anything else is touched;
    *    then the retired keys are removed, and at least one must have existed (else the session
    *    was destroyed or expired); then the new metadata. The old id dies before the new one is
    *    published: a failure in between leaves the client logged out, never with two valid ids.
-   *    (A metadata-only renewal therefore costs 3 round trips instead of 2.)
-   * 2. New sessions (and `regenerate(true)`'s new storage): retired keys removed first (as in 1),
-   *    then metadata, then data with a creating guard.
-   * 3. Other existing sessions: data guarded by the lock's fence (a destroyed or expired session's
+   * 2. A storage move (`move`: login, `regenerate(true)`): the old storage's guard is checked
+   *    with the lock's fence (unless the reads already did), the fresh storage is written like a
+   *    new session's, the old id is removed (it must have existed), then the new metadata is
+   *    published and the old storage flushed. Where the chain is one call, the old id's removal
+   *    also waits for the fresh storage (a refused one, e.g. `full`, leaves the old id alive).
+   * 3. New sessions: retired keys removed first (as in 1), then metadata and data with a
+   *    creating guard, in one tick.
+   * 4. Other existing sessions: data guarded by the lock's fence (a destroyed or expired session's
    *    guard is gone, so nothing is written back), then the metadata, only if its entry is
-   *    still live. A metadata-only commit writes the guard alone first (2 round trips), so a
-   *    fenced or destroyed session's commit writes nothing at all.
+   *    still live. A metadata-only commit writes the guard alone first, so a fenced or
+   *    destroyed session's commit writes no metadata either.
    * Every metadata write gives the storage guard the session's remaining lifetime, so the
    * guard (and, natively, every storage entry) lives exactly as long as the session.
    * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
    * @throws LockException when a newer lock holder has written (this lock expired).
-   * @throws StoreUnavailableException when a store fails (see step 1 for what is left).
+   * @throws StoreUnavailableException when a store fails (see the steps for what is left).
    */
-  async write(storageId: string, plan: CommitPlan, fence: number, afterRetire?: () => Promise<void>): Promise<void> {
+  async write(storageId: string, plan: CommitPlan, fence: number, move?: StorageMoveWrite): Promise<void> {
     const lifetime = plan.metadata === undefined ? undefined : this.remainingSeconds(plan.metadata);
+    const single = plan.retiredKeys.length === 1;
     if (plan.retiredKeys.length > 0 && !plan.create) {
-      // The fence (and the session's existence) is checked before the old id dies.
-      await this.writeStorage(storageId, plan, fence, lifetime);
-      await this.removeRetired(plan.retiredKeys);
-      if (plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
+      if (!single) {
+        // Several ids renewed away (rare: a renewal whose commit failed, renewed again): one step at a time.
+        await this.writeStorage(storageId, plan, fence, lifetime);
+        await this.removeRetired(plan.retiredKeys);
+        if (plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
+        return;
+      }
+      const stored = new WriteTicket();
+      const retired = new WriteTicket();
+      const [, existed] = await settleAll([
+        this.writeStorage(storageId, plan, fence, lifetime, { ticket: stored }),
+        this.metadataCache.remove(plan.retiredKeys[0]!, { after: [stored], ticket: retired }),
+        plan.metadata && this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false, { after: [retired] }),
+      ]);
+      if (!existed) throw SessionDestroyedException.create('renew the session id');
       return;
     }
-    if (plan.create && plan.metadata && plan.retiredKeys.length > 0) {
-      // A move (login, regenerate(true)): the old id dies first, with the fresh storage written
-      // in the same tick (nobody can know it yet); then the new metadata is published, with
-      // `afterRetire` (the old storage's flush) beside it. A failure in between leaves the
-      // client logged out, its data in an unreachable storage that expires.
-      const storage = this.writeStorage(storageId, plan, fence, lifetime);
-      const [retired] = await Promise.allSettled([this.removeRetired(plan.retiredKeys), storage]);
-      if (retired.status === 'rejected') throw retired.reason;
-      await storage;
-      // The flush's first script goes out in this tick too; the commit does not wait for its
-      // index clean-up (a failed flush leaves the old entries to their native lifetime).
-      void afterRetire?.();
-      await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, false);
+    if (plan.create && plan.metadata && plan.retiredKeys.length > 0 && move !== undefined) {
+      await this.writeMove(storageId, plan, lifetime!, move);
       return;
     }
     if (plan.retiredKeys.length > 0) await this.removeRetired(plan.retiredKeys);
@@ -221,19 +271,52 @@ export class SessionStore {
         if (results[1].status === 'fulfilled') void this.metadataCache.remove(plan.metadataKey).catch(() => false);
         throw failed.reason;
       }
-      await afterRetire?.();
       return;
     }
-    // The metadata entry of an existing session must still be live to be rewritten.
-    const conditional = !plan.create;
     if (plan.changes.size > 0 || plan.create || plan.metadata) {
       // Also for a metadata-only commit (the guard alone is written, to refresh its lifetime):
-      // the guard write goes first, so that a commit that is fenced off (its lock expired and a
-      // later holder wrote) or whose session is gone writes no metadata either. Sent together,
-      // the metadata would land while the commit reported LockException (a lost update).
-      await this.writeStorage(storageId, plan, fence, lifetime);
-      if (!plan.create && plan.metadata) await this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, conditional);
+      // the metadata waits for the guard write, so that a commit that is fenced off (its lock
+      // expired and a later holder wrote) or whose session is gone writes no metadata either.
+      // Sent unchained, the metadata would land while the commit reported LockException.
+      const stored = new WriteTicket();
+      await settleAll([
+        this.writeStorage(storageId, plan, fence, lifetime, { ticket: stored }),
+        // The metadata entry of an existing session must still be live to be rewritten.
+        !plan.create &&
+          plan.metadata &&
+          this.writeMetadata(plan.metadataKey, plan.metadata, lifetime!, true, { after: [stored] }),
+      ]);
     }
+  }
+
+  /**
+   * Step 2 of `write()`: a storage move's chain. The old storage's flush does not fail the
+   * commit (the data is safe under the new id and nothing points at the old storage any more;
+   * its entries are left for their store lifetime), and the commit does not wait for it.
+   */
+  private async writeMove(to: string, plan: CommitPlan, lifetime: number, move: StorageMoveWrite): Promise<void> {
+    const native = this.options.storageBackend.ordersWrites === true && this.options.metadataBackend.ordersWrites === true;
+    // In one call the check costs nothing and fences the flush too; else only when the reads did not check.
+    const checked = native || !move.checked ? new WriteTicket() : undefined;
+    const check =
+      checked === undefined
+        ? undefined
+        : this.storageCache.write({}, { id: move.from + GUARD_SUFFIX, fence: move.fence }, { ticket: checked });
+    const first = checked === undefined ? [] : [checked];
+    const stored = new WriteTicket();
+    const retired = new WriteTicket();
+    const storage = this.writeStorage(to, plan, 0, lifetime, { after: first, ticket: stored });
+    const removal = this.metadataCache.remove(plan.retiredKeys[0]!, {
+      after: native ? [...first, stored] : first,
+      ticket: retired,
+    });
+    const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
+    void this.storageCache.flushByTag(move.from, { after: [retired] }).catch((error: unknown) => {
+      new Logger('Session').warn(`A moved session's old storage could not be flushed: ${String(error)}`);
+    });
+    const [guard, , existed] = await settleAll([check, storage, removal, metadata]);
+    if (guard !== undefined) assertWritten(guard);
+    if (!existed) throw SessionDestroyedException.create('renew the session id');
   }
 
   /**
@@ -320,17 +403,28 @@ export class SessionStore {
   }
 
   /** The changed data entries under the storage guard; `lifetime` (seconds) refreshes the guard's. */
-  private async writeStorage(storageId: string, plan: CommitPlan, fence: number, lifetime: number | undefined): Promise<void> {
-    const result = await this.storageCache.write(this.storageBatch(storageId, plan), {
-      id: storageId + GUARD_SUFFIX,
-      fence,
-      create: plan.create,
-      tags: [storageId],
-      lifetime,
-      maxEntries: this.maxEntries(),
-      uncountedPrefix: BAG_KEY_PREFIX,
-    });
-    assertWritten(result, plan, this.options.maxKeysPerSession);
+  private async writeStorage(
+    storageId: string,
+    plan: CommitPlan,
+    fence: number,
+    lifetime: number | undefined,
+    order?: WriteOrder,
+  ): Promise<void> {
+    const result = await this.storageCache.write(
+      this.storageBatch(storageId, plan),
+      {
+        id: storageId + GUARD_SUFFIX,
+        fence,
+        create: plan.create,
+        tags: [storageId],
+        lifetime,
+        maxEntries: this.maxEntries(),
+        uncountedPrefix: BAG_KEY_PREFIX,
+      },
+      order,
+    );
+    // Skipped: a prerequisite failed, and that failure is what the commit reports.
+    if (result !== 'skipped') assertWritten(result, plan, this.options.maxKeysPerSession);
   }
 
   private storageBatch(storageId: string, plan: CommitPlan): { sets: BackendWrite[]; removes: string[] } {
@@ -385,14 +479,20 @@ export class SessionStore {
     metadata: SessionMetadata,
     lifetime: number,
     conditional: boolean,
+    order?: WriteOrder,
   ): Promise<void> {
     const tags = [ALL_SESSIONS_TAG, SessionStore.storageOwnerTag(metadata.storageId), handleTag(handleOf(key))];
     for (const tag of metadata.tags) tags.push(SessionStore.customTag(tag));
-    const result = await this.metadataCache.write({
-      sets: [{ id: key, data: this.metadataCache.encode(metadata), tags, lifetime }],
-      mustExist: conditional ? [key] : undefined,
-    });
-    if (result !== 'ok') throw SessionDestroyedException.create('save the session');
+    const result = await this.metadataCache.write(
+      {
+        sets: [{ id: key, data: this.metadataCache.encode(metadata), tags, lifetime }],
+        mustExist: conditional ? [key] : undefined,
+      },
+      undefined,
+      order,
+    );
+    // Skipped: a prerequisite failed, and that failure is what the commit reports.
+    if (result !== 'ok' && result !== 'skipped') throw SessionDestroyedException.create('save the session');
   }
 }
 

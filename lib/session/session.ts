@@ -744,17 +744,29 @@ export class Session implements SessionInterface {
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
     // A storage move runs under the lock of the storage it leaves (still `storageId`).
-    const lock = this.locks.held ?? (decision.create ? undefined : await this.store.lock(storageId));
+    let lock = this.locks.held;
+    // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
+    // under the lock: they go out in the same tick.
+    const reads = (fence: number | undefined) =>
+      settleAll([
+        this.metadataToWrite(decision, meta, snapshot, now),
+        this.readStorageForCommit(storageId, snapshot, changedBags, decision, fence),
+      ]);
+    let early: ReturnType<typeof reads> | undefined;
+    if (lock === undefined && !decision.create) {
+      if (changedBags.length === 0) {
+        // Where the store allows, the reads ride behind the lock's acquire (one round trip, not
+        // two); the move's guard check, whose fence is not known yet, then goes into the write.
+        const taken = await this.store.lockWith(storageId, () => reads(undefined));
+        lock = taken.lock;
+        early = taken.reads;
+      } else lock = await this.store.lock(storageId);
+    }
     let userLock: SessionLock | undefined;
     try {
       // A login takes its user's lock for the session cap (maxSessionsPerUser) until it has written.
       userLock = await this.admitLogin(snapshot);
-      // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
-      // under the lock: they go out in the same tick.
-      const [fresh, storage] = await settleAll([
-        this.metadataToWrite(decision, meta, snapshot, now),
-        this.readStorageForCommit(storageId, snapshot, changedBags, decision, lock?.fence ?? 0),
-      ]);
+      const [fresh, storage] = await (early ?? reads(lock?.fence ?? 0));
       snapshot = storage.snapshot;
       const move = storage.move;
       // A move always writes metadata (it changes it): metadataToWrite answered it or threw.
@@ -766,7 +778,7 @@ export class Session implements SessionInterface {
         move?.to ?? storageId,
         plan,
         move === undefined ? (lock?.fence ?? 0) : 0,
-        move === undefined ? undefined : () => this.mover.finish(move),
+        move === undefined ? undefined : { from: move.from, fence: lock?.fence ?? 0, checked: move.checked },
       );
       if (move !== undefined) this.movedTo(move);
       this.afterCommit(decision, sessionKey, metadata, snapshot);
@@ -803,7 +815,8 @@ export class Session implements SessionInterface {
     snapshot: SessionChanges,
     changedBags: Parameters<SessionBagSet['merge']>[1],
     decision: CommitDecision,
-    fence: number,
+    /** The lock's fence, for the move's guard check; undefined: not known yet (the write checks it). */
+    fence: number | undefined,
   ): Promise<{ snapshot: SessionChanges; move: PreparedStorageMove | undefined }> {
     if (changedBags.length > 0 && this.storedId !== undefined) {
       snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));

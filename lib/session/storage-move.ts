@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import type { SessionChangeSet, SessionChanges } from './session-change-set.js';
 import type { SessionStore } from './session.store.js';
 
@@ -10,6 +9,8 @@ export interface PreparedStorageMove {
   readonly to: string;
   /** Every entry the new storage starts with (serialized): the old entries with this commit's changes on top. */
   readonly entries: ReadonlyMap<string, string>;
+  /** Whether the guard of `from` was checked with the lock's fence before the copy was read. */
+  readonly checked: boolean;
 }
 
 /**
@@ -22,15 +23,13 @@ export interface PreparedStorageMove {
  * and its data as they were. The commit, under the old storage's lock: `prepare()` copies the
  * old entries as they are now, with the commit's changes on top, for a fresh storage id that
  * the store creates like a new session's (metadata under the renewed id, a creating guard);
- * the old id is removed by the same write; `finish()` then flushes the old storage, guard
- * included, so a request still in flight under the old id reads nothing and its writes are
- * refused (SessionDestroyedException). A commit that fails leaves whatever reached the new
+ * the same write chain (`SessionStore.write`) removes the old id and flushes the old storage,
+ * guard included, so a request still in flight under the old id reads nothing and its writes
+ * are refused (SessionDestroyedException). A commit that fails leaves whatever reached the new
  * storage alone (if the write did land, that copy is what the renewed id points at); the
  * change set keeps the move for a retry, or `discard()` drops it.
  */
 export class StorageMover {
-  private readonly logger = new Logger('Session');
-
   constructor(private readonly store: SessionStore) {}
 
   /**
@@ -51,34 +50,24 @@ export class StorageMover {
 
   /**
    * Under the lock of `from` (whose fencing number is `fence`): the entries of `from` as they
-   * are now with `written` (the commit's snapshot) on top, for a fresh storage id. The fence is
-   * checked first, so a holder whose lock expired cannot copy its stale changes over what a
-   * later holder wrote.
+   * are now with `written` (the commit's snapshot) on top, for a fresh storage id. With a
+   * `fence`, the guard is checked first, so a holder whose lock expired cannot copy its stale
+   * changes over what a later holder wrote; without (reads sent beside the lock's acquire,
+   * before its fence was known), the commit's write chain checks it (`checked: false`).
    * @throws LockException when a newer lock holder has written; SessionDestroyedException
    *   when the session is gone.
    */
-  async prepare(from: string, written: SessionChanges, fence: number): Promise<PreparedStorageMove> {
+  async prepare(from: string, written: SessionChanges, fence: number | undefined): Promise<PreparedStorageMove> {
     // One round trip: the guard check and the read share the old storage's slot (and
     // connection), so Redis runs them in this order; a refused check discards the read.
-    const [, entries] = await Promise.all([this.store.assertCurrent(from, fence), this.store.loadData(from)]);
+    const [, entries] = await Promise.all([
+      fence === undefined ? undefined : this.store.assertCurrent(from, fence),
+      this.store.loadData(from),
+    ]);
     for (const [key, raw] of written.data) {
       if (raw === null) entries.delete(key);
       else entries.set(key, raw);
     }
-    return { from, to: this.store.newStorageId(), entries };
-  }
-
-  /**
-   * After the commit wrote the new storage and removed the old id: flushes the old storage.
-   * A failed flush does not fail the commit (the data is safe under the new id and nothing
-   * points at the old storage any more); its entries are left for their store lifetime.
-   */
-  async finish(move: PreparedStorageMove): Promise<void> {
-    await this.store.destroy([], move.from).then(
-      () => undefined,
-      (error: unknown) => {
-        this.logger.warn(`A moved session's old storage could not be flushed: ${String(error)}`);
-      },
-    );
+    return { from, to: this.store.newStorageId(), entries, checked: fence !== undefined };
   }
 }

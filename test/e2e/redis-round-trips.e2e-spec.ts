@@ -31,17 +31,13 @@ function describeCommands(commands: RoundTripCommand[]): string[] {
 }
 
 /**
- * One metadata write (RedisBackend.write): on a standalone Redis its tag-set memberships ("all
- * sessions", the storage owner, the handle) and its expiry record are written by the entry's own
- * script (on a cluster they live in other slots and are separate commands).
+ * A commit that writes metadata: the guarded storage write (refreshing the guard's lifetime),
+ * then the conditional metadata write, chained (the metadata only if the storage write applied)
+ * in one script call of the backends' write coalescer, routed by the first. On a standalone
+ * Redis each write's tag-set memberships and expiry records are written inside that call (on a
+ * cluster they live in other slots and are separate commands).
  */
-const METADATA_WRITE = ['EVALSHA metadata write'];
-
-/**
- * A storage write that refreshes the guard's lifetime to the session's (every metadata write
- * does): entries, guard and the guard's expiry record, one script.
- */
-const GUARDED_STORAGE_WRITE = ['EVALSHA storage write'];
+const GUARDED_STORAGE_THEN_METADATA = ['EVALSHA storage write'];
 
 /**
  * A new session: the storage write (creating guard) and the metadata write are issued in one
@@ -166,9 +162,8 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
       'EVALSHA storage',
       'EVALSHA lock write',
       'GET metadata',
-      // The guarded storage write first (refreshing the guard's lifetime), then the metadata.
-      ...GUARDED_STORAGE_WRITE,
-      ...METADATA_WRITE,
+      // The guarded storage write first (refreshing the guard's lifetime), then the metadata: one call.
+      ...GUARDED_STORAGE_THEN_METADATA,
       'EVALSHA lock write',
     ]);
     const again = await recorder.between(async () => {
@@ -185,8 +180,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
       'GET storage',
       'EVALSHA lock write',
       'GET metadata',
-      ...GUARDED_STORAGE_WRITE,
-      ...METADATA_WRITE,
+      ...GUARDED_STORAGE_THEN_METADATA,
       'EVALSHA lock write',
     ]);
   });

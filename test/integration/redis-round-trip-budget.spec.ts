@@ -138,17 +138,63 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
     expect(counter.commands).toBe(1);
   });
 
-  it('login of a stored session (new id, new storage id): 4 before the response, then the lock release — the target is 2 (see README)', async () => {
+  it('login of a stored session (new id, new storage id): 2 round trips before the response, then the lock release', async () => {
     const id = await create({ a: 1, b: 2 });
     const s = await resume(id);
     s.bindToUser('alice');
-    // 1 lock; 2 fresh metadata + guard check + copy of the old storage; 3 old id removed + new
-    // storage (one script call, the index clean-up inside); 4 new metadata + old storage
-    // flushed; 5 the release, sent as the commit returns and not waited for.
-    expect(await counter.count(() => s.commit())).toBe(5);
-    // The lock; the metadata GET, then the guard check and the copy as one script call; two
-    // coalesced write calls; the release.
-    expect(counter.commands).toBe(6);
+    // 1 the lock, with the fresh metadata and the copy of the old storage right behind it (the
+    // lock was free: they ran under it); 2 one script call: the old storage's guard checked with
+    // the lock's fence, the new storage, the old id removed, the new metadata, the old storage
+    // flushed, each only if the ones before it applied; 3 the release, not waited for.
+    expect(await counter.count(() => s.commit())).toBe(3);
+    expect(counter.commands).toBe(5);
     expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1, b: 2 });
+  });
+
+  it('a commit that writes metadata (a tag): 2 before the response (lock with the metadata read; guard + metadata in one call), then the release', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    await s.addTag('blue');
+    expect(await counter.count(() => s.commit())).toBe(3);
+    // The lock, the metadata GET; one script call (the guarded storage write, then the
+    // conditional metadata only if that applied); the release.
+    expect(counter.commands).toBe(4);
+    expect((await resume(id)).getTags()).toEqual(['blue']);
+  });
+
+  it('a renewal (renewId): 2 before the response, then the release', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    s.renewId();
+    expect(await counter.count(() => s.commit())).toBe(3);
+    expect(counter.commands).toBe(4);
+    expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1 });
+    const old = new Session(store, { cookieIds: [id], cookieName: 'sid' });
+    await old.resume();
+    expect(old.isStarted()).toBe(false);
+  });
+
+  it('a login whose lock is held by another request waits for it, then reads again under the lock (nothing it read early is used)', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    const other = await resume(id);
+    await other.open();
+    s.bindToUser('bob');
+    const login = s.commit();
+    // The holder writes while the login waits: the login must carry this value over, not what it read beside its ACQUIRE.
+    await other.putData('a', 2);
+    await other.save();
+    await login;
+    expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 2 });
+  });
+
+  it('a login right after SCRIPT FLUSH (every script re-sent by source, the ACQUIRE after the reads) still lands', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    s.bindToUser('carol');
+    await raw.sendCommand(['SCRIPT', 'FLUSH']);
+    await s.commit();
+    expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1 });
+    expect((await resume(s.getId())).getUserId()).toBe('carol');
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { WriteTicket } from '../../lib/cache/write-ticket.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
 import { RedisBackend } from '../../lib/redis/redis.backend.js';
 import type { RedisLockerClient } from '../../lib/redis/redis.locker.js';
@@ -196,5 +197,65 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     await expect(alone.remove('a1')).resolves.toBe(true);
     expect(await alone.findIdentifiersByTag('group-x')).toEqual([]);
     expect(await raw.exists(`${prefix}alone:{}#expiry`)).toBe(0);
+  });
+
+  it('a chain (WriteOrder) is one call: each write runs only if the ones it requires applied, the rest answer skipped', async () => {
+    const { metadataBackend: meta, storageBackend: storage } = stores;
+    await meta.set('c-old', 'v', ['session'], 60);
+    sent.length = 0;
+    const refused = new WriteTicket();
+    const removed = new WriteTicket();
+    const [check, written, removal, published, flushed] = await Promise.all([
+      // No such guard: refused, so everything that requires it is skipped.
+      storage.write({}, { id: 'nochain.~guard', fence: 1 }, { ticket: refused }),
+      storage.write(
+        { sets: [{ id: 'ch1.a', data: '1', tags: ['ch1'] }] },
+        { id: 'ch1.~guard', fence: 0, create: true },
+        { after: [refused] },
+      ),
+      meta.remove('c-old', { after: [refused], ticket: removed }),
+      meta.write({ sets: [{ id: 'c-new', data: 'v', tags: ['session'], lifetime: 60 }] }, undefined, { after: [removed] }),
+      storage.flushByTag('st-none', { after: [removed] }),
+    ]);
+    expect([check, written, removal, published, flushed]).toEqual(['missing', 'skipped', false, 'skipped', 0]);
+    expect(scripts()).toHaveLength(1);
+    expect(await refused.applied).toBe(false);
+    expect(await meta.get('c-old')).toBe('v');
+    expect(await meta.get('c-new')).toBeUndefined();
+    expect(await storage.get('ch1.a')).toBeUndefined();
+    expect(await raw.zScore(`${prefix}m:{session}#tag`, 'c-new')).toBeNull();
+  });
+
+  it('a chain whose prerequisites apply runs in order within the call', async () => {
+    const { metadataBackend: meta, storageBackend: storage } = stores;
+    await storage.write(
+      { sets: [{ id: 'ch2.a', data: '1', tags: ['ch2'] }] },
+      { id: 'ch2.~guard', fence: 3, create: true, tags: ['ch2'] },
+    );
+    await meta.set('c-old2', 'v', ['session'], 60);
+    sent.length = 0;
+    const checked = new WriteTicket();
+    const removed = new WriteTicket();
+    const results = await Promise.all([
+      storage.write({}, { id: 'ch2.~guard', fence: 3 }, { ticket: checked }),
+      meta.remove('c-old2', { after: [checked], ticket: removed }),
+      meta.write({ sets: [{ id: 'c-new2', data: 'v', tags: ['session'], lifetime: 60 }] }, undefined, { after: [removed] }),
+      storage.flushByTag('ch2', { after: [removed] }),
+    ]);
+    expect(results).toEqual(['ok', true, 'ok', 2]);
+    expect(scripts()).toHaveLength(1);
+    expect(await meta.get('c-old2')).toBeUndefined();
+    expect(await meta.get('c-new2')).toBe('v');
+    expect(await raw.keys(`${prefix}s:{ch2}*`)).toEqual([]);
+  });
+
+  it('a prerequisite sent in an earlier call is waited for (a later call), with the same outcome', async () => {
+    const meta = stores.metadataBackend;
+    const gone = new WriteTicket();
+    await expect(meta.remove('never-there', { ticket: gone })).resolves.toBe(false);
+    sent.length = 0;
+    await expect(meta.write({ sets: [{ id: 'c-late', data: 'v' }] }, undefined, { after: [gone] })).resolves.toBe('skipped');
+    expect(scripts()).toHaveLength(0);
+    expect(await meta.get('c-late')).toBeUndefined();
   });
 });
