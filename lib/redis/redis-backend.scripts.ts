@@ -228,19 +228,24 @@ local function writeUnit(A, fold)
     local function counted(id)
       return id ~= guardId and (skip == nil or string.sub(id, 1, #skip) ~= skip)
     end
-    local count = 0
-    for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
-      if counted(id) then count = count + 1 end
-    end
+    local added = 0
     local j = i + 1
     for _ = 1, tonumber(A[i]) do
-      if counted(A[j]) and not redis.call('ZSCORE', setKey, A[j]) then count = count + 1 end
+      if counted(A[j]) and not redis.call('ZSCORE', setKey, A[j]) then added = added + 1 end
       j = j + 3
     end
-    for k = j, #A do
-      if counted(A[k]) and redis.call('ZSCORE', setKey, A[k]) then count = count - 1 end
+    -- Only a write that adds entries can exceed the cap: the usual rewrite of existing keys
+    -- skips the O(entries) count.
+    if added > 0 then
+      local count = added
+      for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+        if counted(id) then count = count + 1 end
+      end
+      for k = j, #A do
+        if counted(A[k]) and redis.call('ZSCORE', setKey, A[k]) then count = count - 1 end
+      end
+      if count > maxEntries then return {'full', '0'} end
     end
-    if count > maxEntries then return {'full', '0'} end
   end
 
   local created = '0'
@@ -305,8 +310,11 @@ local function writeUnit(A, fold)
       if guardExpiry == '' then
         redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
       else
-        redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
-        if fold then addExpiry(guardId, guardExpiry, guardPttl) end
+        -- A guard this write created holds exactly this already (value, TTL, expiry record).
+        if created ~= '1' then
+          redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
+          if fold then addExpiry(guardId, guardExpiry, guardPttl) end
+        end
         if group ~= '' then
           local setKey = tagKey(group)
           for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
