@@ -392,6 +392,10 @@ async function main(): Promise<void> {
         `about ${Math.ceil((runs.length * (options.rounds * (options.duration + 0.3) + options.warmup + 0.3)) / 60)} min`,
     );
     const results = new Map<string, LoadResult[]>();
+    // Redis rows: the redis-server's own CPU per response, read from INFO cpu around each slice
+    // (one app runs at a time, so the delta is that app's). Redis shares the cores with the apps.
+    const redisCpu = new Map<string, number[]>();
+    const redisStats = options.variants.some((v) => v.store === 'redis') ? await redisCpuReader(options.redisUrl) : undefined;
     const profiles: { scenario: Scenario; file: string; requests: number }[] = [];
     let done = 0;
     for (let round = 0; round < options.rounds; round++) {
@@ -414,7 +418,13 @@ async function main(): Promise<void> {
           const cookies = await cookiesFor(app, scenario, options.connections);
           const profiled = options.profile === app.variant.name;
           if (profiled) app.child.send({ type: 'profile-start' } satisfies AppChildCommand);
+          const redisBefore = app.variant.store === 'redis' ? await redisStats?.read() : undefined;
           const result = await load({ ...base, duration: options.duration, cookies, cpu: app.cpu });
+          if (redisBefore !== undefined && result.responses > 0) {
+            const redisAfter = await redisStats!.read();
+            const key = `${app.variant.name}|${scenario.name}`;
+            redisCpu.set(key, [...(redisCpu.get(key) ?? []), ((redisAfter - redisBefore) * 1e6) / result.responses]);
+          }
           if (profiled) {
             const file = path.join(profileDir, `${app.variant.name}-${scenario.name}-r${round + 1}.cpuprofile`);
             await ask(app.child, { type: 'profile-stop', file }, 'profiled');
@@ -435,6 +445,7 @@ async function main(): Promise<void> {
       }
     }
     const infos = apps.map((a) => `- ${a.variant.label} (${a.variant.adapter}): ${a.info}`);
+    await redisStats?.close();
     await shutdown();
 
     // Memory of idle sessions (one small key each, then five), each store in a fresh process.
@@ -477,6 +488,7 @@ async function main(): Promise<void> {
         ...targets.map((t) => `- ${t.met ? 'met' : '**missed**'}: ${t.text}`),
       );
     }
+    if (redisCpu.size > 0) out.push('', renderRedisCpu(redisCpu, runs));
     if (memory.length > 0) out.push('', renderMemory(memory));
     out.push('', 'Apps:', ...infos);
     if (notes.length > 0) out.push('', 'Notes:', ...notes.map((n) => `- ${n}`));
@@ -498,6 +510,7 @@ async function main(): Promise<void> {
             rounds: m.rounds,
           })),
           memory,
+          redisCpuPerRequest: Object.fromEntries(redisCpu),
           notes,
         },
         null,
@@ -521,3 +534,45 @@ main().catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });
+
+/** Reads the redis-server's CPU time (user + system, seconds) from `INFO cpu`. */
+async function redisCpuReader(url: string): Promise<{ read(): Promise<number>; close(): Promise<void> } | undefined> {
+  const client = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });
+  try {
+    await client.connect();
+  } catch {
+    return undefined;
+  }
+  return {
+    async read() {
+      const info = await client.info('cpu');
+      const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+      return field('used_cpu_user') + field('used_cpu_sys');
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+/** The table of redis-server CPU per response (median over the rounds), ours next to the peer. */
+function renderRedisCpu(
+  cpu: ReadonlyMap<string, number[]>,
+  runs: readonly { scenario: Scenario; app: { variant: Variant } }[],
+): string {
+  const lines = [
+    'Redis server CPU per response (user + system time of redis-server from `INFO cpu`, around each slice; median over the rounds):',
+    '',
+    '| adapter | scenario | app | Redis µs/req |',
+    '|---|---|---|---:|',
+  ];
+  for (const { scenario, app } of runs) {
+    const values = cpu.get(`${app.variant.name}|${scenario.name}`);
+    if (values === undefined || values.length === 0) continue;
+    const sorted = [...values].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    const adapter = app.variant.adapter === 'express' ? 'Express' : 'Fastify';
+    lines.push(`| ${adapter} | ${scenario.label} | ${app.variant.label} | ${median.toFixed(0)} |`);
+  }
+  return lines.join('\n');
+}
