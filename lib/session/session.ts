@@ -199,6 +199,7 @@ export class Session implements SessionInterface {
   private adopt(id: string | undefined, key: MetadataKey, metadata: SessionMetadata): void {
     this.id = id;
     this.storedId = key;
+    if (id !== undefined) this.keyOfId = { id, key };
     this.metadata = { ...metadata, tags: [...metadata.tags] };
     this.data = undefined;
     this.singles = undefined;
@@ -239,8 +240,14 @@ export class Session implements SessionInterface {
 
   /** The metadata key of the current id (the stored one for a session known by key only). */
   private currentKey(): MetadataKey {
-    return this.id === undefined ? this.storedId! : metadataKeyOf(this.id);
+    if (this.id === undefined) return this.storedId!;
+    // Two SHA-256 digests per key: a commit asks several times for the same id.
+    if (this.keyOfId?.id !== this.id) this.keyOfId = { id: this.id, key: metadataKeyOf(this.id) };
+    return this.keyOfId.key;
   }
+
+  /** The last id `currentKey()` digested, and its key. */
+  private keyOfId: { readonly id: string; readonly key: MetadataKey } | undefined;
 
   renewId(): string {
     this.requireLocal('renewId()');
@@ -876,7 +883,7 @@ export class Session implements SessionInterface {
     this.changes.acknowledge(written);
     this.storedId = sessionKey;
     // Renewed while the commit was in flight: the id just written dies with the next commit.
-    if (this.id !== undefined && metadataKeyOf(this.id) !== sessionKey) this.changes.retireId(sessionKey);
+    if (this.id !== undefined && this.currentKey() !== sessionKey) this.changes.retireId(sessionKey);
     if (metadata !== undefined && this.metadata !== undefined) {
       // Changes made while the commit was in flight stay on top of what was written.
       this.metadata = {
