@@ -52,15 +52,10 @@ export class VariableFrontend {
 
   /** `order`: see `WriteOrder` (handled here for backends without `ordersWrites`). */
   write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
-    if (order === undefined) return this.call('write', () => this.backend.write(batch, guard));
-    if (this.backend.ordersWrites === true)
-      return this.ordered(
-        order,
-        this.call('write', () => this.backend.write(batch, guard, order)),
-      );
-    return runInOrder(
+    return this.inOrder(
+      'write',
       order,
-      () => this.call('write', () => this.backend.write(batch, guard)),
+      (given) => this.backend.write(batch, guard, given),
       (result) => result === 'ok',
       'skipped',
     );
@@ -72,15 +67,10 @@ export class VariableFrontend {
 
   /** `order`: see `WriteOrder` (applied = the entry existed). */
   remove(id: string, order?: WriteOrder): Promise<boolean> {
-    if (order === undefined) return this.call('remove', () => this.backend.remove(id));
-    if (this.backend.ordersWrites === true)
-      return this.ordered(
-        order,
-        this.call('remove', () => this.backend.remove(id, order)),
-      );
-    return runInOrder(
+    return this.inOrder(
+      'remove',
       order,
-      () => this.call('remove', () => this.backend.remove(id)),
+      (given) => this.backend.remove(id, given),
       (existed) => existed,
       false,
     );
@@ -88,15 +78,10 @@ export class VariableFrontend {
 
   /** `order`: see `WriteOrder` (a flush that ran counts as applied). */
   flushByTag(tag: string, order?: WriteOrder): Promise<number> {
-    if (order === undefined) return this.call('flushByTag', () => this.backend.flushByTag(tag));
-    if (this.backend.ordersWrites === true)
-      return this.ordered(
-        order,
-        this.call('flushByTag', () => this.backend.flushByTag(tag, order)),
-      );
-    return runInOrder(
+    return this.inOrder(
+      'flushByTag',
       order,
-      () => this.call('flushByTag', () => this.backend.flushByTag(tag)),
+      (given) => this.backend.flushByTag(tag, given),
       () => true,
       0,
     );
@@ -128,9 +113,22 @@ export class VariableFrontend {
     return this.call('flush', () => this.backend.flush());
   }
 
-  /** A failed call of an ordering backend did not apply, whether or not the backend settled the ticket. */
-  private ordered<T>(order: WriteOrder, pending: Promise<T>): Promise<T> {
-    return pending.catch((error: unknown) => {
+  /**
+   * Runs a write with its `order`: passed down to a backend that `ordersWrites` (`send` gets it;
+   * a failed call did not apply, whatever the backend did with the ticket), or honoured here by
+   * waiting for the prerequisites (`send` gets none).
+   */
+  private inOrder<T>(
+    operation: string,
+    order: WriteOrder | undefined,
+    send: (order: WriteOrder | undefined) => Promise<T>,
+    applied: (result: T) => boolean,
+    skipped: T,
+  ): Promise<T> {
+    if (order === undefined) return this.call(operation, () => send(undefined));
+    if (this.backend.ordersWrites !== true)
+      return runInOrder(order, () => this.call(operation, () => send(undefined)), applied, skipped);
+    return this.call(operation, () => send(order)).catch((error: unknown) => {
       order.ticket?.settle(false);
       throw error;
     });

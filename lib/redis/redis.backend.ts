@@ -295,19 +295,12 @@ export class RedisBackend implements TaggableBackend {
 
   /** `order`: see `WriteOrder`. @throws StoreUnavailableException when Redis fails. */
   async remove(id: string, order?: WriteOrder): Promise<boolean> {
-    if (order !== undefined && this.writes === undefined)
-      return runInOrder(
-        order,
-        () => this.remove(id),
-        (existed) => existed,
-        false,
-      );
-    try {
-      return await this.removeNow(id, order);
-    } catch (error) {
-      order?.ticket?.settle(false);
-      throw error;
-    }
+    return this.inOrder(
+      order,
+      () => this.removeNow(id, order),
+      (existed) => existed,
+      false,
+    );
   }
 
   private async removeNow(id: string, order: WriteOrder | undefined): Promise<boolean> {
@@ -342,21 +335,12 @@ export class RedisBackend implements TaggableBackend {
    *   or `mustExist`; without, some groups may have been).
    */
   async write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
-    // Chained in the script on a standalone Redis (as one unit, see writeNow); a cluster waits.
-    if (order !== undefined && this.writes === undefined) {
-      return runInOrder(
-        order,
-        () => this.write(batch, guard),
-        (result) => result === 'ok',
-        'skipped',
-      );
-    }
-    try {
-      return await this.writeNow(batch, guard, order);
-    } catch (error) {
-      order?.ticket?.settle(false);
-      throw error;
-    }
+    return this.inOrder(
+      order,
+      () => this.writeNow(batch, guard, order),
+      (result) => result === 'ok',
+      'skipped',
+    );
   }
 
   private async writeNow(batch: WriteBatch, guard: WriteGuard | undefined, order: WriteOrder | undefined): Promise<WriteResult> {
@@ -525,19 +509,12 @@ export class RedisBackend implements TaggableBackend {
 
   /** Removes expired carriers of the tag too, but counts only live ones. @throws StoreUnavailableException when Redis fails. */
   async flushByTag(tag: string, order?: WriteOrder): Promise<number> {
-    if (order !== undefined && this.writes === undefined)
-      return runInOrder(
-        order,
-        () => this.flushByTag(tag),
-        () => true,
-        0,
-      );
-    try {
-      return await this.flushByTagNow(tag, order);
-    } catch (error) {
-      order?.ticket?.settle(false);
-      throw error;
-    }
+    return this.inOrder(
+      order,
+      () => this.flushByTagNow(tag, order),
+      () => true,
+      0,
+    );
   }
 
   private async flushByTagNow(tag: string, order: WriteOrder | undefined): Promise<number> {
@@ -765,6 +742,27 @@ export class RedisBackend implements TaggableBackend {
     now = Date.now(),
   ): Promise<unknown> {
     return this.transport.evalScript(BACKEND_SCRIPTS[name], key, [this.prefix, String(now), ...args]);
+  }
+
+  /**
+   * A write honouring `order` (see `WriteOrder`): on a standalone Redis `run` chains it in the
+   * coalescer's script; on a cluster it waits for its prerequisites here. A write that throws
+   * did not apply, whatever became of its ticket.
+   */
+  private async inOrder<T>(
+    order: WriteOrder | undefined,
+    run: () => Promise<T>,
+    applied: (result: T) => boolean,
+    skipped: T,
+  ): Promise<T> {
+    if (order === undefined) return run();
+    if (this.writes === undefined) return runInOrder(order, () => run(), applied, skipped);
+    try {
+      return await run();
+    } catch (error) {
+      order.ticket?.settle(false);
+      throw error;
+    }
   }
 
   private attempt<T>(operation: string, work: () => Promise<T>): Promise<T> {

@@ -1,10 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { SessionLimitExceededException } from '../../lib/errors/session-limit-exceeded.exception.js';
-import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
-import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { Session } from '../../lib/session/session.js';
-import { SessionStore } from '../../lib/session/session.store.js';
-import { deleteKeysMatching, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
+import { redisSessionStoreFixture } from '../support/redis-session-store.fixture.js';
 
 /*
  * A login's storage move on a standalone Redis is one chained script call: the fresh storage
@@ -12,37 +9,19 @@ import { deleteKeysMatching, TEST_REDIS_URL, uniquePrefix, type TestRedisClient 
  * leaves the session as it was (same id, same data), instead of logging the user out.
  */
 describe('Storage move on a standalone Redis: one chain, all or nothing', () => {
-  const prefix = uniquePrefix('move');
-  let stores: RedisSessionStores<TestRedisClient>;
-  let store: SessionStore;
+  const redis = redisSessionStoreFixture('move', { waitTimeout: 2000, ttl: 5000 }, { maxKeysPerSession: 2 });
 
-  beforeAll(async () => {
-    stores = (await createRedisSessionStores({ url: TEST_REDIS_URL, prefix })) as RedisSessionStores<TestRedisClient>;
-    const { metadataBackend, storageBackend, locker } = stores;
-    store = new SessionStore(
-      resolveSessionOptions({
-        metadataBackend,
-        storageBackend,
-        locker,
-        maxKeysPerSession: 2,
-        garbageCollection: { probability: 0, cron: false },
-      }),
-    );
-  });
-
-  afterAll(async () => {
-    await deleteKeysMatching(stores.client, `${prefix}*`);
-    await stores.close();
-  });
+  /** A session of the fixture's store with these cookie ids. */
+  const session = (...cookieIds: string[]) => new Session(redis.store, { cookieIds, cookieName: 'sid' });
 
   async function resume(id: string): Promise<Session> {
-    const s = new Session(store, { cookieIds: [id], cookieName: 'sid' });
+    const s = session(id);
     await s.resume();
     return s;
   }
 
   it('a login whose fresh storage would exceed maxKeysPerSession writes nothing: the old id and its data stay', async () => {
-    const s = new Session(store, { cookieIds: [], cookieName: 'sid' });
+    const s = session();
     s.start();
     await s.putData('a', 1);
     await s.putData('b', 2);
@@ -64,7 +43,7 @@ describe('Storage move on a standalone Redis: one chain, all or nothing', () => 
   });
 
   it('a login that stays within the cap moves the data: the old id is gone, the new one has everything', async () => {
-    const s = new Session(store, { cookieIds: [], cookieName: 'sid' });
+    const s = session();
     s.start();
     await s.putData('a', 1);
     await s.commit();
