@@ -2,6 +2,7 @@ import { InvalidArgumentException } from '../errors/invalid-argument.exception.j
 import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { assertEntryData, assertGuardFence, gcLimit } from './backend-arguments.js';
 import { expiryAt } from './lifetime.js';
+import type { WriteOrder, WriteTicket } from './write-ticket.js';
 import { ExpiryHeap } from './memory/expiry-heap.js';
 import { flatten } from './memory/flat-string.js';
 import { SlotIndex } from './memory/slot-index.js';
@@ -67,6 +68,7 @@ export interface MemoryBackendUsage {
 }
 
 const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
+const NO_TICKETS: readonly WriteTicket[] = [];
 const NO_IDS: readonly string[] = Object.freeze([]);
 const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
 /** Separates the tags of an entry in its one tag string; refused inside tags. */
@@ -110,6 +112,9 @@ export class MemoryBackend implements TaggableBackend {
   readonly name = 'memory';
   /** Guarded writes honour `WriteGuard.maxEntries` (counted in the same synchronous step). */
   readonly capsGroupEntries = true;
+
+  /** Dependent writes (`WriteOrder`) are chained here, synchronously. */
+  readonly ordersWrites = true;
 
   private readonly maxEntryBytes: number;
 
@@ -185,7 +190,19 @@ export class MemoryBackend implements TaggableBackend {
     this.store(id, data, joined, expires);
   }
 
-  async remove(id: string): Promise<boolean> {
+  /** `order`: see `WriteOrder`; chained synchronously (a prerequisite issued before this one has its outcome already). */
+  async remove(id: string, order?: WriteOrder): Promise<boolean> {
+    return order === undefined
+      ? this.removeNow(id)
+      : this.inOrder(
+          order,
+          () => this.removeNow(id),
+          (existed) => existed,
+          false,
+        );
+  }
+
+  private removeNow(id: string): boolean {
     const slot = this.find(id);
     if (slot === -1) return false;
     const existed = !this.isExpired(slot, Date.now());
@@ -193,7 +210,18 @@ export class MemoryBackend implements TaggableBackend {
     return existed;
   }
 
-  async write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
+  /** `order`: see `WriteOrder` (as `remove`). */
+  async write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
+    if (order === undefined) return this.writeNow(batch, guard);
+    return this.inOrder(
+      order,
+      () => this.writeNow(batch, guard),
+      (result) => result === 'ok',
+      'skipped',
+    );
+  }
+
+  private writeNow(batch: WriteBatch, guard: WriteGuard | undefined): WriteResult {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_IDS;
     const now = Date.now();
@@ -279,7 +307,40 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   /** Removes every entry carrying `tag`, expired ones included; counts only the live ones. */
-  async flushByTag(tag: string): Promise<number> {
+  async flushByTag(tag: string, order?: WriteOrder): Promise<number> {
+    return order === undefined
+      ? this.flushByTagNow(tag)
+      : this.inOrder(
+          order,
+          () => this.flushByTagNow(tag),
+          () => true,
+          0,
+        );
+  }
+
+  /**
+   * Runs a write honouring `order`: every step here is synchronous, so prerequisites issued
+   * before it have settled already (no wait); only a prerequisite of another backend may
+   * still be open, and is waited for.
+   */
+  private async inOrder<T>(order: WriteOrder, run: () => T, applied: (result: T) => boolean, skipped: T): Promise<T> {
+    const after = order.after ?? NO_TICKETS;
+    if (after.some((ticket) => ticket.outcome === undefined)) await Promise.all(after.map((ticket) => ticket.applied));
+    if (after.some((ticket) => ticket.outcome !== true)) {
+      order.ticket?.settle(false);
+      return skipped;
+    }
+    try {
+      const result = run();
+      order.ticket?.settle(applied(result));
+      return result;
+    } catch (error) {
+      order.ticket?.settle(false);
+      throw error;
+    }
+  }
+
+  private flushByTagNow(tag: string): number {
     const now = Date.now();
     let removed = 0;
     // `membersOf` answers a snapshot, so deleting while going through it is safe.

@@ -14,16 +14,21 @@ export class WriteTicket {
    */
   queued: { readonly channel: object; readonly batch: number; readonly position: number } | undefined;
   private settleWith!: (applied: boolean) => void;
-  private settled = false;
+  private settledAs: boolean | undefined;
 
   constructor() {
     this.applied = new Promise<boolean>((resolve) => (this.settleWith = resolve));
   }
 
+  /** The outcome once settled (synchronously readable, for backends whose steps are synchronous), else undefined. */
+  get outcome(): boolean | undefined {
+    return this.settledAs;
+  }
+
   /** Records the write's outcome (the first call counts). */
   settle(applied: boolean): void {
-    if (this.settled) return;
-    this.settled = true;
+    if (this.settledAs !== undefined) return;
+    this.settledAs = applied;
     this.settleWith(applied);
   }
 }
