@@ -46,6 +46,30 @@ export interface SessionOrigin {
   readonly userAgent?: string;
 }
 
+/** The parts of a session that hold no per-request state, built once per store. */
+interface SharedParts {
+  readonly codec: SessionValueCodec;
+  readonly planner: CommitPlanner;
+  readonly mover: StorageMover;
+  readonly cap: SessionCap;
+}
+
+const sharedParts = new WeakMap<SessionStore, SharedParts>();
+
+function sharedPartsOf(store: SessionStore): SharedParts {
+  let parts = sharedParts.get(store);
+  if (parts === undefined) {
+    parts = {
+      codec: new SessionValueCodec(store.storageCache, store.options.maxEntryBytes),
+      planner: new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout),
+      mover: new StorageMover(store),
+      cap: new SessionCap(store),
+    };
+    sharedParts.set(store, parts);
+  }
+  return parts;
+}
+
 /** What happened to the client's id in this request; reported as `SessionCookieFacts`. */
 interface ClientIdHistory {
   idIssued: boolean;
@@ -79,10 +103,11 @@ export class Session implements SessionInterface {
   private resumeAttempt: Promise<number | undefined> | undefined;
   /** Why this session cannot be used in this request (see `markUnavailable`). */
   private unavailable: StoreUnavailableException | undefined;
-  /** What changed since the last commit. */
-  private readonly changes = new SessionChangeSet();
+  /** What changed since the last commit (created on first use: most requests change nothing). */
+  private changeSet: SessionChangeSet | undefined;
   private readonly locks = new SessionLockControl();
-  private readonly bags: SessionBagSet;
+  /** The bags (created on first use). */
+  private bagSet: SessionBagSet | undefined;
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
   private readonly mover: StorageMover;
@@ -94,11 +119,26 @@ export class Session implements SessionInterface {
     private readonly origin: SessionOrigin,
   ) {
     this.cookieName = origin.cookieName;
-    this.codec = new SessionValueCodec(store.storageCache, store.options.maxEntryBytes);
-    this.bags = new SessionBagSet(store.bags, this.codec, store.storageCache, store.options.maxKeysPerSession);
-    this.planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
-    this.mover = new StorageMover(store);
-    this.cap = new SessionCap(store);
+    // Stateless parts, shared by every session of the store: a request that never touches its
+    // session (most anonymous ones) allocates as little as possible.
+    const shared = sharedPartsOf(store);
+    this.codec = shared.codec;
+    this.planner = shared.planner;
+    this.mover = shared.mover;
+    this.cap = shared.cap;
+  }
+
+  private get changes(): SessionChangeSet {
+    return (this.changeSet ??= new SessionChangeSet());
+  }
+
+  private get bags(): SessionBagSet {
+    return (this.bagSet ??= new SessionBagSet(
+      this.store.bags,
+      this.codec,
+      this.store.storageCache,
+      this.store.options.maxKeysPerSession,
+    ));
   }
 
   /**
@@ -707,7 +747,7 @@ export class Session implements SessionInterface {
   isIdle(): boolean {
     if (!this.locks.isIdle()) return false;
     if (!this.started || this.metadata === undefined) return true;
-    if (this.bags.isInUse()) return false;
+    if (this.bagSet?.isInUse() === true) return false;
     return this.planner.decide(this.changes, this.metadata, this.storedId !== undefined, Date.now()) === undefined;
   }
 
@@ -720,7 +760,7 @@ export class Session implements SessionInterface {
    */
   async commit(): Promise<void> {
     if (!this.started || this.metadata === undefined) return;
-    const changedBags = this.bags.collectChanges(this.changes);
+    const changedBags = this.bagSet === undefined ? [] : this.bagSet.collectChanges(this.changes);
     const meta = this.metadata;
     const now = Date.now();
     const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
@@ -879,7 +919,7 @@ export class Session implements SessionInterface {
         singles.set(key, value ?? undefined);
       }
     }
-    this.bags.acknowledge(written);
+    this.bagSet?.acknowledge(written);
     this.changes.acknowledge(written);
     this.storedId = sessionKey;
     // Renewed while the commit was in flight: the id just written dies with the next commit.
@@ -965,7 +1005,7 @@ export class Session implements SessionInterface {
    */
   private async discardAndReread(): Promise<void> {
     this.changes.discard();
-    this.bags.discard();
+    this.bagSet?.discard();
     await this.locks.release();
     if (this.storedId !== undefined) {
       await this.reload().catch(() => undefined);
@@ -991,12 +1031,12 @@ export class Session implements SessionInterface {
     this.singles = undefined;
     this.data = data;
     // Bag changes of this request stay on top of the fresh data, like data changes.
-    this.bags.rebase(this.data);
+    this.bagSet?.rebase(this.data);
   }
 
   private reset(): void {
     this.changes.reset();
-    this.bags.discard();
+    this.bagSet?.discard();
     this.started = false;
     this.id = undefined;
     this.storedId = undefined;
