@@ -118,10 +118,6 @@ export function markForSession(raw: object): void {
 
 /** Resumes the request's session (see `SessionHttpHandler.begin`), then calls `done`; a failure answers the request. */
 function resume(handler: SessionHttpHandler, request: FastifyRequestLike, reply: FastifyReplyLike, done: () => void): void {
-  const fail = (error: unknown): void => {
-    const answer = handler.answerFor(error);
-    reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
-  };
   let begun: Session | Promise<Session>;
   try {
     const userAgent = request.headers['user-agent'];
@@ -134,7 +130,7 @@ function resume(handler: SessionHttpHandler, request: FastifyRequestLike, reply:
       idHeader: handler.idHeaderOf(request.headers),
     });
   } catch (error) {
-    fail(error);
+    fail(handler, reply, error);
     return;
   }
   if (begun instanceof Session) {
@@ -142,8 +138,18 @@ function resume(handler: SessionHttpHandler, request: FastifyRequestLike, reply:
     done();
     return;
   }
-  begun.then((session) => {
-    request[SESSION_REQUEST_KEY] = session;
-    done();
-  }, fail);
+  // The closures only on this path: an anonymous request (answered synchronously) allocates none.
+  begun.then(
+    (session) => {
+      request[SESSION_REQUEST_KEY] = session;
+      done();
+    },
+    (error: unknown) => fail(handler, reply, error),
+  );
+}
+
+/** Answers the request with the error a resume failed with. */
+function fail(handler: SessionHttpHandler, reply: FastifyReplyLike, error: unknown): void {
+  const answer = handler.answerFor(error);
+  reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.body);
 }

@@ -21,7 +21,7 @@ export function readSessionCookies(
     let end = text.indexOf(';', start);
     if (end === -1) end = text.length;
     const eq = text.indexOf('=', start);
-    if (eq !== -1 && eq < end && text.slice(start, eq).trim() === name) {
+    if (eq !== -1 && eq < end && isName(text, start, eq, name)) {
       let value = text.slice(eq + 1, end).trim();
       if (value.length > 1 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
       if (value.length <= 256 && isValid(value)) found.push(value);
@@ -29,6 +29,34 @@ export function readSessionCookies(
     start = end + 1;
   }
   return found;
+}
+
+/**
+ * Whether `text` between `from` and `to`, without the whitespace `String.prototype.trim`
+ * removes, is `name`: the same test as `text.slice(from, to).trim() === name` without the two
+ * strings it allocates for every other cookie of the header.
+ */
+function isName(text: string, from: number, to: number, name: string): boolean {
+  while (from < to && isTrimmed(text.charCodeAt(from))) from++;
+  while (to > from && isTrimmed(text.charCodeAt(to - 1))) to--;
+  return to - from === name.length && text.startsWith(name, from);
+}
+
+/** The characters `String.prototype.trim` removes (ECMAScript WhiteSpace and LineTerminator). */
+function isTrimmed(code: number): boolean {
+  return (
+    code === 0x20 ||
+    (code >= 0x09 && code <= 0x0d) ||
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
 }
 
 /**

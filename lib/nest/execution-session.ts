@@ -24,7 +24,9 @@ export function sessionOfExecution(context: ExecutionContext): Session | undefin
   if (type === 'ws') return socketConnectionOf(context.switchToWs().getClient<unknown>())?.current();
   if (type === 'graphql')
     return sessionOfGraphQLContext(context.getArgByIndex<GraphQLContextLike | null | undefined>(2) ?? undefined);
-  return context.switchToHttp().getRequest<WithSession>()?.[SESSION_REQUEST_KEY];
+  // The request is the first argument (what switchToHttp().getRequest() answers, without the
+  // three closures `switchToHttp()` creates on every call: @CurrentSession() runs per request).
+  return context.getArgByIndex<WithSession>(0)?.[SESSION_REQUEST_KEY];
 }
 
 function sessionOfGraphQLContext(ctx: GraphQLContextLike | undefined): Session | undefined {
