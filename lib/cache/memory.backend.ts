@@ -156,6 +156,11 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   async get(id: string): Promise<string | undefined> {
+    return this.getSync(id);
+  }
+
+  /** `get` without the promise (see `TaggableBackend.getSync`). */
+  getSync(id: string): string | undefined {
     const slot = this.live(id, Date.now());
     return slot === -1 ? undefined : this.data[slot];
   }

@@ -26,6 +26,11 @@ export interface TaggableBackend {
   /** The data of a live entry, or `undefined` if it is missing or expired. */
   get(id: string): Promise<string | undefined>;
 
+  /**
+   * Optional, for in-process backends: `get` answered synchronously, so that a request that
+   * reads its session from memory costs no promise chain. Same answers and errors as `get`.
+   */
+  getSync?(id: string): string | undefined;
   /** `get` for many ids in one round trip; the result is aligned with `ids`. */
   getMany(ids: readonly string[]): Promise<(string | undefined)[]>;
 

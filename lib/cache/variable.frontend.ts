@@ -35,6 +35,23 @@ export class VariableFrontend {
     return this.call('get', () => this.backend.get(id)).then((data) => (data === undefined ? undefined : this.decode<T>(data)));
   }
 
+  /** Whether `getRawSync` answers (the backend reads synchronously). */
+  readsSync(): boolean {
+    return this.backend.getSync !== undefined;
+  }
+
+  /**
+   * `getRaw` answered synchronously; only when `readsSync()`.
+   * @throws StoreUnavailableException as `getRaw` rejects.
+   */
+  getRawSync(id: string): string | undefined {
+    try {
+      return this.backend.getSync!(id);
+    } catch (error) {
+      throw storeFailure(`${this.backend.name} get`, error);
+    }
+  }
+
   /** The raw (still serialized) data of an entry. */
   getRaw(id: string): Promise<string | undefined> {
     return this.call('get', () => this.backend.get(id));

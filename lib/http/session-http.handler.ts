@@ -82,16 +82,29 @@ export class SessionHttpHandler {
     // No cookie, no I/O: answered synchronously so anonymous requests wait for nothing.
     if (ids.length === 0)
       return this.legacy === undefined || fromHeader !== undefined ? session : this.takeOverLegacy(session, request);
+    // An in-process store answers at once: no promise chain before the handler.
+    try {
+      if (session.resumeSync()) return session;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableException)) throw error;
+      this.unavailable(session, error, ids);
+      return session;
+    }
     return session.resume().then(
       () => session,
       (error: unknown) => {
         if (!(error instanceof StoreUnavailableException)) throw error;
-        session.markUnavailable(error);
-        this.logger.warn(
-          `${withoutIds(error.message, ids)} The request goes on without its session; code that uses it fails with this error (503).`,
-        );
+        this.unavailable(session, error, ids);
         return session;
       },
+    );
+  }
+
+  /** The store could not be read: the request goes on without its session (see the class comment). */
+  private unavailable(session: Session, error: StoreUnavailableException, ids: readonly string[]): void {
+    session.markUnavailable(error);
+    this.logger.warn(
+      `${withoutIds(error.message, ids)} The request goes on without its session; code that uses it fails with this error (503).`,
     );
   }
 

@@ -126,6 +126,24 @@ export class SessionStore {
     return metadata;
   }
 
+  /** Whether both caches read synchronously (in-process backends): see `loadMetadataSync`. */
+  get readsSync(): boolean {
+    return this.metadataCache.readsSync() && this.storageCache.readsSync();
+  }
+
+  /** `loadMetadata` answered synchronously; only when `readsSync`. */
+  loadMetadataSync(key: MetadataKey): SessionMetadata | undefined {
+    const data = this.metadataCache.getRawSync(key);
+    if (data === undefined) return undefined;
+    const metadata = this.metadataCache.decode<SessionMetadata>(data);
+    return this.isExpired(metadata) ? undefined : metadata;
+  }
+
+  /** `loadValue` answered synchronously; only when `readsSync`. */
+  loadValueSync(storageId: string, key: string): string | undefined {
+    return this.storageCache.getRawSync(`${storageId}.${key}`);
+  }
+
   /**
    * The metadata key and metadata of the live session with `handle` (O(1): every metadata
    * entry carries its handle's tag), or undefined. A handle is not a credential: callers

@@ -46,6 +46,14 @@ export interface SessionOrigin {
   readonly userAgent?: string;
 }
 
+/** A promise rejected with `error`, as an async method's throw would give. */
+async function rejection(error: unknown): Promise<never> {
+  throw error;
+}
+
+/** `Session.localValue`: not known without reading the store asynchronously. */
+const NOT_LOCAL = Symbol('not local');
+
 /** The parts of a session that hold no per-request state, built once per store. */
 interface SharedParts {
   readonly codec: SessionValueCodec;
@@ -200,18 +208,45 @@ export class Session implements SessionInterface {
     return this.resumeAttempt;
   }
 
+  /**
+   * @internal `resume()` done before this returns, where the store reads synchronously (the
+   * memory backends): the HTTP layer then hands the handler a resumed session without a promise
+   * chain. Answers false, having done nothing, when the store cannot (or a resume has begun).
+   * @throws what `resume()` rejects with.
+   */
+  resumeSync(): boolean {
+    if (this.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
+    this.locks.assertNotPending('resume the session');
+    let lastActivity: number | undefined;
+    for (const id of this.origin.cookieIds) {
+      const key = metadataKeyOf(id);
+      const metadata = this.store.loadMetadataSync(key);
+      if (this.adoptLive(id, key, metadata)) {
+        lastActivity = metadata!.lastActivity;
+        break;
+      }
+    }
+    this.resumeAttempt = Promise.resolve(lastActivity);
+    return true;
+  }
+
   private async doResume(): Promise<number | undefined> {
     for (const id of this.origin.cookieIds) {
       const key = metadataKeyOf(id);
       const metadata = await this.store.loadMetadata(key);
-      // A session locked to another client address is treated as no session (IP lock).
-      if (metadata === undefined || !this.ipAllowed(metadata)) continue;
-      this.adopt(id, key, metadata);
-      this.lockUnlockedSession();
-      return metadata.lastActivity;
+      if (this.adoptLive(id, key, metadata)) return metadata!.lastActivity;
     }
     // A cookie that names no live session is replaced or cleared by the next write.
     return undefined;
+  }
+
+  /** Adopts the session `id` names if it is live and allowed here; answers whether it did. */
+  private adoptLive(id: string, key: MetadataKey, metadata: SessionMetadata | undefined): boolean {
+    // A session locked to another client address is treated as no session (IP lock).
+    if (metadata === undefined || !this.ipAllowed(metadata)) return false;
+    this.adopt(id, key, metadata);
+    this.lockUnlockedSession();
+    return true;
   }
 
   /**
@@ -352,9 +387,16 @@ export class Session implements SessionInterface {
   // ---- data ------------------------------------------------------------------------------
 
   // `| undefined` is needed for keys declared by declaration merging (see session.interface.ts).
-  async getData<K extends keyof SessionData & string>(key: K): Promise<SessionData[K] | undefined> {
-    const raw = await this.rawValue(key, 'read session data');
-    return raw === undefined ? undefined : this.codec.decode(raw);
+  getData<K extends keyof SessionData & string>(key: K): Promise<SessionData[K] | undefined> {
+    // Answered without an async step where the value is known or read synchronously (memory);
+    // errors still reject, as from an async method.
+    try {
+      const local = this.localValue(key, 'read session data');
+      if (local !== NOT_LOCAL) return Promise.resolve(local === undefined ? undefined : this.codec.decode<SessionData[K]>(local));
+    } catch (error) {
+      return rejection(error);
+    }
+    return this.rawValue(key, 'read session data').then((raw) => (raw === undefined ? undefined : this.codec.decode(raw)));
   }
 
   async hasKey(key: string): Promise<boolean> {
@@ -428,21 +470,33 @@ export class Session implements SessionInterface {
     return merged;
   }
 
-  private async rawValue(key: string, operation: string): Promise<string | undefined> {
+  /**
+   * The raw value of `key` as far as it is known without waiting: a change, the loaded data, a
+   * key read before, or a synchronous read (memory); else `NOT_LOCAL`.
+   */
+  private localValue(key: string, operation: string): string | undefined | typeof NOT_LOCAL {
     this.requireStarted(operation);
     this.locks.assertNotPending(operation);
     assertIdentifier(key, 'session key');
-    const change = this.changes.valueOf(key);
+    const change = this.changeSet?.valueOf(key);
     if (change !== undefined) return change ?? undefined;
     if (this.data !== undefined) return this.data.get(key);
     if (this.storedId === undefined) return undefined;
+    if (this.singles?.has(key) === true) return this.singles.get(key);
+    if (!this.store.readsSync) return NOT_LOCAL;
+    const raw = this.store.loadValueSync(this.meta().storageId, key);
+    (this.singles ??= new Map<string, string | undefined>()).set(key, raw);
+    return raw;
+  }
+
+  private async rawValue(key: string, operation: string): Promise<string | undefined> {
+    const local = this.localValue(key, operation);
+    if (local !== NOT_LOCAL) return local;
     // One key before the whole session is needed: one plain read of that key (a GET on Redis)
     // instead of loading every entry.
     const singles = (this.singles ??= new Map<string, string | undefined>());
-    if (singles.has(key)) return singles.get(key);
     const raw = await this.store.loadValue(this.meta().storageId, key);
-    // Another call may have loaded all data meanwhile (the compiler keeps the narrowing across the await).
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+    // Another call may have loaded all data meanwhile.
     if (this.data === undefined) singles.set(key, raw);
     return raw;
   }

@@ -21,6 +21,8 @@ describe('a session whose resume found the store unavailable', () => {
     const store = new SessionStore(resolveSessionOptions({}));
     const id = store.options.idGenerator.generate();
     const error = failure ?? StoreUnavailableException.create('redis get', new Error(`connection lost reading sess:${id}`));
+    // A store read asynchronously (Redis, PostgreSQL): the memory backends' synchronous path is off.
+    jest.spyOn(store, 'readsSync', 'get').mockReturnValue(false);
     jest.spyOn(store, 'loadMetadata').mockRejectedValue(error);
     const write = jest.spyOn(store, 'write');
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
@@ -29,6 +31,22 @@ describe('a session whose resume found the store unavailable', () => {
       handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, secure: false, ip: '127.0.0.1' }) as Promise<Session>;
     return { store, id, error, write, warn, handler, begin };
   }
+
+  it('a store that reads synchronously (memory) and fails: the same, answered at once', () => {
+    const store = new SessionStore(resolveSessionOptions({}));
+    const id = store.options.idGenerator.generate();
+    const error = StoreUnavailableException.create('memory get', new Error(`broken reading sess:${id}`));
+    jest.spyOn(store, 'loadMetadataSync').mockImplementation(() => {
+      throw error;
+    });
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const handler = new SessionHttpHandler(store, new SessionContext());
+    const session = handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, secure: false, ip: '127.0.0.1' });
+    expect(session).toBeInstanceOf(Session);
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(String(warn.mock.calls[0]?.[0])).not.toContain(id);
+    expect(() => (session as Session).isStarted()).toThrow(error);
+  });
 
   it('does not fail the request; logs the failure once, without the id', async () => {
     const { id, begin, warn } = setUp();
