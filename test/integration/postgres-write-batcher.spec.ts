@@ -183,7 +183,83 @@ describe('schema version 2', () => {
     );
     expect(rows).toEqual([{ persistence: 'u', batch: `${schema}.nest_session_batch` }]);
     const versions = await db.pool.query(`SELECT version FROM ${schema}.nest_session_schema_version ORDER BY version`);
-    expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
-    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({ from: 2, to: 2 });
+    expect(versions.rows).toEqual([{ version: 1 }, { version: POSTGRES_SCHEMA_VERSION }]);
+    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({
+      from: POSTGRES_SCHEMA_VERSION,
+      to: POSTGRES_SCHEMA_VERSION,
+    });
+  });
+});
+
+describe('schema version 3', () => {
+  it('migrate() upgrades a version-2 schema: the same functions, room for HOT updates', async () => {
+    const schema = 'upgrade_v3';
+    await migratePostgresSchema(db.pool, { schema });
+    // Back to what version 2 left behind.
+    await db.pool.query(`ALTER TABLE ${schema}.nest_session_entries RESET (fillfactor)`);
+    await db.pool.query(`ALTER TABLE ${schema}.nest_session_locks RESET (fillfactor)`);
+    await db.pool.query(`UPDATE ${schema}.nest_session_schema_version SET version = 2`);
+    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({ from: 2, to: POSTGRES_SCHEMA_VERSION });
+    const { rows } = await db.pool.query<{ name: string; options: string[] | null }>(
+      `SELECT c.relname AS name, c.reloptions AS options FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname IN ('nest_session_entries', 'nest_session_locks') ORDER BY c.relname`,
+      [schema],
+    );
+    expect(rows).toEqual([
+      { name: 'nest_session_entries', options: ['fillfactor=80'] },
+      { name: 'nest_session_locks', options: ['fillfactor=70'] },
+    ]);
+    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({
+      from: POSTGRES_SCHEMA_VERSION,
+      to: POSTGRES_SCHEMA_VERSION,
+    });
+  });
+
+  it('a capped guarded write reads O(group) buffers with thousands of groups beside it, on a connection that planned it while the tables were empty', async () => {
+    const schema = 'count_plan';
+    await migratePostgresSchema(db.pool, { schema });
+    const single = testPool(db.url, { max: 1 });
+    try {
+      const backend = new PostgresBackend({ pool: single, schema, namespace: 'ns' });
+      const guard = (group: string, fence: number, create = false) => ({
+        id: `${group}.~guard`,
+        fence,
+        create,
+        tags: [group],
+        maxEntries: 10,
+      });
+      // Planned now, with nothing in the tables.
+      expect(await backend.write({ sets: [{ id: 'g0.k', data: 'v', tags: ['g0'] }] }, guard('g0', 1, true))).toBe('ok');
+      // Thousands of other groups, with tags, in the same namespace.
+      await single.query({
+        text: `WITH e AS (INSERT INTO ${schema}.nest_session_entries (namespace, id, value)
+                 SELECT 'ns', 'o' || i || '.k', 'v' FROM generate_series(1, 5000) i RETURNING id)
+               INSERT INTO ${schema}.nest_session_tags (namespace, tag, id) SELECT 'ns', split_part(id, '.', 1), id FROM e`,
+      });
+      await single.query({ text: `ANALYZE ${schema}.nest_session_entries` });
+      await single.query({ text: `ANALYZE ${schema}.nest_session_tags` });
+      const read = async () => {
+        const { rows } = await single.query({
+          text: `SELECT sum(heap_blks_hit + heap_blks_read + coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0))::int AS n
+                   FROM pg_statio_user_tables WHERE schemaname = $1`,
+          values: [schema],
+        });
+        return (rows[0] as { n: number }).n;
+      };
+      // Statistics are sent at the end of a transaction; pg_stat_force_next_flush() (PostgreSQL 15+) sends them now.
+      const flushStats = () => single.query({ text: `SELECT pg_stat_force_next_flush()` }).catch(() => undefined);
+      await flushStats();
+      const before = await read();
+      for (let i = 0; i < 10; i++) {
+        // A newer fence each time (a commit under a new lock): the guard is updated.
+        expect(await backend.write({ sets: [{ id: 'g0.k', data: `v${i}`, tags: ['g0'] }] }, guard('g0', i + 2))).toBe('ok');
+      }
+      await flushStats();
+      // A scan of the namespace would read dozens of pages per write; O(group) reads a few dozen
+      // for the whole loop (about 25 per write, the statistics queries included).
+      expect((await read()) - before).toBeLessThan(10 * 40);
+    } finally {
+      await single.end();
+    }
   });
 });
