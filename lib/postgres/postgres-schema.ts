@@ -71,6 +71,19 @@ function schemaStatements(names: PostgresNames): string {
   // counted), counted before anything is written: a refused write leaves nothing behind.
   // O(group): one range of the tags' primary key, each member's liveness a primary-key look-up
   // (a correlated subquery, so that no plan made while the tables were small scans the namespace).
+  // The sets' tag rows brought in line with p_tag_ids/p_tag_tags (and `extra` rows), indented by `indent`.
+  const retag = (indent: string, extra: string) =>
+    `WITH stale AS (
+  DELETE FROM ${tags} t
+    WHERE t.namespace = p_namespace AND t.id = ANY (p_ids)
+      AND NOT EXISTS (SELECT 1 FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) WHERE n.id = t.id AND n.tag = t.tag)
+)
+INSERT INTO ${tags} (namespace, tag, id)
+  SELECT p_namespace, n.tag, n.id FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag)${extra === '' ? '' : `\n  ${extra}`}
+  ON CONFLICT DO NOTHING;`
+      .split('\n')
+      .map((line) => indent + line)
+      .join('\n');
   const groupCount = `(SELECT count(*) FROM (
       SELECT t.id FROM ${tags} t
         WHERE t.namespace = p_namespace AND t.tag = v_group
@@ -290,14 +303,7 @@ BEGIN
       ON CONFLICT (namespace, id) DO UPDATE
         SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL;
     -- Memberships the sets no longer carry go, new ones come, in one statement (disjoint rows).
-    WITH stale AS (
-      DELETE FROM ${tags} t
-        WHERE t.namespace = p_namespace AND t.id = ANY (p_ids)
-          AND NOT EXISTS (SELECT 1 FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) WHERE n.id = t.id AND n.tag = t.tag)
-    )
-    INSERT INTO ${tags} (namespace, tag, id)
-      SELECT p_namespace, n.tag, n.id FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag)
-      ON CONFLICT DO NOTHING;
+${retag('    ', '')}
   ELSIF v_guard_pending THEN
     WITH s AS (
       SELECT s.id, s.value, s.expires_at, NULL::double precision AS fence
@@ -323,16 +329,11 @@ BEGIN
     IF v_count > 0 THEN
       -- Entries that existed: the memberships they no longer carry go, new ones come, in one
       -- statement (disjoint rows), after their rows were locked above, as flush_by_tag does.
-      WITH stale AS (
-        DELETE FROM ${tags} t
-          WHERE t.namespace = p_namespace AND t.id = ANY (p_ids)
-            AND NOT EXISTS (SELECT 1 FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) WHERE n.id = t.id AND n.tag = t.tag)
-      )
-      INSERT INTO ${tags} (namespace, tag, id)
-        SELECT p_namespace, n.tag, n.id FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag)
-        UNION ALL
-        SELECT p_namespace, g.tag, p_guard_id FROM unnest(p_guard_tags) AS g(tag) WHERE v_guard_pending
-        ON CONFLICT DO NOTHING;
+${retag(
+  '      ',
+  `UNION ALL
+  SELECT p_namespace, g.tag, p_guard_id FROM unnest(p_guard_tags) AS g(tag) WHERE v_guard_pending`,
+)}
     END IF;
   END IF;
   IF cardinality(p_removes) > 0 THEN

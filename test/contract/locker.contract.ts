@@ -215,13 +215,14 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
 
     it('extend keeps the lock held past its original ttl', async () => {
       const key = freshKey();
-      const lock = await locker.acquire(key, { waitTimeout: 0, ttl: 100 });
-      await sleep(50);
-      await expect(lock.extend(400)).resolves.toBe(true);
-      await sleep(120); // past the original 100 ms
+      // Margins of hundreds of ms: on a loaded CI machine a 50 ms sleep can take over 100 ms.
+      const lock = await locker.acquire(key, { waitTimeout: 0, ttl: 600 });
+      await sleep(100);
+      await expect(lock.extend(1500)).resolves.toBe(true);
+      await sleep(700); // past the original 600 ms
       await expectHeld(key);
       // A waiter still gets it once the extended ttl runs out.
-      const next = await locker.acquire(key, { waitTimeout: 3000, ttl: 1000 });
+      const next = await locker.acquire(key, { waitTimeout: 5000, ttl: 1000 });
       await expect(lock.release()).resolves.toBe(false);
       await next.release();
     });
