@@ -1,6 +1,8 @@
 import { expect, it } from '@jest/globals';
+import { FlashBag } from '../../lib/bags/flash.bag.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { LockException } from '../../lib/errors/lock.exception.js';
+import { SessionLimitExceededException } from '../../lib/errors/session-limit-exceeded.exception.js';
 import type { TaggableBackend } from '../../lib/cache/taggable-backend.interface.js';
 import type { SessionLocker } from '../../lib/locking/session-locker.interface.js';
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
@@ -114,5 +116,29 @@ export function unlockedCommitContract(
     const mixed = new SessionStore(resolveSessionOptions({ metadataBackend, storageBackend }));
     expect(mixed.writesUnlocked).toBe(false); // the default MemoryLocker's locks are not in the engine's store
     expect(new Session(mixed, { cookieIds: [], cookieName: 'sid' }).isStarted()).toBe(false);
+  });
+
+  it(`${name}: maxKeysPerSession is enforced inside the engine's write (no read first): 413, nothing written, bags not counted against it`, async () => {
+    const { metadataBackend, storageBackend, locker } = s();
+    const capped = new SessionStore(resolveSessionOptions({ metadataBackend, storageBackend, locker, maxKeysPerSession: 2 }));
+    expect(capped.capsKeysInWrite).toBe(true);
+    const id = await created(capped, { a: 1 });
+    const second = await resumed(capped, id);
+    await second.putData('b', 2); // no read of the keys: the engine's write counts them
+    second.registerBag(new FlashBag());
+    (await second.getBag<FlashBag>('flashes')).add('note', 'bags are not keys');
+    await second.commit();
+    const third = await resumed(capped, id);
+    await third.putData('a', 10); // replacing a held key is always allowed
+    await third.putData('c', 3);
+    const error = await third.commit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SessionLimitExceededException);
+    expect((error as SessionLimitExceededException).getStatus()).toBe(413);
+    expect(await (await resumed(capped, id)).getAllData()).toEqual({ a: 1, b: 2 });
+    const fourth = await resumed(capped, id);
+    await fourth.removeData('b');
+    await fourth.putData('c', 3); // a removal in the same commit makes room
+    await fourth.commit();
+    expect(await (await resumed(capped, id)).getAllData()).toEqual({ a: 1, c: 3 });
   });
 }
