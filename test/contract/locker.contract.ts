@@ -290,7 +290,9 @@ export function lockerContract(name: string, factory: () => Promise<LockerUnderT
       await locker.close();
       const error = await pending;
       expect(error).toBeInstanceOf(StoreUnavailableException);
-      expect(Date.now() - started).toBeLessThan(MARGIN);
+      // Long before the waiter's 5 s timeout; close() also ends the Pub/Sub connection, which a
+      // loaded CI machine took 670 ms to do once, so not the 150 ms margin of the other cases.
+      expect(Date.now() - started).toBeLessThan(2000);
     });
 
     /** Asserts that somebody holds `key` right now (a single attempt fails). */
