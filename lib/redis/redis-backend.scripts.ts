@@ -72,19 +72,17 @@ local function hasTag(tags, tag)
 end
 
 -- Adds members (a flat list of score, id) to a tag set; the set lives as long as its
--- longest-living member (pttl 0 = forever).
+-- longest-living member (pttl 0 = forever). One PTTL before the ZADD says both whether the set
+-- existed (-2: no) and its TTL (ZADD leaves a TTL as it is).
 local function addMembers(key, pttl, members)
-  local existed = redis.call('EXISTS', key)
+  local current = redis.call('PTTL', key)
   for i = 1, #members, 1000 do
     redis.call('ZADD', key, unpack(members, i, math.min(i + 999, #members)))
   end
   if pttl == 0 then
-    if existed == 1 then redis.call('PERSIST', key) end
-  elseif existed == 0 then
+    if current >= 0 then redis.call('PERSIST', key) end
+  elseif current == -2 or (current >= 0 and current < pttl) then
     redis.call('PEXPIRE', key, pttl)
-  else
-    local current = redis.call('PTTL', key)
-    if current >= 0 and current < pttl then redis.call('PEXPIRE', key, pttl) end
   end
 end
 
@@ -139,6 +137,12 @@ local function writeUnit(A, fold)
   local guardPttl = tonumber(A[9])
   -- Native TTL ms every own-group entry stored gets at least (0 = none): the guard's.
   local retain = 0
+  -- The guard entry's value as this write leaves it (false: none), so the final guard update
+  -- needs no second read.
+  local guardValue = false
+  -- True when the cap check saw the group's own tag set empty: every member is then one this
+  -- write stores, with at least the guard's TTL, so extending them to it is a no-op.
+  local freshGroup = false
 
   -- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
   local function extend(key, pttl)
@@ -188,6 +192,7 @@ local function writeUnit(A, fold)
     else
       redis.call('SET', key, value)
     end
+    if id == guardId then guardValue = value end
     if own then addMembers(tagKey(group), pttl, {version, id}) end
     if fold then
       -- Standalone: the foreign tag sets and the expiry record in this same step.
@@ -238,7 +243,9 @@ local function writeUnit(A, fold)
     -- skips the O(entries) count.
     if added > 0 then
       local count = added
-      for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+      local members = redis.call('ZRANGE', setKey, 0, -1)
+      freshGroup = #members == 0
+      for _, id in ipairs(members) do
         if counted(id) then count = count + 1 end
       end
       for k = j, #A do
@@ -256,6 +263,7 @@ local function writeUnit(A, fold)
       local expiry, _, _, data = parse(current)
       if isLive(expiry) then
         live = true
+        guardValue = current
         local stored = tonumber(data)
         if stored and stored > tonumber(fence) then return {'fenced', '0'} end
       end
@@ -297,6 +305,7 @@ local function writeUnit(A, fold)
       redis.call('DEL', key)
       if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
       forget(id, expiry, version, tags, nil, '0')
+      if id == guardId then guardValue = false end
     end
   end
 
@@ -304,7 +313,7 @@ local function writeUnit(A, fold)
     -- Keeps the guard's tags (and its expiry and native TTL unless a new one is given); a batch
     -- that removed it (a destroy) wins.
     local key = entryKey(guardId)
-    local current = redis.call('GET', key)
+    local current = guardValue
     if current then
       local _, version, tags, _, headerEnd = parse(current)
       if guardExpiry == '' then
@@ -315,7 +324,7 @@ local function writeUnit(A, fold)
           redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
           if fold then addExpiry(guardId, guardExpiry, guardPttl) end
         end
-        if group ~= '' then
+        if group ~= '' and not (created == '1' and freshGroup) then
           local setKey = tagKey(group)
           for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
             if id ~= guardId then extend(entryKey(id), guardPttl) end

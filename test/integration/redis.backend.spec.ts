@@ -165,6 +165,36 @@ describe('RedisBackend', () => {
       expect(after).toBeGreaterThan(before - 1000);
       expect(after).toBeLessThanOrEqual(before);
     });
+
+    it("extends every entry of the guard's group and its tag set to the guard's new lifetime, also in the write that creates it", async () => {
+      const pttlOf = (id: string): Promise<number> => client.pTTL(backend.entryKey(id));
+      // Created with its first entries in one write (the guard's group was empty before).
+      const guard = { id: 'rt.~guard', fence: 1, create: true, tags: ['rt'], lifetime: 60 };
+      expect(await backend.write({ sets: [{ id: 'rt.a', data: 'A', tags: ['rt'], lifetime: 5 }] }, guard)).toBe('ok');
+      const created = await pttlOf('rt.~guard');
+      expect(created).toBeGreaterThan(59_000);
+      expect(await pttlOf('rt.a')).toBeGreaterThanOrEqual(created - 50);
+      expect(await client.pTTL(backend.tagKey('rt'))).toBeGreaterThanOrEqual(created - 50);
+
+      // A later write that only moves the guard's lifetime on reaches the entry it did not rewrite.
+      expect(
+        await backend.write(
+          { sets: [{ id: 'rt.b', data: 'B', tags: ['rt'] }] },
+          { ...guard, create: false, fence: 2, lifetime: 600 },
+        ),
+      ).toBe('ok');
+      const extended = await pttlOf('rt.~guard');
+      expect(extended).toBeGreaterThan(599_000);
+      for (const id of ['rt.a', 'rt.b']) expect(await pttlOf(id)).toBeGreaterThanOrEqual(extended - 50);
+      expect(await client.pTTL(backend.tagKey('rt'))).toBeGreaterThanOrEqual(extended - 50);
+
+      // A guard created over entries left in its group extends them too.
+      await backend.set('rt2.old', 'O', ['rt2'], 5);
+      const over = { id: 'rt2.~guard', fence: 1, create: true, tags: ['rt2'], lifetime: 60 };
+      expect(await backend.write({ sets: [{ id: 'rt2.new', data: 'N', tags: ['rt2'] }] }, over)).toBe('ok');
+      const overTtl = await pttlOf('rt2.~guard');
+      for (const id of ['rt2.old', 'rt2.new']) expect(await pttlOf(id)).toBeGreaterThanOrEqual(overTtl - 50);
+    });
   });
 
   describe('write with a guard', () => {
