@@ -1,3 +1,4 @@
+import { LuaLibrary } from './lua-library.js';
 import { LuaScript } from './lua-script.js';
 
 /*
@@ -16,7 +17,7 @@ import { LuaScript } from './lua-script.js';
  *            and answers the other members for the caller to read.
  *   TAG_ADD, TAG_FORGET, EXPIRY_ADD, EXPIRY_FIX   one index key: tag-set and expiry-index upkeep.
  *
- * On a standalone Redis every key is in one place, so writes use `standaloneWriteScript()`
+ * On a standalone Redis every key is in one place, so writes use `STANDALONE_WRITE`
  * instead: WRITE, DROP (of `remove()`) and BY_TAG (of `flushByTag()`) as units of one call, with
  * the index upkeep of other slots (TAG_ADD, TAG_FORGET, EXPIRY_ADD, EXPIRY_FIX removals) done by
  * the unit itself ("fold"), with the same version and score checks. The Lua is the same
@@ -24,17 +25,32 @@ import { LuaScript } from './lua-script.js';
  *
  * Scripts run by EVALSHA; on a standalone client SCRIPT LOAD rides with the first use, on a
  * cluster each node learns a script through EVAL when it first answers NOSCRIPT (as after a
- * restart or failover).
+ * restart or failover). STANDALONE_WRITE is a Redis function where the server has them (see
+ * `lua-library.ts`), loaded the same way.
  */
 
 /** Head of the per-slot scripts: ARGV[1] is the prefix, ARGV[2] the clock (see `LUA_FUNCTIONS`). */
 const LUA_PER_SLOT_HEAD = `
 local prefix = ARGV[1]
-local now = tonumber(ARGV[2])
+local now = ARGV[2]
 `;
 
-/** Shared functions of every script: key layout and entry format, with `prefix` and `now` set by the head. */
+/**
+ * Shared functions of every script: key layout and entry format, with `prefix` and `now` (the
+ * clock, epoch ms as a decimal string) set by the head. Every step counts: in Redis' Lua a
+ * string call or a tonumber() costs hundreds of machine instructions, a redis.call thousands,
+ * so the hot paths compare decimal strings instead of converting them, and read each value once.
+ */
 const LUA_FUNCTIONS = `
+-- Zeros that pad Redis TIME's microseconds to 6 digits, by their length (no string call).
+local PAD = {'00000', '0000', '000', '00', '0', ''}
+
+-- Whether decimal strings without leading zeros compare a > b (numbers of 16 digits and more
+-- lose precision in Lua, and tonumber() costs more than comparing).
+local function above(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
 
 local function entryKey(id)
   local dot = string.find(id, '.', 1, true)
@@ -54,31 +70,33 @@ local function groupOf(id)
   return id
 end
 
--- "<expiry> <version>\\n<tags>\\n<data>" -> expiry, version (strings), tags, data, end of the header
+-- "<expiry> <version>\\n<tags>\\n<data>" -> expiry, version, tags (strings), start of the data.
+-- One pattern match: string calls cost far more in Redis' Lua than their work suggests.
+local function head(value)
+  local expiry, version, tags, start = string.match(value, '^(%S*) (%S*)\\n([^\\n]*)\\n()')
+  if not start then error('not an entry of this store') end
+  return expiry, version, tags, start
+end
+
+-- head() and the data: expiry, version, tags, data, end of the header
 local function parse(value)
-  local a = string.find(value, '\\n', 1, true)
-  local b = string.find(value, '\\n', a + 1, true)
-  local space = string.find(value, ' ', 1, true)
-  return string.sub(value, 1, space - 1), string.sub(value, space + 1, a - 1), string.sub(value, a + 1, b - 1), string.sub(value, b + 1), b
+  local expiry, version, tags, start = head(value)
+  return expiry, version, tags, string.sub(value, start), start - 1
 end
 
 local function isLive(expiry)
-  local e = tonumber(expiry)
-  return e == 0 or e > now
+  return expiry == '0' or above(expiry, now)
 end
 
 local function hasTag(tags, tag)
+  if tags == tag then return true end
   return string.find(' ' .. tags .. ' ', ' ' .. tag .. ' ', 1, true) ~= nil
 end
 
--- Adds members (a flat list of score, id) to a tag set; the set lives as long as its
--- longest-living member (pttl 0 = forever). One PTTL before the ZADD says both whether the set
--- existed (-2: no) and its TTL (ZADD leaves a TTL as it is).
-local function addMembers(key, pttl, members)
-  local current = redis.call('PTTL', key)
-  for i = 1, #members, 1000 do
-    redis.call('ZADD', key, unpack(members, i, math.min(i + 999, #members)))
-  end
+-- Sets a tag set's TTL after members with native TTL \`pttl\` (0 = forever) were added: the set lives
+-- as long as its longest-living member. \`current\` is its PTTL before the ZADD (-2: it did not exist;
+-- ZADD leaves a TTL as it is).
+local function keepMembersTtl(key, pttl, current)
   if pttl == 0 then
     if current >= 0 then redis.call('PERSIST', key) end
   elseif current == -2 or (current >= 0 and current < pttl) then
@@ -86,11 +104,27 @@ local function addMembers(key, pttl, members)
   end
 end
 
+-- Adds one member (score, id) to a tag set.
+local function addMember(key, pttl, score, id)
+  local current = redis.call('PTTL', key)
+  redis.call('ZADD', key, score, id)
+  keepMembersTtl(key, pttl, current)
+end
+
+-- Adds members (a flat list of score, id) to a tag set.
+local function addMembers(key, pttl, members)
+  local current = redis.call('PTTL', key)
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', key, unpack(members, i, math.min(i + 999, #members)))
+  end
+  keepMembersTtl(key, pttl, current)
+end
+
 -- Standalone only (the index keys are in other slots on a cluster): a member goes if its score
 -- is still \`score\` (TAG_FORGET, EXPIRY_FIX removal), an expiry record is added (EXPIRY_ADD).
 local function dropMember(key, id, score)
   local seen = redis.call('ZSCORE', key, id)
-  if seen and tonumber(seen) == tonumber(score) then redis.call('ZREM', key, id) end
+  if seen and (seen == score or tonumber(seen) == tonumber(score)) then redis.call('ZREM', key, id) end
 end
 
 local function addExpiry(id, expiry, pttl)
@@ -128,7 +162,84 @@ end
  * record)}.
  */
 const WRITE_FUNCTION = `
+-- Whether an entry is "0 <version>\\n<group>\\n<data>": no expiry of its own, tagged with its group only.
+local function plainEntry(value, groupLine)
+  if string.sub(value, 1, 2) ~= '0 ' then return false end
+  local a = string.find(value, '\\n', 3, true)
+  return a ~= nil and string.sub(value, a, a + #groupLine - 1) == groupLine
+end
+
+-- The usual commit in far fewer Lua steps (each costs more than its work in Redis' Lua):
+-- existing entries of the group, tagged with the group only and without an expiry or a native
+-- TTL of their own, rewritten the same way, under a live guard with a lifetime that stays, and
+-- nothing removed. Answers nil, having written nothing, for any other write (the general path
+-- then decides); else WRITE's answer. Same outcome as the general path: no index changes (no
+-- foreign tags, no expiry records; the entries stay members of the group's tag set, which lives
+-- at least as long as the guard) and the same native TTLs: such an entry has the guard's TTL
+-- (it got the guard's on every write and is extended with it), so it keeps it (KEEPTTL).
+local function fastRewrite(A)
+  local group = A[3]
+  local n = #A
+  local sets = tonumber(A[16])
+  if n ~= 16 + sets * 3 or sets == 0 then return nil end
+  local groupLine = '\\n' .. group .. '\\n'
+  local skip = #group + 1
+  for k = 17, n, 3 do
+    if A[k] == A[4] or A[k + 2] ~= '0' or not plainEntry(A[k + 1], groupLine) then return nil end
+  end
+  local lockKey = A[10]
+  local groupKey = prefix .. '{' .. group .. '}'
+  local keys = {}
+  local first = 1
+  if lockKey ~= '' then
+    keys[1] = lockKey
+    keys[2] = A[11]
+    first = 3
+  end
+  local guardKey = groupKey .. string.sub(A[4], skip)
+  keys[first] = guardKey
+  for k = 1, sets do keys[first + k] = groupKey .. string.sub(A[14 + k * 3], skip) end
+  local values = redis.call('MGET', unpack(keys))
+  local guard = values[first]
+  if not guard then return nil end
+  for k = 1, sets do
+    local old = values[first + k]
+    if not old or not plainEntry(old, groupLine) then return nil end
+  end
+  -- The guard: "<expiry> <version>\\n<tags>\\n<fence>", with an expiry (so a native TTL), live.
+  local space = string.find(guard, ' ', 1, true)
+  local expiry = string.sub(guard, 1, space - 1)
+  if expiry == '0' or not above(expiry, now) then return nil end
+  local a = string.find(guard, '\\n', space, true)
+  local b = string.find(guard, '\\n', a + 1, true)
+  local fence = A[5]
+  if lockKey ~= '' then
+    if values[1] then return {'locked', '0'} end
+    -- As RedisLocker's ACQUIRE: max(counter + 1, Redis time in µs).
+    local t = redis.call('TIME')
+    fence = t[1] .. PAD[#t[2]] .. t[2]
+    local counter = values[2]
+    if counter and not above(fence, counter) then fence = string.format('%.0f', tonumber(counter) + 1) end
+  end
+  local stored = string.sub(guard, b + 1)
+  if stored ~= fence and tonumber(stored) and above(stored, fence) then return {'fenced', '0'} end
+  if lockKey ~= '' then
+    if A[12] ~= '0' then
+      redis.call('SET', A[11], fence, 'PX', A[12])
+    else
+      redis.call('SET', A[11], fence)
+    end
+  end
+  for k = 1, sets do redis.call('SET', keys[first + k], A[15 + k * 3], 'KEEPTTL') end
+  redis.call('SET', guardKey, string.sub(guard, 1, b) .. fence, 'KEEPTTL')
+  return {'ok', '0'}
+end
+
 local function writeUnit(A, fold)
+  if A[8] == '' and A[15] == '0' and A[4] ~= '' and A[3] ~= '' then
+    local fast = fastRewrite(A)
+    if fast then return fast end
+  end
   local group = A[3]
   local cleanup = {}
   local guardId = A[4]
@@ -137,31 +248,52 @@ local function writeUnit(A, fold)
   local guardPttl = tonumber(A[9])
   -- Native TTL ms every own-group entry stored gets at least (0 = none): the guard's.
   local retain = 0
-  -- The guard entry's value as this write leaves it (false: none), so the final guard update
-  -- needs no second read.
+  -- The guard entry as this write leaves it (false: none) and the start of its data, so the final
+  -- guard update needs no second read.
   local guardValue = false
+  local guardStart = 0
   -- True when the cap check saw the group's own tag set empty: every member is then one this
   -- write stores, with at least the guard's TTL, so extending them to it is a no-op.
   local freshGroup = false
+  -- Every id of a unit is of \`group\`: its key is the group's key and the rest of the id.
+  local groupKey = group ~= '' and (prefix .. '{' .. group .. '}') or false
+  local groupLength = #group + 1
+  local function keyOf(id)
+    if groupKey then return groupKey .. string.sub(id, groupLength) end
+    return entryKey(id)
+  end
+  -- The entries this unit has read or written (id -> value, false: none), so each is read once.
+  local seen = {}
+  local function current(id, key)
+    local value = seen[id]
+    if value == nil then
+      value = redis.call('GET', key)
+      seen[id] = value
+    end
+    return value
+  end
+  local guardKey = guardId ~= '' and keyOf(guardId)
 
   -- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
   local function extend(key, pttl)
-    local current = redis.call('PTTL', key)
-    if current == -1 or (current >= 0 and current < pttl) then redis.call('PEXPIRE', key, pttl) end
+    local ttl = redis.call('PTTL', key)
+    if ttl == -1 or (ttl >= 0 and ttl < pttl) then redis.call('PEXPIRE', key, pttl) end
   end
 
   -- The foreign memberships and the expiry record of an old entry that must go: removed here
   -- when folded (standalone), else noted for the caller.
   local function forget(id, expiry, version, tags, keptTags, newExpiry)
-    for tag in string.gmatch(tags, '%S+') do
-      if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
-        if fold then
-          dropMember(tagKey(tag), id, version)
-        else
-          cleanup[#cleanup + 1] = 'T'
-          cleanup[#cleanup + 1] = tag
-          cleanup[#cleanup + 1] = id
-          cleanup[#cleanup + 1] = version
+    if tags ~= group and tags ~= '' then
+      for tag in string.gmatch(tags, '%S+') do
+        if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
+          if fold then
+            dropMember(tagKey(tag), id, version)
+          else
+            cleanup[#cleanup + 1] = 'T'
+            cleanup[#cleanup + 1] = tag
+            cleanup[#cleanup + 1] = id
+            cleanup[#cleanup + 1] = version
+          end
         end
       end
     end
@@ -177,13 +309,16 @@ local function writeUnit(A, fold)
   end
 
   local function store(id, value, pttl)
-    local key = entryKey(id)
-    local expiry, version, tags = parse(value)
+    local key = keyOf(id)
+    local expiry, version, tags, start = head(value)
     local own = group ~= '' and hasTag(tags, group)
-    local old = redis.call('GET', key)
+    local old = current(id, key)
+    -- Whether the entry is in the group's tag set already.
+    local wasOwn = false
     if old then
-      local oldExpiry, oldVersion, oldTags = parse(old)
-      if group ~= '' and not own and hasTag(oldTags, group) then redis.call('ZREM', tagKey(group), id) end
+      local oldExpiry, oldVersion, oldTags = head(old)
+      wasOwn = group ~= '' and hasTag(oldTags, group)
+      if wasOwn and not own then redis.call('ZREM', tagKey(group), id) end
       forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
     end
     if own and retain > 0 and (pttl == 0 or pttl < retain) then pttl = retain end
@@ -192,12 +327,20 @@ local function writeUnit(A, fold)
     else
       redis.call('SET', key, value)
     end
-    if id == guardId then guardValue = value end
-    if own then addMembers(tagKey(group), pttl, {version, id}) end
+    seen[id] = value
+    if id == guardId then
+      guardValue = value
+      guardStart = start
+    end
+    -- A member's score (the version) only matters in foreign tag sets, and the own set lives at
+    -- least as long as the guard: an entry that stays a member with the guard's TTL changes nothing there.
+    if own and not (wasOwn and retain > 0 and pttl == retain) then addMember(tagKey(group), pttl, version, id) end
     if fold then
       -- Standalone: the foreign tag sets and the expiry record in this same step.
-      for tag in string.gmatch(tags, '%S+') do
-        if tag ~= group then addMembers(tagKey(tag), pttl, {version, id}) end
+      if tags ~= group and tags ~= '' then
+        for tag in string.gmatch(tags, '%S+') do
+          if tag ~= group then addMember(tagKey(tag), pttl, version, id) end
+        end
       end
       if expiry ~= '0' then addExpiry(id, expiry, pttl) end
     end
@@ -206,20 +349,20 @@ local function writeUnit(A, fold)
   local lockKey = A[10]
   local drawnFence = nil
   if lockKey ~= '' then
-    if redis.call('EXISTS', lockKey) == 1 then return {'locked', '0'} end
+    local lock = redis.call('MGET', lockKey, A[11])
+    if lock[1] then return {'locked', '0'} end
+    -- As RedisLocker's ACQUIRE: max(counter + 1, Redis time in µs).
     local t = redis.call('TIME')
-    local drawn = tonumber(redis.call('GET', A[11]) or '0') + 1
-    local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    if clock > drawn then drawn = clock end
-    drawnFence = string.format('%.0f', drawn)
+    drawnFence = t[1] .. PAD[#t[2]] .. t[2]
+    if lock[2] and not above(drawnFence, lock[2]) then drawnFence = string.format('%.0f', tonumber(lock[2]) + 1) end
     fence = drawnFence
   end
 
   local maxEntries = tonumber(A[13])
   local i = 16
   for _ = 1, tonumber(A[15]) do
-    local value = redis.call('GET', entryKey(A[i]))
-    if not value or not isLive(parse(value)) then return {'missing', '0'} end
+    local value = current(A[i], keyOf(A[i]))
+    if not value or not isLive(head(value)) then return {'missing', '0'} end
     i = i + 1
   end
 
@@ -236,7 +379,11 @@ local function writeUnit(A, fold)
     local added = 0
     local j = i + 1
     for _ = 1, tonumber(A[i]) do
-      if counted(A[j]) and not redis.call('ZSCORE', setKey, A[j]) then added = added + 1 end
+      -- An entry carrying the group's tag is a member of its tag set (both change together).
+      if counted(A[j]) then
+        local old = current(A[j], keyOf(A[j]))
+        if not old or not hasTag(select(3, head(old)), group) then added = added + 1 end
+      end
       j = j + 3
     end
     -- Only a write that adds entries can exceed the cap: the usual rewrite of existing keys
@@ -257,15 +404,16 @@ local function writeUnit(A, fold)
 
   local created = '0'
   if guardId ~= '' then
-    local current = redis.call('GET', entryKey(guardId))
+    local value = current(guardId, guardKey)
     local live = false
-    if current then
-      local expiry, _, _, data = parse(current)
+    if value then
+      local expiry, _, _, start = head(value)
       if isLive(expiry) then
         live = true
-        guardValue = current
-        local stored = tonumber(data)
-        if stored and stored > tonumber(fence) then return {'fenced', '0'} end
+        guardValue = value
+        guardStart = start
+        local stored = string.sub(value, start)
+        if stored ~= fence and tonumber(stored) and above(stored, fence) then return {'fenced', '0'} end
       end
     end
     if not live then
@@ -277,7 +425,7 @@ local function writeUnit(A, fold)
     if guardExpiry ~= '' then
       retain = guardPttl
     else
-      local pttl = redis.call('PTTL', entryKey(guardId))
+      local pttl = redis.call('PTTL', guardKey)
       if pttl > 0 then retain = pttl end
     end
   end
@@ -298,39 +446,36 @@ local function writeUnit(A, fold)
   end
   for j = i, #A do
     local id = A[j]
-    local key = entryKey(id)
-    local value = redis.call('GET', key)
+    local key = keyOf(id)
+    local value = current(id, key)
     if value then
-      local expiry, version, tags = parse(value)
+      local expiry, version, tags = head(value)
       redis.call('DEL', key)
+      seen[id] = false
       if group ~= '' and hasTag(tags, group) then redis.call('ZREM', tagKey(group), id) end
       forget(id, expiry, version, tags, nil, '0')
       if id == guardId then guardValue = false end
     end
   end
 
-  if guardId ~= '' then
+  if guardValue then
     -- Keeps the guard's tags (and its expiry and native TTL unless a new one is given); a batch
     -- that removed it (a destroy) wins.
-    local key = entryKey(guardId)
-    local current = guardValue
-    if current then
-      local _, version, tags, _, headerEnd = parse(current)
-      if guardExpiry == '' then
-        redis.call('SET', key, string.sub(current, 1, headerEnd) .. fence, 'KEEPTTL')
-      else
-        -- A guard this write created holds exactly this already (value, TTL, expiry record).
-        if created ~= '1' then
-          redis.call('SET', key, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
-          if fold then addExpiry(guardId, guardExpiry, guardPttl) end
+    if guardExpiry == '' then
+      redis.call('SET', guardKey, string.sub(guardValue, 1, guardStart - 1) .. fence, 'KEEPTTL')
+    else
+      -- A guard this write created holds exactly this already (value, TTL, expiry record).
+      if created ~= '1' then
+        local _, version, tags = head(guardValue)
+        redis.call('SET', guardKey, guardExpiry .. ' ' .. version .. '\\n' .. tags .. '\\n' .. fence, 'PX', guardPttl)
+        if fold then addExpiry(guardId, guardExpiry, guardPttl) end
+      end
+      if group ~= '' and not (created == '1' and freshGroup) then
+        local setKey = tagKey(group)
+        for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
+          if id ~= guardId then extend(entryKey(id), guardPttl) end
         end
-        if group ~= '' and not (created == '1' and freshGroup) then
-          local setKey = tagKey(group)
-          for _, id in ipairs(redis.call('ZRANGE', setKey, 0, -1)) do
-            if id ~= guardId then extend(entryKey(id), guardPttl) end
-          end
-          extend(setKey, guardPttl)
-        end
+        extend(setKey, guardPttl)
       end
     end
   end
@@ -583,52 +728,67 @@ export function dropRecordsOf(flat: readonly string[]): DropRecord[] {
 }
 
 /**
- * The standalone write script of the backends sharing one {@link RedisWriteCoalescer}: their
- * key prefixes are part of the source (one SCRIPT LOAD per client, not a prefix per call), and
- * one call runs any number of units, in order, each as WRITE or DROP would, with the index
- * upkeep folded in (tag sets and expiry records of other slots are in the same Redis). KEYS:
- * one key (unused). ARGV: per unit `w<n>` (WRITE), `d<n>` (DROP) or `f<n>` (BY_TAG), n the 1-based
- * index of the backend's prefix, the unit's clock, the number of its arguments, then those
- * arguments (WRITE's or DROP's after prefix and clock). Answers one reply per unit. A unit that
- * refuses (missing, fenced, locked, full) has written nothing and does not stop the next one,
- * unless that one is chained to it: a head `w<n>/<p>,<q>` names the 1-based positions of earlier
- * units it requires, and it runs only if each applied (WRITE 'ok', DROP removed a live entry,
- * BY_TAG ran); otherwise its reply is 'skipped'.
+ * The standalone write script of the backends sharing one {@link RedisWriteCoalescer}, as a
+ * Redis function (EVAL script where functions are unavailable): one call runs any number of
+ * units, in order, each as WRITE or DROP would, with the index upkeep folded in (tag sets and
+ * expiry records of other slots are in the same Redis). KEYS: one key (unused). ARGV: the
+ * number of key prefixes, those prefixes, then per unit `w<n>` (WRITE), `d<n>` (DROP) or `f<n>`
+ * (BY_TAG), n the 1-based index of the backend's prefix, the unit's clock, the number of its
+ * arguments, then those arguments (WRITE's or DROP's after prefix and clock). Answers one reply
+ * per unit. A unit that refuses (missing, fenced, locked, full) has written nothing and does
+ * not stop the next one, unless that one is chained to it: a head `w<n>/<p>,<q>` names the
+ * 1-based positions of earlier units it requires, and it runs only if each applied (WRITE 'ok',
+ * DROP removed a live entry, BY_TAG ran); otherwise its reply is 'skipped'. The prefixes are
+ * arguments, so one library serves every app on the server.
  */
-export function standaloneWriteScript(prefixes: readonly string[]): LuaScript {
-  return new LuaScript(`
+export const STANDALONE_WRITE = new LuaLibrary(
+  'nestsession_write',
+  `
 local prefix
 local now
-local PREFIXES = {${prefixes.map(luaString).join(', ')}}
-${LUA_FUNCTIONS}${WRITE_FUNCTION}${DROP_FUNCTION}${BY_TAG_FUNCTION}
+${LUA_FUNCTIONS}${WRITE_FUNCTION}${DROP_FUNCTION}${BY_TAG_FUNCTION}`,
+  `
+-- The prefixes are ARGV[2..], so prefix n is ARGV[n + 1].
 local out = {}
 local applied = {}
-local i = 1
-while i <= #ARGV do
-  local head = ARGV[i]
-  local slash = string.find(head, '/', 2, true)
+local i = tonumber(ARGV[1]) + 2
+local count = #ARGV
+while i <= count do
+  local unit = ARGV[i]
   local run = true
-  if slash then
-    -- A chained unit: it runs only if every unit it names (by position) applied.
-    for required in string.gmatch(string.sub(head, slash + 1), '%d+') do
-      if not applied[tonumber(required)] then run = false end
-    end
-    prefix = PREFIXES[tonumber(string.sub(head, 2, slash - 1))]
+  if #unit == 2 then
+    -- The usual head: one kind letter, one prefix digit (48 is the byte of '0').
+    prefix = ARGV[string.byte(unit, 2) - 47]
   else
-    prefix = PREFIXES[tonumber(string.sub(head, 2))]
+    local slash = string.find(unit, '/', 2, true)
+    if slash then
+      -- A chained unit: it runs only if every unit it names (by position) applied.
+      for required in string.gmatch(string.sub(unit, slash + 1), '%d+') do
+        if not applied[tonumber(required)] then run = false end
+      end
+      prefix = ARGV[tonumber(string.sub(unit, 2, slash - 1)) + 1]
+    else
+      prefix = ARGV[tonumber(string.sub(unit, 2)) + 1]
+    end
   end
-  now = tonumber(ARGV[i + 1])
+  now = ARGV[i + 1]
   local n = tonumber(ARGV[i + 2])
-  local kind = string.sub(head, 1, 1)
+  local kind = string.byte(unit, 1)
   local reply = 'skipped'
   local ok = false
   if run then
-    local A = {prefix, ARGV[i + 1]}
-    for k = 1, n do A[k + 2] = ARGV[i + 2 + k] end
-    if kind == 'w' then
+    local A
+    if n <= 2000 then
+      -- One table constructor (unpack is bounded by Lua's C stack, hence the loop for long units).
+      A = {prefix, ARGV[i + 1], unpack(ARGV, i + 3, i + 2 + n)}
+    else
+      A = {prefix, ARGV[i + 1]}
+      for k = 1, n do A[k + 2] = ARGV[i + 2 + k] end
+    end
+    if kind == 119 then -- 'w'
       reply = writeUnit(A, true)
       ok = reply[1] == 'ok'
-    elseif kind == 'd' then
+    elseif kind == 100 then -- 'd'
       reply = dropUnit(A, true)
       for r = 2, #reply, 6 do
         if reply[r] == 'live' then ok = true end
@@ -642,16 +802,5 @@ while i <= #ARGV do
   applied[#out] = ok
   i = i + 3 + n
 end
-return out
-`);
-}
-
-/** A Lua string literal of `text`: bytes other than letters, digits and `:_-.` as decimal escapes. */
-function luaString(text: string): string {
-  let literal = "'";
-  for (const byte of Buffer.from(text, 'utf8')) {
-    const char = String.fromCharCode(byte);
-    literal += /[A-Za-z0-9:_\-.]/.test(char) ? char : `\\${String(byte).padStart(3, '0')}`;
-  }
-  return `${literal}'`;
-}
+return out`,
+);

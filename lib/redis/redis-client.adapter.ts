@@ -1,3 +1,4 @@
+import type { LuaLibrary } from './lua-library.js';
 import type { LuaScript } from './lua-script.js';
 
 /*
@@ -139,6 +140,10 @@ export class RedisTransport {
   private readonly masterClients: () => Promise<RedisCommandClient[]>;
   /** Scripts whose SCRIPT LOAD was sent on the (standalone) client. */
   private readonly loaded = new Set<LuaScript>();
+  /** Libraries whose FUNCTION LOAD was sent on the (standalone) client. */
+  private readonly loadedLibraries = new Set<LuaLibrary>();
+  /** False once the server turned functions down (Redis < 7, an ACL without them): EVAL scripts from then on. */
+  private functions = true;
 
   constructor(client: RedisCommandClient | RedisClusterCommandClient) {
     if (isRedisClusterClient(client)) {
@@ -176,6 +181,52 @@ export class RedisTransport {
       (sha) => this.send(key, false, ['EVALSHA', sha, ...tail]),
       (source) => this.send(key, false, ['EVAL', source, ...tail]),
     );
+  }
+
+  /**
+   * Calls a library's function with KEYS = [key] and ARGV = `args` (standalone clients only; a
+   * cluster runs its script). FUNCTION LOAD rides with the first call, as SCRIPT LOAD does; a
+   * server that lost the function (restart, FUNCTION FLUSH) gets it again, and one that has no
+   * functions (or forbids them) runs the library's EVAL script from then on.
+   */
+  async callLibrary(library: LuaLibrary, key: string, args: readonly string[]): Promise<unknown> {
+    if (this.cluster || !this.functions) return this.evalScript(library.script, key, args);
+    const call = ['FCALL', library.functionName, '1', key, ...args];
+    if (!this.loadedLibraries.has(library)) {
+      this.loadedLibraries.add(library);
+      // Same tick as the FCALL below: one round trip, and Redis runs the load first.
+      this.loadLibrary(library, key).catch(() => this.loadedLibraries.delete(library));
+    }
+    try {
+      return await this.send(key, false, call);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : '';
+      if (message.includes('Function not found')) {
+        // Matched by message (the client may be another copy of node-redis, or ioredis).
+        try {
+          await this.loadLibrary(library, key);
+        } catch {
+          this.functions = false;
+          return this.evalScript(library.script, key, args);
+        }
+        return this.send(key, false, call);
+      }
+      if (message.startsWith('ERR unknown command') || message.startsWith('NOPERM')) {
+        this.functions = false;
+        return this.evalScript(library.script, key, args);
+      }
+      throw error;
+    }
+  }
+
+  /** FUNCTION LOAD of `library`; already loaded (by another client, or in a race) counts as done. */
+  private async loadLibrary(library: LuaLibrary, key: string): Promise<void> {
+    try {
+      await this.send(key, false, ['FUNCTION', 'LOAD', library.source]);
+    } catch (error) {
+      if (error instanceof Error && error.message.includes('already exists')) return;
+      throw error;
+    }
   }
 }
 

@@ -1,6 +1,5 @@
 import { runInOrder, type WriteOrder } from '../cache/write-ticket.js';
-import type { LuaScript } from './lua-script.js';
-import { standaloneWriteScript } from './redis-backend.scripts.js';
+import { STANDALONE_WRITE } from './redis-backend.scripts.js';
 import { RedisTransport, type RedisCommandClient } from './redis-client.adapter.js';
 
 /*
@@ -9,7 +8,8 @@ import { RedisTransport, type RedisCommandClient } from './redis-client.adapter.
  * used to be its own script call, and the client's command encoding and `writev` were a quarter
  * of the CPU of a new session. Backends sharing one coalescer (the metadata and storage backends
  * of one `createRedisSessionStores`) queue their WRITE and DROP units here; what was queued in
- * one tick goes out as one EVALSHA of the standalone script, which runs the units in order and
+ * one tick goes out as one call of the standalone write function (FCALL; EVALSHA where Redis has
+ * no functions), which runs the units in order and
  * answers one reply per unit. Each unit keeps its own conditions (a refused one wrote nothing
  * and does not undo another), so this is the pipelined scripts of before, without anything in
  * between. If the call fails, every unit in it fails with that error (with a lost reply, any of
@@ -43,7 +43,6 @@ interface QueuedUnit {
 export class RedisWriteCoalescer {
   private readonly transport: RedisTransport;
   private readonly prefixes: string[] = [];
-  private script: LuaScript | undefined;
   private queue: QueuedUnit[] = [];
   /** Counts flushes: a ticket queued in batch n can be required natively while `batch` is still n. */
   private batch = 0;
@@ -68,12 +67,11 @@ export class RedisWriteCoalescer {
     };
   }
 
-  /** Registers a backend's key prefix; answers the index its units name (the script bakes the prefixes in). */
+  /** Registers a backend's key prefix; answers the index its units name (every call sends the prefixes first). */
   register(prefix: string): number {
     const known = this.prefixes.indexOf(prefix);
     if (known >= 0) return known + 1;
     this.prefixes.push(prefix);
-    this.script = undefined;
     return this.prefixes.length;
   }
 
@@ -134,10 +132,9 @@ export class RedisWriteCoalescer {
     const units = this.queue;
     this.queue = [];
     this.batch++;
-    this.script ??= standaloneWriteScript(this.prefixes);
-    const args: string[] = [];
+    const args: string[] = [String(this.prefixes.length), ...this.prefixes];
     for (const unit of units) for (const arg of unit.args) args.push(arg);
-    this.transport.evalScript(this.script, this.firstKey, args).then(
+    this.transport.callLibrary(STANDALONE_WRITE, this.firstKey, args).then(
       (reply) => {
         const replies = reply as unknown[];
         units.forEach((unit, i) => unit.resolve(replies[i]));

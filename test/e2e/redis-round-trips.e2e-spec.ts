@@ -18,7 +18,7 @@ type Area = 'metadata' | 'storage' | 'lock' | 'other';
 /** The area of the key a command is routed by (a script's first key, else its first argument). */
 function areaOf(command: RoundTripCommand): Area {
   const name = command.args[0]?.toUpperCase();
-  const text = (name === 'EVALSHA' || name === 'EVAL' ? command.args[3] : command.args[1]) ?? '';
+  const text = (name === 'EVALSHA' || name === 'EVAL' || name === 'FCALL' ? command.args[3] : command.args[1]) ?? '';
   if (text.includes(`${PREFIX}l:`)) return 'lock';
   if (text.includes(`${PREFIX}m:`)) return 'metadata';
   if (text.includes(`${PREFIX}s:`)) return 'storage';
@@ -37,13 +37,13 @@ function describeCommands(commands: RoundTripCommand[]): string[] {
  * Redis each write's tag-set memberships and expiry records are written inside that call (on a
  * cluster they live in other slots and are separate commands).
  */
-const GUARDED_STORAGE_THEN_METADATA = ['EVALSHA storage write'];
+const GUARDED_STORAGE_THEN_METADATA = ['FCALL storage write'];
 
 /**
  * A new session: the storage write (creating guard) and the metadata write are issued in one
  * tick, so the backends' write coalescer sends them as one script call, routed by the first.
  */
-const NEW_SESSION_WRITE = ['EVALSHA storage write'];
+const NEW_SESSION_WRITE = ['FCALL storage write'];
 
 function cost(commands: RoundTripCommand[]) {
   const cache = commands.filter((c) => areaOf(c) === 'metadata' || areaOf(c) === 'storage');
@@ -121,7 +121,7 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
     expect(describeCommands(commands)).toEqual([
       'GET metadata',
       'GET storage', // the handler reads one key: a plain GET
-      'EVALSHA storage write', // lock free? fresh fence, guard, entry: one script
+      'FCALL storage write', // lock free? fresh fence, guard, entry: one script
     ]);
     expect(cost(commands)).toEqual({ cacheReads: 2, cacheWrites: 1, lock: 0, other: 0 });
     const script = commands.at(-1)!.args.join(' ');
@@ -140,10 +140,10 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
     expect(describeCommands(commands)).toEqual([
       'GET metadata',
       'EVALSHA lock write',
-      'EVALSHA storage write',
+      'FCALL storage write',
       'GET metadata',
       'EVALSHA storage',
-      'EVALSHA storage write',
+      'FCALL storage write',
       'EVALSHA lock write',
     ]);
   });

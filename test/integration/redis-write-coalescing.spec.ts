@@ -43,7 +43,7 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
       },
     });
     stores = await createRedisSessionStores({ client: recording, prefix, commandTimeout: 0 });
-    // Scripts loaded once (SCRIPT LOAD rides with the first use): later counts are steady.
+    // Scripts loaded once (FUNCTION LOAD rides with the first use): later counts are steady.
     await Promise.all([stores.metadataBackend.set('warm', 'x', ['session'], 60), stores.storageBackend.set('w.a', 'x', ['w'])]);
   });
 
@@ -59,9 +59,9 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     await raw.close();
   });
 
-  const scripts = () => sent.filter((command) => command[0] === 'EVALSHA' || command[0] === 'EVAL');
+  const scripts = () => sent.filter((command) => ['FCALL', 'EVALSHA', 'EVAL'].includes(command[0]!));
 
-  it('a new session (storage with a creating guard, metadata with tags in other groups) is one EVALSHA; every index is written', async () => {
+  it('a new session (storage with a creating guard, metadata with tags in other groups) is one FCALL; every index is written', async () => {
     const { metadataBackend: meta, storageBackend: storage } = stores;
     const [stored, written] = await Promise.all([
       storage.write(
@@ -71,9 +71,11 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
       meta.write({ sets: [{ id: 'h:ab.k1', data: 'meta', tags: ['session', 'storage-st1', 'h:ab'], lifetime: 60 }] }),
     ]);
     expect([stored, written]).toEqual(['ok', 'ok']);
-    expect(sent.map((command) => command[0])).toEqual(['EVALSHA']);
-    // Neither backend's prefix is an argument (they are in the script); only the routing key carries one.
-    expect(sent[0]!.slice(4).some((arg) => arg.startsWith(`${prefix}m:`) || arg.startsWith(`${prefix}s:`))).toBe(false);
+    expect(sent.map((command) => command[0])).toEqual(['FCALL']);
+    // The two prefixes are the call's first arguments, once each (the units name them by index):
+    // FCALL <function> 1 <routing key> 2 <prefix> <prefix> <units...>.
+    expect(sent[0]!.slice(4, 7)).toEqual(['2', `${prefix}m:`, `${prefix}s:`]);
+    expect(sent[0]!.slice(7).some((arg) => arg.startsWith(`${prefix}m:`) || arg.startsWith(`${prefix}s:`))).toBe(false);
 
     expect(await raw.zScore(`${prefix}m:{session}#tag`, 'h:ab.k1')).not.toBeNull();
     expect(await raw.zScore(`${prefix}m:{storage-st1}#tag`, 'h:ab.k1')).not.toBeNull();
@@ -120,7 +122,7 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     await meta.set('m3', 'v', ['session', 'tag-red'], 60);
     sent.length = 0;
     await expect(meta.remove('m3')).resolves.toBe(true);
-    expect(sent.map((command) => command[0])).toEqual(['EVALSHA']);
+    expect(sent.map((command) => command[0])).toEqual(['FCALL']);
     expect(await raw.zScore(`${prefix}m:{session}#tag`, 'm3')).toBeNull();
     expect(await raw.zScore(`${prefix}m:{tag-red}#tag`, 'm3')).toBeNull();
     expect(await raw.zScore(`${prefix}m:{}#expiry`, 'm3')).toBeNull();
@@ -149,7 +151,7 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     sent.length = 0;
     const [removed, flushed] = await Promise.all([meta.remove('m5'), storage.flushByTag('st2')]);
     expect([removed, flushed]).toEqual([true, 2]);
-    expect(sent.map((command) => command[0])).toEqual(['EVALSHA']);
+    expect(sent.map((command) => command[0])).toEqual(['FCALL']);
     expect(await raw.keys(`${prefix}s:{st2}*`)).toEqual([]);
     expect(await raw.zScore(`${prefix}s:{}#expiry`, 'st2.~guard')).toBeNull();
     expect(await raw.zScore(`${prefix}m:{storage-st2}#tag`, 'm5')).toBeNull();
@@ -159,7 +161,7 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     const storage = stores.storageBackend;
     const [, read] = await Promise.all([storage.set('st3.k', 'new', ['st3']), storage.get('st3.k')]);
     expect(read).toBe('new');
-    expect(sent.map((command) => command[0])).toEqual(['EVALSHA', 'GET']);
+    expect(sent.map((command) => command[0])).toEqual(['FCALL', 'GET']);
   });
 
   it('a tag read right behind a queued write (a storage move: guard check, then the copy) rides in the same call, after it', async () => {
@@ -175,7 +177,7 @@ describe('Redis writes on a standalone Redis: index upkeep folded in, same-tick 
     ]);
     expect(checked).toBe('ok');
     expect(entries.map((e) => `${e.id}=${e.data}`).sort()).toEqual(['st5.a=1', 'st5.b=2', 'st5.~guard=2']);
-    expect(sent.map((command) => command[0])).toEqual(['EVALSHA']);
+    expect(sent.map((command) => command[0])).toEqual(['FCALL']);
   });
 
   it('when the call fails, every write in it fails (StoreUnavailableException) and nothing is half-applied', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { RedisBackend, type RedisCommandClient } from '../../lib/redis/redis.backend.js';
+import { STANDALONE_WRITE } from '../../lib/redis/redis-backend.scripts.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
@@ -197,6 +198,88 @@ describe('RedisBackend', () => {
     });
   });
 
+  describe('the usual rewrite (existing entries of the guard group, no lifetime of their own, the guard lifetime kept)', () => {
+    /** Everything a write leaves: each key's value and native TTL (ms), names without the group. */
+    const stateOf = async (group: string): Promise<Map<string, { value: string | null; pttl: number }>> => {
+      const state = new Map<string, { value: string | null; pttl: number }>();
+      for (const key of await keysUnder(backend.prefix)) {
+        if (!key.includes(`{${group}}`)) continue;
+        const type = await client.type(key);
+        const raw = type === 'string' ? await client.get(key) : JSON.stringify(await client.zRange(key, 0, -1));
+        // The version (random per write) and a clock time are compared without their digits.
+        const value =
+          raw
+            ?.replace(/^0 \d+\n/, '0 <v>\n')
+            .replace(/^[1-9]\d* \d+\n/, '<t> <v>\n')
+            .replaceAll(group, '<g>') ?? null;
+        state.set(key.replace(group, '<g>'), { value, pttl: await client.pTTL(key) });
+      }
+      return state;
+    };
+
+    it('has the outcome of the general write path: values, tag set, guard fence and native TTLs', async () => {
+      const outcomes = [];
+      for (const [group, general] of [
+        ['fp1', false],
+        ['fp2', true],
+      ] as const) {
+        const guard = { id: `${group}.~guard`, fence: 1, create: true, tags: [group], lifetime: 60 };
+        const data = (n: number) => [
+          { id: `${group}.a`, data: `A${n}`, tags: [group] },
+          { id: `${group}.b`, data: `B${n}`, tags: [group] },
+        ];
+        expect(await backend.write({ sets: data(1) }, guard)).toBe('ok');
+        // Naming the (live) guard as an entry that must exist changes nothing, but takes the general path.
+        const batch = { sets: data(2), ...(general ? { mustExist: [guard.id] } : {}) };
+        expect(await backend.write(batch, { id: guard.id, fence: 5 })).toBe('ok');
+        expect(await backend.write({ sets: data(3) }, { id: guard.id, fence: 4 })).toBe('fenced');
+        outcomes.push(await stateOf(group));
+        expect(await backend.getMany([`${group}.a`, `${group}.b`])).toEqual(['A2', 'B2']);
+      }
+      const [fast, general] = outcomes as [Awaited<ReturnType<typeof stateOf>>, Awaited<ReturnType<typeof stateOf>>];
+      expect([...fast.keys()].sort()).toEqual([...general.keys()].sort());
+      expect(fast.size).toBe(4); // a, b, the guard and the group's tag set
+      for (const [key, { value, pttl }] of fast) {
+        expect(value).toEqual(general.get(key)!.value);
+        // Written a few ms apart: the same TTL within that.
+        expect(Math.abs(pttl - general.get(key)!.pttl)).toBeLessThan(500);
+        expect(pttl).toBeGreaterThan(59_000);
+      }
+    });
+
+    it('falls back to the general path for anything else in the batch, with its usual outcome', async () => {
+      const guard = { id: 'fb.~guard', fence: 1, create: true, tags: ['fb'], lifetime: 60 };
+      expect(await backend.write({ sets: [{ id: 'fb.a', data: 'A', tags: ['fb'] }] }, guard)).toBe('ok');
+      // A new key, a second tag, an own lifetime, a remove: each still written with its index upkeep.
+      expect(
+        await backend.write(
+          {
+            sets: [
+              { id: 'fb.a', data: 'A2', tags: ['fb', 'fb-red'] },
+              { id: 'fb.new', data: 'N', tags: ['fb'], lifetime: 30 },
+            ],
+          },
+          { id: guard.id, fence: 2 },
+        ),
+      ).toBe('ok');
+      expect(await backend.findIdentifiersByTag('fb-red')).toEqual(['fb.a']);
+      expect(await client.zScore(backend.expiryIndexKey, 'fb.new')).not.toBeNull();
+      expect(
+        await backend.write(
+          { sets: [{ id: 'fb.a', data: 'A3', tags: ['fb'] }], removes: ['fb.new'] },
+          { id: guard.id, fence: 3 },
+        ),
+      ).toBe('ok');
+      expect(await backend.findIdentifiersByTag('fb-red')).toEqual([]);
+      expect(await client.zScore(backend.expiryIndexKey, 'fb.new')).toBeNull();
+      expect(await backend.get('fb.a')).toBe('A3');
+      // A missing guard is still told apart from a stale fence.
+      expect(await backend.write({ sets: [{ id: 'fb.a', data: 'X', tags: ['fb'] }] }, { id: 'fb.~gone', fence: 9 })).toBe(
+        'missing',
+      );
+    });
+  });
+
   describe('write with a guard', () => {
     it('leaves no partial state in Redis when the guard refuses', async () => {
       await backend.set('ws.victim', 'V', ['ws'], 600);
@@ -291,9 +374,10 @@ describe('RedisBackend', () => {
         { sets: [{ id: 'rt.k1', data: 'one', tags: ['rt'] }] },
         { id: 'rt.fence', fence: 1, create: true, tags: ['rt'] },
       );
+      // The write is a Redis function: FUNCTION LOAD rides with its first FCALL.
       expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual([
-        'SCRIPT LOAD',
-        `EVALSHA ${recorded.commands[1]![1]}`,
+        'FUNCTION LOAD',
+        `FCALL ${STANDALONE_WRITE.functionName}`,
       ]);
 
       recorded.commands.length = 0;
@@ -301,7 +385,7 @@ describe('RedisBackend', () => {
       await counted.getMany(['rt.k1', 'rt.k2', 'rt.k3']);
       await counted.has('rt.k1');
       await counted.write({ sets: [{ id: 'rt.k2', data: 'two', tags: ['rt'] }] }, { id: 'rt.fence', fence: 2 });
-      expect(recorded.commands.map((c) => c[0])).toEqual(['GET', 'MGET', 'GETRANGE', 'EVALSHA']);
+      expect(recorded.commands.map((c) => c[0])).toEqual(['GET', 'MGET', 'GETRANGE', 'FCALL']);
     });
 
     it('falls back to EVAL when Redis answers NOSCRIPT', async () => {
@@ -317,8 +401,52 @@ describe('RedisBackend', () => {
       const reloaded = makeBackend('noscript', { client: recorded.client });
       await reloaded.set('ns.a', 'A', ['ns']);
       expect(await reloaded.findIdentifiersByTag('ns')).toEqual(['ns.a']);
-      expect(refused).toBe(2);
-      expect(recorded.commands.map((c) => c[0])).toEqual(['SCRIPT', 'EVALSHA', 'EVAL', 'SCRIPT', 'EVALSHA', 'EVAL']);
+      expect(refused).toBe(1);
+      expect(recorded.commands.map((c) => c[0])).toEqual(['FUNCTION', 'FCALL', 'SCRIPT', 'EVALSHA', 'EVAL']);
+    });
+
+    it('loads the write function again when Redis lost it (restart, FUNCTION FLUSH), and the write lands once', async () => {
+      let lost = 1;
+      const recorded = recordingClient((args) => {
+        if (args[0] === 'FCALL' && lost > 0) {
+          lost--;
+          return Promise.reject(new Error('ERR Function not found'));
+        }
+        return undefined;
+      });
+      const reloaded = makeBackend('fnlost', { client: recorded.client });
+      await reloaded.set('fl.a', 'A', ['fl']);
+      expect(recorded.commands.map((c) => c.slice(0, 2).join(' '))).toEqual([
+        'FUNCTION LOAD',
+        `FCALL ${STANDALONE_WRITE.functionName}`,
+        'FUNCTION LOAD',
+        `FCALL ${STANDALONE_WRITE.functionName}`,
+      ]);
+      expect(await reloaded.get('fl.a')).toBe('A');
+      expect(await reloaded.findIdentifiersByTag('fl')).toEqual(['fl.a']);
+    });
+
+    it('runs the same code as EVAL scripts where Redis has no functions (Redis 6, an ACL without FUNCTION)', async () => {
+      for (const refusal of [
+        "ERR unknown command 'FCALL', with args beginning with: ",
+        "NOPERM this user has no permissions to run the 'fcall' command",
+      ]) {
+        const recorded = recordingClient((args) => {
+          if (args[0] === 'FUNCTION' || args[0] === 'FCALL') return Promise.reject(new Error(refusal));
+          return undefined;
+        });
+        const old = makeBackend('nofn', { client: recorded.client });
+        await old.write(
+          { sets: [{ id: 'nf.k', data: 'one', tags: ['nf'] }] },
+          { id: 'nf.~guard', fence: 1, create: true, tags: ['nf'] },
+        );
+        await old.write({ sets: [{ id: 'nf.k', data: 'two', tags: ['nf'] }] }, { id: 'nf.~guard', fence: 2 });
+        // Asked once; from then on the EVAL script only.
+        expect(recorded.commands.map((c) => c[0])).toEqual(['FUNCTION', 'FCALL', 'SCRIPT', 'EVALSHA', 'EVALSHA']);
+        expect(await old.get('nf.k')).toBe('two');
+        expect(await old.write({ sets: [{ id: 'nf.k', data: 'old' }] }, { id: 'nf.~guard', fence: 1 })).toBe('fenced');
+        await old.flush();
+      }
     });
   });
 
