@@ -93,14 +93,21 @@ local function hasTag(tags, tag)
   return string.find(' ' .. tags .. ' ', ' ' .. tag .. ' ', 1, true) ~= nil
 end
 
+-- Native ms an index set that must live longer is given beyond what it needs: under load, most
+-- writes to a shared set ("all sessions", the expiry index) then find it long enough and skip
+-- the PEXPIRE. It outlives its longest-living member by at most this.
+local SLACK = 500
+
 -- Sets a tag set's TTL after members with native TTL \`pttl\` (0 = forever) were added: the set lives
--- as long as its longest-living member. \`current\` is its PTTL before the ZADD (-2: it did not exist;
--- ZADD leaves a TTL as it is).
+-- as long as its longest-living member (and at most SLACK more). \`current\` is its PTTL before the
+-- ZADD (-2: it did not exist; ZADD leaves a TTL as it is).
 local function keepMembersTtl(key, pttl, current)
   if pttl == 0 then
     if current >= 0 then redis.call('PERSIST', key) end
-  elseif current == -2 or (current >= 0 and current < pttl) then
+  elseif current == -2 then
     redis.call('PEXPIRE', key, pttl)
+  elseif current >= 0 and current < pttl then
+    redis.call('PEXPIRE', key, pttl + SLACK)
   end
 end
 
@@ -120,18 +127,26 @@ local function addMembers(key, pttl, members)
   keepMembersTtl(key, pttl, current)
 end
 
--- Standalone only (the index keys are in other slots on a cluster): a member goes if its score
--- is still \`score\` (TAG_FORGET, EXPIRY_FIX removal), an expiry record is added (EXPIRY_ADD).
-local function dropMember(key, id, score)
-  local seen = redis.call('ZSCORE', key, id)
-  if seen and (seen == score or tonumber(seen) == tonumber(score)) then redis.call('ZREM', key, id) end
+-- Standalone only (the index keys are in other slots on a cluster): an entry's foreign membership
+-- or expiry record goes with it (TAG_FORGET, EXPIRY_FIX removal), an expiry record is added
+-- (EXPIRY_ADD). Written in the same atomic step as every version of the entry, such a member
+-- always holds the entry's current version or expiry, so unlike TAG_FORGET on a cluster (where
+-- a later write may have re-added it meanwhile) no score check is needed.
+local function dropMember(key, id)
+  redis.call('ZREM', key, id)
 end
 
 local function addExpiry(id, expiry, pttl)
   local key = prefix .. '{}#expiry'
   redis.call('ZADD', key, expiry, id)
   local current = redis.call('PTTL', key)
-  if pttl > 0 and (current == -1 or (current >= 0 and current < pttl)) then redis.call('PEXPIRE', key, pttl) end
+  if pttl > 0 then
+    if current == -1 then
+      redis.call('PEXPIRE', key, pttl)
+    elseif current >= 0 and current < pttl then
+      redis.call('PEXPIRE', key, pttl + SLACK)
+    end
+  end
 end
 `;
 
@@ -273,6 +288,16 @@ local function writeUnit(A, fold)
     return value
   end
   local guardKey = guardId ~= '' and keyOf(guardId)
+  -- Additions to the group's own tag set (score, id, ...), sent as one ZADD by flushOwn().
+  local ownAdds = {}
+  local ownPttl = -1
+  local function flushOwn()
+    if #ownAdds > 0 then
+      addMembers(tagKey(group), ownPttl, ownAdds)
+      ownAdds = {}
+      ownPttl = -1
+    end
+  end
 
   -- Gives a key at least \`pttl\` ms of native life (a key without TTL gets one; a missing key is left).
   local function extend(key, pttl)
@@ -287,7 +312,7 @@ local function writeUnit(A, fold)
       for tag in string.gmatch(tags, '%S+') do
         if tag ~= group and (keptTags == nil or not hasTag(keptTags, tag)) then
           if fold then
-            dropMember(tagKey(tag), id, version)
+            dropMember(tagKey(tag), id)
           else
             cleanup[#cleanup + 1] = 'T'
             cleanup[#cleanup + 1] = tag
@@ -299,7 +324,7 @@ local function writeUnit(A, fold)
     end
     if expiry ~= '0' and newExpiry == '0' then
       if fold then
-        dropMember(prefix .. '{}#expiry', id, expiry)
+        dropMember(prefix .. '{}#expiry', id)
       else
         cleanup[#cleanup + 1] = 'E'
         cleanup[#cleanup + 1] = id
@@ -318,7 +343,10 @@ local function writeUnit(A, fold)
     if old then
       local oldExpiry, oldVersion, oldTags = head(old)
       wasOwn = group ~= '' and hasTag(oldTags, group)
-      if wasOwn and not own then redis.call('ZREM', tagKey(group), id) end
+      if wasOwn and not own then
+        flushOwn()
+        redis.call('ZREM', tagKey(group), id)
+      end
       forget(id, oldExpiry, oldVersion, oldTags, tags, expiry)
     end
     if own and retain > 0 and (pttl == 0 or pttl < retain) then pttl = retain end
@@ -334,7 +362,12 @@ local function writeUnit(A, fold)
     end
     -- A member's score (the version) only matters in foreign tag sets, and the own set lives at
     -- least as long as the guard: an entry that stays a member with the guard's TTL changes nothing there.
-    if own and not (wasOwn and retain > 0 and pttl == retain) then addMember(tagKey(group), pttl, version, id) end
+    if own and not (wasOwn and retain > 0 and pttl == retain) then
+      ownAdds[#ownAdds + 1] = version
+      ownAdds[#ownAdds + 1] = id
+      -- The set lives as long as its longest-living member (0 = forever wins).
+      if pttl == 0 or ownPttl == 0 then ownPttl = 0 elseif pttl > ownPttl then ownPttl = pttl end
+    end
     if fold then
       -- Standalone: the foreign tag sets and the expiry record in this same step.
       if tags ~= group and tags ~= '' then
@@ -424,7 +457,8 @@ local function writeUnit(A, fold)
     end
     if guardExpiry ~= '' then
       retain = guardPttl
-    else
+    elseif A[i] ~= '0' then
+      -- Only entries stored below need it.
       local pttl = redis.call('PTTL', guardKey)
       if pttl > 0 then retain = pttl end
     end
@@ -444,6 +478,7 @@ local function writeUnit(A, fold)
     store(A[i], A[i + 1], tonumber(A[i + 2]))
     i = i + 3
   end
+  flushOwn()
   for j = i, #A do
     local id = A[j]
     local key = keyOf(id)
@@ -518,9 +553,9 @@ local function dropUnit(A, fold)
         if isLive(expiry) then code = 'live' else code = 'dead' end
         if fold then
           for other in string.gmatch(tags, '%S+') do
-            if other ~= group then dropMember(tagKey(other), id, version) end
+            if other ~= group then dropMember(tagKey(other), id) end
           end
-          if expiry ~= '0' then dropMember(prefix .. '{}#expiry', id, expiry) end
+          if expiry ~= '0' then dropMember(prefix .. '{}#expiry', id) end
         end
       end
       if not (drop and withData) then data = '' end
@@ -565,7 +600,7 @@ local function byTagUnit(A, fold)
         for other in string.gmatch(tags, '%S+') do
           if other ~= tag then
             if fold then
-              dropMember(tagKey(other), id, version)
+              dropMember(tagKey(other), id)
             else
               for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
             end
@@ -573,7 +608,7 @@ local function byTagUnit(A, fold)
         end
         if expiry ~= '0' then
           if fold then
-            dropMember(prefix .. '{}#expiry', id, expiry)
+            dropMember(prefix .. '{}#expiry', id)
           else
             for _, v in ipairs({'E', id, expiry}) do cleanup[#cleanup + 1] = v end
           end
