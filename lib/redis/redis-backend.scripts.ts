@@ -250,7 +250,60 @@ local function fastRewrite(A)
   return {'ok', '0'}
 end
 
+-- A guard created together with the first entries of a fresh group (a new session's storage, a
+-- login's new storage): the guard and its entries tagged with the group only, the entries
+-- without an expiry or a native TTL of their own, no lock to check, nothing that must exist,
+-- nothing removed, within the cap. Answers nil, having written nothing, when the write is not
+-- that, or the guard, an entry or the group's tag set exists already (the general path then
+-- decides, e.g. replacing an expired guard); else WRITE's answer. Same outcome as the general
+-- path: the guard with its native TTL and expiry record, the entries with the guard's TTL, and
+-- the group's tag set with all of them (no extension pass: the group was empty).
+local function freshCreate(A)
+  local group = A[3]
+  local n = #A
+  local sets = tonumber(A[16])
+  if n ~= 16 + sets * 3 or sets > 900 then return nil end
+  if A[13] ~= '0' and sets > tonumber(A[13]) then return nil end
+  local groupLine = '\\n' .. group .. '\\n'
+  -- The guard's head "<expiry> <version>\\n<group>\\n", with the expiry it is given.
+  local guardHead = A[7]
+  local space = string.find(guardHead, ' ', 1, true)
+  if not space or string.sub(guardHead, 1, space - 1) ~= A[8] then return nil end
+  local a = string.find(guardHead, '\\n', space, true)
+  if not a or string.sub(guardHead, a) ~= groupLine then return nil end
+  for k = 17, n, 3 do
+    if A[k] == A[4] or A[k + 2] ~= '0' or not plainEntry(A[k + 1], groupLine) then return nil end
+  end
+  local groupKey = prefix .. '{' .. group .. '}'
+  local skip = #group + 1
+  local keys = {groupKey .. string.sub(A[4], skip)}
+  for k = 1, sets do keys[k + 1] = groupKey .. string.sub(A[14 + k * 3], skip) end
+  local values = redis.call('MGET', unpack(keys))
+  for k = 1, sets + 1 do
+    if values[k] then return nil end
+  end
+  local setKey = groupKey .. '#tag'
+  if redis.call('EXISTS', setKey) == 1 then return nil end
+  local pttl = A[9]
+  redis.call('SET', keys[1], guardHead .. A[5], 'PX', pttl)
+  local members = {string.sub(guardHead, space + 1, a - 1), A[4]}
+  for k = 1, sets do
+    local value = A[15 + k * 3]
+    redis.call('SET', keys[k + 1], value, 'PX', pttl)
+    members[#members + 1] = string.sub(value, 3, string.find(value, '\\n', 3, true) - 1)
+    members[#members + 1] = A[14 + k * 3]
+  end
+  redis.call('ZADD', setKey, unpack(members))
+  redis.call('PEXPIRE', setKey, pttl)
+  addExpiry(A[4], A[8], tonumber(pttl))
+  return {'ok', '1'}
+end
+
 local function writeUnit(A, fold)
+  if A[6] == '1' and A[8] ~= '' and A[10] == '' and A[15] == '0' and A[4] ~= '' and A[3] ~= '' and fold then
+    local fresh = freshCreate(A)
+    if fresh then return fresh end
+  end
   if A[8] == '' and A[15] == '0' and A[4] ~= '' and A[3] ~= '' then
     local fast = fastRewrite(A)
     if fast then return fast end

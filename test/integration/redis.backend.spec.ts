@@ -247,6 +247,47 @@ describe('RedisBackend', () => {
       }
     });
 
+    it('a guard created with the first entries of its group (a new session) has the outcome of the general path too', async () => {
+      const outcomes = [];
+      for (const [group, general] of [
+        ['fc1', false],
+        ['fc2', true],
+      ] as const) {
+        const sets = [
+          { id: `${group}.a`, data: 'A', tags: [group] },
+          { id: `${group}.b`, data: 'B', tags: [group] },
+        ];
+        // Removing an entry that does not exist changes nothing, but takes the general path.
+        const batch = { sets, ...(general ? { removes: [`${group}.none`] } : {}) };
+        expect(await backend.write(batch, { id: `${group}.~guard`, fence: 0, create: true, tags: [group], lifetime: 60 })).toBe(
+          'ok',
+        );
+        outcomes.push(await stateOf(group));
+        expect(await client.zScore(backend.expiryIndexKey, `${group}.~guard`)).not.toBeNull();
+        // The created guard fences as any: a later write with its fence lands, the group lists its entries.
+        expect(
+          await backend.write({ sets: [{ id: `${group}.a`, data: 'A2', tags: [group] }] }, { id: `${group}.~guard`, fence: 1 }),
+        ).toBe('ok');
+        expect((await backend.findIdentifiersByTag(group)).sort()).toEqual([`${group}.a`, `${group}.b`, `${group}.~guard`]);
+      }
+      const [fast, general] = outcomes as [Awaited<ReturnType<typeof stateOf>>, Awaited<ReturnType<typeof stateOf>>];
+      expect([...fast.keys()].sort()).toEqual([...general.keys()].sort());
+      expect(fast.size).toBe(4);
+      for (const [key, { value, pttl }] of fast) {
+        expect(value).toEqual(general.get(key)!.value);
+        expect(Math.abs(pttl - general.get(key)!.pttl)).toBeLessThan(500);
+        expect(pttl).toBeGreaterThan(59_000);
+      }
+      // Over an existing guard it is the general path's answer: not created again.
+      expect(
+        await backend.write(
+          { sets: [{ id: 'fc1.c', data: 'C', tags: ['fc1'] }] },
+          { id: 'fc1.~guard', fence: 2, create: true, tags: ['fc1'], lifetime: 60 },
+        ),
+      ).toBe('ok');
+      expect(await backend.get('fc1.b')).toBe('B');
+    });
+
     it('falls back to the general path for anything else in the batch, with its usual outcome', async () => {
       const guard = { id: 'fb.~guard', fence: 1, create: true, tags: ['fb'], lifetime: 60 };
       expect(await backend.write({ sets: [{ id: 'fb.a', data: 'A', tags: ['fb'] }] }, guard)).toBe('ok');
