@@ -635,27 +635,44 @@ local function byTagUnit(A, fold)
   local found, foreign, cleanup = {}, {}, {}
   local removed = 0
   local members = redis.call('ZRANGE', setKey, 0, -1, 'WITHSCORES')
+  -- Members of the tag's own group are read with one MGET per 1,000 and removed with one DEL
+  -- and one ZREM per 1,000 (each redis.call costs more than its work); the others are answered.
+  local ids, keys = {}, {}
+  local groupKey = prefix .. '{' .. tag .. '}'
+  local skip = #tag + 1
   for i = 1, #members, 2 do
     local id = members[i]
     if groupOf(id) ~= tag then
       foreign[#foreign + 1] = id
       foreign[#foreign + 1] = members[i + 1]
     else
-      local key = entryKey(id)
-      local value = redis.call('GET', key)
-      local expiry, version, tags, data
-      if value then expiry, version, tags, data = parse(value) end
+      ids[#ids + 1] = id
+      keys[#keys + 1] = groupKey .. string.sub(id, skip)
+    end
+  end
+  -- Memberships to drop (entry gone, no longer tagged, or flushed) and the flushed entries' keys.
+  local gone, flushed = {}, {}
+  for first = 1, #keys, 1000 do
+    local last = math.min(first + 999, #keys)
+    local values = redis.call('MGET', unpack(keys, first, last))
+    for k = first, last do
+      local id = ids[k]
+      local value = values[k - first + 1]
+      local expiry, version, tags, start
+      if value then expiry, version, tags, start = head(value) end
       if not value or not hasTag(tags, tag) then
-        redis.call('ZREM', setKey, id)
+        gone[#gone + 1] = id
       elseif mode == 'flush' then
-        redis.call('DEL', key)
-        redis.call('ZREM', setKey, id)
-        for other in string.gmatch(tags, '%S+') do
-          if other ~= tag then
-            if fold then
-              dropMember(tagKey(other), id)
-            else
-              for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
+        flushed[#flushed + 1] = keys[k]
+        gone[#gone + 1] = id
+        if tags ~= tag then
+          for other in string.gmatch(tags, '%S+') do
+            if other ~= tag then
+              if fold then
+                dropMember(tagKey(other), id)
+              else
+                for _, v in ipairs({'T', other, id, version}) do cleanup[#cleanup + 1] = v end
+              end
             end
           end
         end
@@ -669,9 +686,15 @@ local function byTagUnit(A, fold)
         if isLive(expiry) then removed = removed + 1 end
       elseif isLive(expiry) then
         found[#found + 1] = id
-        if mode == 'data' then found[#found + 1] = data end
+        if mode == 'data' then found[#found + 1] = string.sub(value, start) end
       end
     end
+  end
+  for first = 1, #flushed, 1000 do
+    redis.call('DEL', unpack(flushed, first, math.min(first + 999, #flushed)))
+  end
+  for first = 1, #gone, 1000 do
+    redis.call('ZREM', setKey, unpack(gone, first, math.min(first + 999, #gone)))
   end
   return {found, foreign, cleanup, removed}
 end
