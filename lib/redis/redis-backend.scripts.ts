@@ -98,6 +98,11 @@ end
 -- the PEXPIRE. It outlives its longest-living member by at most this.
 local SLACK = 500
 
+-- An index key whose TTL (\`current\`, ms) is shorter than \`pttl\` gets pttl + SLACK.
+local function lengthen(key, pttl, current)
+  if current >= 0 and current < pttl then redis.call('PEXPIRE', key, pttl + SLACK) end
+end
+
 -- Sets a tag set's TTL after members with native TTL \`pttl\` (0 = forever) were added: the set lives
 -- as long as its longest-living member (and at most SLACK more). \`current\` is its PTTL before the
 -- ZADD (-2: it did not exist; ZADD leaves a TTL as it is).
@@ -106,8 +111,8 @@ local function keepMembersTtl(key, pttl, current)
     if current >= 0 then redis.call('PERSIST', key) end
   elseif current == -2 then
     redis.call('PEXPIRE', key, pttl)
-  elseif current >= 0 and current < pttl then
-    redis.call('PEXPIRE', key, pttl + SLACK)
+  else
+    lengthen(key, pttl, current)
   end
 end
 
@@ -143,8 +148,8 @@ local function addExpiry(id, expiry, pttl)
   if pttl > 0 then
     if current == -1 then
       redis.call('PEXPIRE', key, pttl)
-    elseif current >= 0 and current < pttl then
-      redis.call('PEXPIRE', key, pttl + SLACK)
+    else
+      lengthen(key, pttl, current)
     end
   end
 end

@@ -216,6 +216,18 @@ describe('RedisBackend', () => {
       }
       return state;
     };
+    type State = Awaited<ReturnType<typeof stateOf>>;
+
+    /** The fast path's state equals the general path's: same keys (\`size\`) and values, TTLs within the ms between the writes. */
+    const expectSameOutcome = ([fast, general]: State[], size: number): void => {
+      expect([...fast!.keys()].sort()).toEqual([...general!.keys()].sort());
+      expect(fast!.size).toBe(size);
+      for (const [key, { value, pttl }] of fast!) {
+        expect(value).toEqual(general!.get(key)!.value);
+        expect(Math.abs(pttl - general!.get(key)!.pttl)).toBeLessThan(500);
+        expect(pttl).toBeGreaterThan(59_000);
+      }
+    };
 
     it('has the outcome of the general write path: values, tag set, guard fence and native TTLs', async () => {
       const outcomes = [];
@@ -236,15 +248,7 @@ describe('RedisBackend', () => {
         outcomes.push(await stateOf(group));
         expect(await backend.getMany([`${group}.a`, `${group}.b`])).toEqual(['A2', 'B2']);
       }
-      const [fast, general] = outcomes as [Awaited<ReturnType<typeof stateOf>>, Awaited<ReturnType<typeof stateOf>>];
-      expect([...fast.keys()].sort()).toEqual([...general.keys()].sort());
-      expect(fast.size).toBe(4); // a, b, the guard and the group's tag set
-      for (const [key, { value, pttl }] of fast) {
-        expect(value).toEqual(general.get(key)!.value);
-        // Written a few ms apart: the same TTL within that.
-        expect(Math.abs(pttl - general.get(key)!.pttl)).toBeLessThan(500);
-        expect(pttl).toBeGreaterThan(59_000);
-      }
+      expectSameOutcome(outcomes, 4); // a, b, the guard and the group's tag set
     });
 
     it('a guard created with the first entries of its group (a new session) has the outcome of the general path too', async () => {
@@ -270,14 +274,7 @@ describe('RedisBackend', () => {
         ).toBe('ok');
         expect((await backend.findIdentifiersByTag(group)).sort()).toEqual([`${group}.a`, `${group}.b`, `${group}.~guard`]);
       }
-      const [fast, general] = outcomes as [Awaited<ReturnType<typeof stateOf>>, Awaited<ReturnType<typeof stateOf>>];
-      expect([...fast.keys()].sort()).toEqual([...general.keys()].sort());
-      expect(fast.size).toBe(4);
-      for (const [key, { value, pttl }] of fast) {
-        expect(value).toEqual(general.get(key)!.value);
-        expect(Math.abs(pttl - general.get(key)!.pttl)).toBeLessThan(500);
-        expect(pttl).toBeGreaterThan(59_000);
-      }
+      expectSameOutcome(outcomes, 4);
       // Over an existing guard it is the general path's answer: not created again.
       expect(
         await backend.write(
