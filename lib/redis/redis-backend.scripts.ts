@@ -182,6 +182,20 @@ end
  * record)}.
  */
 const WRITE_FUNCTION = `
+-- A fence drawn as RedisLocker's ACQUIRE draws it: max(counter + 1, Redis time in µs), from the
+-- lock's fence counter (false: none yet).
+local function drawFence(counter)
+  local t = redis.call('TIME')
+  local fence = t[1] .. PAD[#t[2]] .. t[2]
+  if counter and not above(fence, counter) then fence = string.format('%.0f', tonumber(counter) + 1) end
+  return fence
+end
+
+-- Whether a guard's stored fence is newer than the writer's: the write is then refused.
+local function fencedOff(stored, fence)
+  return stored ~= fence and tonumber(stored) ~= nil and above(stored, fence)
+end
+
 -- Whether an entry is "0 <version>\\n<group>\\n<data>": no expiry of its own, tagged with its group only.
 local function plainEntry(value, groupLine)
   if string.sub(value, 1, 2) ~= '0 ' then return false end
@@ -235,14 +249,10 @@ local function fastRewrite(A)
   local fence = A[5]
   if lockKey ~= '' then
     if values[1] then return {'locked', '0'} end
-    -- As RedisLocker's ACQUIRE: max(counter + 1, Redis time in µs).
-    local t = redis.call('TIME')
-    fence = t[1] .. PAD[#t[2]] .. t[2]
-    local counter = values[2]
-    if counter and not above(fence, counter) then fence = string.format('%.0f', tonumber(counter) + 1) end
+    fence = drawFence(values[2])
   end
   local stored = string.sub(guard, b + 1)
-  if stored ~= fence and tonumber(stored) and above(stored, fence) then return {'fenced', '0'} end
+  if fencedOff(stored, fence) then return {'fenced', '0'} end
   if lockKey ~= '' then
     if A[12] ~= '0' then
       redis.call('SET', A[11], fence, 'PX', A[12])
@@ -442,10 +452,7 @@ local function writeUnit(A, fold)
   if lockKey ~= '' then
     local lock = redis.call('MGET', lockKey, A[11])
     if lock[1] then return {'locked', '0'} end
-    -- As RedisLocker's ACQUIRE: max(counter + 1, Redis time in µs).
-    local t = redis.call('TIME')
-    drawnFence = t[1] .. PAD[#t[2]] .. t[2]
-    if lock[2] and not above(drawnFence, lock[2]) then drawnFence = string.format('%.0f', tonumber(lock[2]) + 1) end
+    drawnFence = drawFence(lock[2])
     fence = drawnFence
   end
 
@@ -504,7 +511,7 @@ local function writeUnit(A, fold)
         guardValue = value
         guardStart = start
         local stored = string.sub(value, start)
-        if stored ~= fence and tonumber(stored) and above(stored, fence) then return {'fenced', '0'} end
+        if fencedOff(stored, fence) then return {'fenced', '0'} end
       end
     end
     if not live then
