@@ -121,6 +121,13 @@ export interface TaggableBackend {
    * `VariableFrontend` waits for each write's prerequisites before sending it.
    */
   readonly ordersWrites?: boolean;
+
+  /**
+   * Optional: whether `write` honours `WriteBatch.mustMatch` and `WriteGuard.copyFrom` (a
+   * group's entries moved server-side, see there), in one atomic step with the rest of a chain
+   * (`ordersWrites`). Backends without it ignore both fields: callers check this first.
+   */
+  readonly movesGroups?: boolean;
   /**
    * Optional: the locker (a `SessionLocker`) whose lock commands share one ordered connection
    * with every command of this backend: a command this backend sends after the locker's
@@ -164,6 +171,13 @@ export interface WriteBatch {
    * memory and Redis backends; check-then-set on cache-manager (see there). @default []
    */
   readonly mustExist?: readonly string[];
+  /**
+   * Entries that must be live and hold exactly `data` (as stored) for the batch to apply; else
+   * nothing is written and `write` answers `'changed'`. Optimistic concurrency: a caller that
+   * read an entry writes only if nobody has rewritten it since. Only for backends with
+   * `movesGroups` (others ignore it). @default []
+   */
+  readonly mustMatch?: readonly { readonly id: string; readonly data: string }[];
 }
 
 /**
@@ -207,11 +221,22 @@ export interface WriteGuard {
    * for `<group>.~flashes`) are not counted. @default undefined (all are counted)
    */
   readonly uncountedPrefix?: string;
+  /**
+   * With `create`, for a group that does not exist yet: the group starts with the entries of
+   * group `copyFrom` (as they are at that moment, in the same atomic step; its guard is not
+   * copied), under this group's ids, with this write's sets and removes on top. An entry of
+   * `copyFrom` that carries another tag than its group, or an expiry of its own, cannot be
+   * copied: nothing is written and `write` answers `'changed'`. A storage move without the
+   * source's lock: what is moved is what the source holds when the move runs, so no write to
+   * it is lost. Only for backends with `movesGroups` (others ignore it). @default undefined
+   */
+  readonly copyFrom?: string;
 }
 
 /**
  * `ok`: written. `skipped`: a write it required (`WriteOrder.after`) did not apply. `missing`: the guard entry, or an entry of `mustExist`, is gone or expired.
  * `fenced`: a newer fence has written. `locked`: an `unlocked` write found the lock held.
  * `full`: the write would leave more than `maxEntries` entries in the guard's group.
+ * `changed`: an entry of `mustMatch` is gone or holds other data, or `copyFrom` holds an entry that cannot be copied.
  */
-export type WriteResult = 'ok' | 'missing' | 'fenced' | 'locked' | 'full' | 'skipped';
+export type WriteResult = 'ok' | 'missing' | 'fenced' | 'locked' | 'full' | 'changed' | 'skipped';

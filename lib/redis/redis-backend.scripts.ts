@@ -586,6 +586,84 @@ end
 `;
 
 /**
+ * Standalone only (units of the write library, see STANDALONE_WRITE).
+ *
+ * MATCH: id, data, ... pairs (`WriteBatch.mustMatch`). Answers {'ok'} when every entry is live
+ * and holds exactly that data, else {'changed'}. Writes nothing.
+ *
+ * COPY: the source group, then a WRITE unit's arguments for a fresh group with a creating guard
+ * (`WriteGuard.copyFrom`). The source's entries (members of its own tag set but its guard, as
+ * they are now) join the write's sets under the new group's ids, unless the write sets or
+ * removes them; the write's removes are then void (the new group holds nothing else). An entry
+ * that is not plain ("0 <version>\\n<source>\\n<data>": an expiry or another tag of its own)
+ * cannot be moved as such: {'changed', '0'}, nothing written. Otherwise WRITE's answer, from the
+ * same code (the fresh-group fast path when it applies).
+ */
+const MOVE_FUNCTIONS = `
+local function matchUnit(A)
+  for k = 3, #A, 2 do
+    local value = redis.call('GET', entryKey(A[k]))
+    if not value then return {'changed'} end
+    local expiry, _, _, start = head(value)
+    local data = A[k + 1]
+    if not isLive(expiry) or #value - start + 1 ~= #data or string.sub(value, start) ~= data then return {'changed'} end
+  end
+  return {'ok'}
+end
+
+local function copyUnit(A, fold)
+  local from = A[3]
+  local W = {A[1], A[2]}
+  for k = 4, #A do W[k - 1] = A[k] end
+  local group = W[3]
+  local s = 16 + tonumber(W[15])
+  local sets = tonumber(W[s])
+  local last = s + sets * 3
+  -- Ids the write names (set or removed) are not copied.
+  local named = {}
+  for k = s + 1, last, 3 do named[W[k]] = true end
+  for k = last + 1, #W do named[W[k]] = true end
+  local skip = #from + 1
+  local guardSuffix = string.sub(W[4], #group + 1)
+  local ids = {}
+  local keys = {}
+  local fromKey = prefix .. '{' .. from .. '}'
+  for _, id in ipairs(redis.call('ZRANGE', tagKey(from), 0, -1)) do
+    local suffix = string.sub(id, skip)
+    local moved = group .. suffix
+    if suffix ~= guardSuffix and not named[moved] then
+      ids[#ids + 1] = moved
+      keys[#keys + 1] = fromKey .. suffix
+    end
+  end
+  -- Beyond what one MGET and the fast path take: the caller moves under the lock instead.
+  if #keys > 900 then return {'changed', '0'} end
+  -- The write's sets, then the copies, then no removes.
+  local C = {}
+  for k = 1, last do C[k] = W[k] end
+  if #keys > 0 then
+    local fromLine = '\\n' .. from .. '\\n'
+    local values = redis.call('MGET', unpack(keys))
+    local n = last
+    for k = 1, #keys do
+      local value = values[k]
+      if value then
+        if not plainEntry(value, fromLine) then return {'changed', '0'} end
+        local a = string.find(value, '\\n', 3, true)
+        C[n + 1] = ids[k]
+        C[n + 2] = string.sub(value, 1, a) .. group .. string.sub(value, a + skip)
+        C[n + 3] = '0'
+        n = n + 3
+        sets = sets + 1
+      end
+    end
+  end
+  C[s] = tostring(sets)
+  return writeUnit(C, fold)
+end
+`;
+
+/**
  * KEYS: a key of the group's slot. ARGV: prefix, now, group ('' = none), mode, tag, with data
  * ('1'/'0'), then the ids (all of `group`). Modes: 'any' removes every entry, 'tagged' those
  * carrying `tag`, 'expired' those expired at `now`. Answers 6 strings per id: id, code ('gone':
@@ -855,13 +933,13 @@ export function dropRecordsOf(flat: readonly string[]): DropRecord[] {
  * Redis function (EVAL script where functions are unavailable): one call runs any number of
  * units, in order, each as WRITE or DROP would, with the index upkeep folded in (tag sets and
  * expiry records of other slots are in the same Redis). KEYS: one key (unused). ARGV: the
- * number of key prefixes, those prefixes, then per unit `w<n>` (WRITE), `d<n>` (DROP) or `f<n>`
- * (BY_TAG), n the 1-based index of the backend's prefix, the unit's clock, the number of its
+ * number of key prefixes, those prefixes, then per unit `w<n>` (WRITE), `d<n>` (DROP), `f<n>`
+ * (BY_TAG), `m<n>` (MATCH) or `c<n>` (COPY, see MOVE_FUNCTIONS), n the 1-based index of the backend's prefix, the unit's clock, the number of its
  * arguments, then those arguments (WRITE's or DROP's after prefix and clock). Answers one reply
- * per unit. A unit that refuses (missing, fenced, locked, full) has written nothing and does
+ * per unit. A unit that refuses (missing, fenced, locked, full, changed) has written nothing and does
  * not stop the next one, unless that one is chained to it: a head `w<n>/<p>,<q>` names the
  * 1-based positions of earlier units it requires, and it runs only if each applied (WRITE 'ok',
- * DROP removed a live entry, BY_TAG ran); otherwise its reply is 'skipped'. The prefixes are
+ * DROP removed a live entry, BY_TAG ran, MATCH and COPY 'ok'); otherwise its reply is 'skipped'. The prefixes are
  * arguments, so one library serves every app on the server.
  */
 export const STANDALONE_WRITE = new LuaLibrary(
@@ -869,7 +947,7 @@ export const STANDALONE_WRITE = new LuaLibrary(
   `
 local prefix
 local now
-${LUA_FUNCTIONS}${WRITE_FUNCTION}${DROP_FUNCTION}${BY_TAG_FUNCTION}`,
+${LUA_FUNCTIONS}${WRITE_FUNCTION}${MOVE_FUNCTIONS}${DROP_FUNCTION}${BY_TAG_FUNCTION}`,
   `
 -- The prefixes are ARGV[2..], so prefix n is ARGV[n + 1].
 local out = {}
@@ -916,6 +994,12 @@ while i <= count do
       for r = 2, #reply, 6 do
         if reply[r] == 'live' then ok = true end
       end
+    elseif kind == 99 then -- 'c'
+      reply = copyUnit(A, true)
+      ok = reply[1] == 'ok'
+    elseif kind == 109 then -- 'm'
+      reply = matchUnit(A)
+      ok = reply[1] == 'ok'
     else
       reply = byTagUnit(A, true)
       ok = true

@@ -76,12 +76,12 @@ export class RedisWriteCoalescer {
   }
 
   /**
-   * Queues one unit: `kind` 'w' (WRITE), 'd' (DROP) or 'f' (BY_TAG), the backend's prefix index,
+   * Queues one unit: `kind` 'w' (WRITE), 'd' (DROP), 'f' (BY_TAG), 'm' (MATCH) or 'c' (COPY), the backend's prefix index,
    * the unit's clock and its arguments after prefix and clock. `key` is one of its keys (a
    * script call needs one). Answers the unit's own reply, or 'skipped' (see "Chains" above).
    */
   submit(
-    kind: 'w' | 'd' | 'f',
+    kind: UnitKind,
     prefixIndex: number,
     now: number,
     key: string,
@@ -147,10 +147,13 @@ export class RedisWriteCoalescer {
 /** A unit's answer when a unit it required did not apply. */
 export const SKIPPED = 'skipped';
 
+/** The units of the standalone write function: WRITE, DROP, BY_TAG, MATCH, COPY (a WRITE with a copied group). */
+export type UnitKind = 'w' | 'd' | 'f' | 'm' | 'c';
+
 /** Whether a unit's reply says it applied (see "Chains" above; the script decides the same way). */
-function unitApplied(kind: 'w' | 'd' | 'f', reply: unknown): boolean {
+function unitApplied(kind: UnitKind, reply: unknown): boolean {
   if (reply === SKIPPED || !Array.isArray(reply)) return false;
-  if (kind === 'w') return String(reply[0]) === 'ok';
+  if (kind === 'w' || kind === 'm' || kind === 'c') return String(reply[0]) === 'ok';
   if (kind === 'f') return true;
   // DROP: six strings per id, the code second ('live': a live entry was removed).
   for (let i = 1; i < reply.length; i += 6) if (String(reply[i]) === 'live') return true;

@@ -178,6 +178,11 @@ export class RedisBackend implements TaggableBackend {
     return this.writes !== undefined;
   }
 
+  /** Standalone: `WriteBatch.mustMatch` and `WriteGuard.copyFrom` are units of the coalescer's script (MATCH, COPY). */
+  get movesGroups(): boolean {
+    return this.writes !== undefined;
+  }
+
   private lockOrder: object | undefined;
 
   /** The locker sharing this backend's connection, in order (set by `createRedisSessionStores`; see `TaggableBackend`). */
@@ -347,6 +352,20 @@ export class RedisBackend implements TaggableBackend {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_TAGS;
     const mustExist = checkedMustExist(batch.mustExist);
+    if (batch.mustMatch !== undefined && batch.mustMatch.length > 0) return this.matchNow(batch, guard, order);
+    if (guard?.copyFrom !== undefined && (this.writes === undefined || guard.create !== true || guard.unlocked === true)) {
+      throw new InvalidArgumentException(
+        'WriteGuard.copyFrom needs a standalone RedisBackend of createRedisSessionStores (movesGroups) and a creating guard (create: true, not unlocked).',
+      );
+    }
+    if (guard?.copyFrom !== undefined) {
+      assertCacheIdentifier(guard.copyFrom, 'group to copy');
+      if (guard.copyFrom.includes('.') || guard.copyFrom === groupOf(guard.id)) {
+        throw InvalidArgumentException.fromStore(
+          `WriteGuard.copyFrom must name another group (an id without "."), got "${guard.copyFrom}" for guard "${guard.id}".`,
+        );
+      }
+    }
     if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) {
       return order === undefined
         ? 'ok'
@@ -730,8 +749,43 @@ export class RedisBackend implements TaggableBackend {
     args.push(String(part.sets.length));
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
     args.push(...part.removes);
-    if (this.writes !== undefined) return this.writes.submit('w', this.prefixIndex, now, key, args, order);
+    if (this.writes !== undefined) {
+      // COPY: the source group first, then the WRITE unit's arguments.
+      if (guard?.copyFrom !== undefined)
+        return this.writes.submit('c', this.prefixIndex, now, key, [guard.copyFrom, ...args], order);
+      return this.writes.submit('w', this.prefixIndex, now, key, args, order);
+    }
     return this.runScript('write', key, args, now);
+  }
+
+  /**
+   * A `mustMatch` batch (standalone, `movesGroups`): one MATCH unit, writing nothing; the batch
+   * may hold nothing else (a check beside the writes it guards, chained by `WriteOrder`).
+   */
+  private async matchNow(batch: WriteBatch, guard: WriteGuard | undefined, order: WriteOrder | undefined): Promise<WriteResult> {
+    const matches = batch.mustMatch!;
+    if (
+      this.writes === undefined ||
+      guard !== undefined ||
+      (batch.sets?.length ?? 0) > 0 ||
+      (batch.removes?.length ?? 0) > 0 ||
+      (batch.mustExist?.length ?? 0) > 0
+    ) {
+      throw new InvalidArgumentException(
+        'WriteBatch.mustMatch needs a standalone RedisBackend of createRedisSessionStores (movesGroups), in a batch of its own (no sets, removes, mustExist or guard).',
+      );
+    }
+    const args: string[] = [];
+    for (const { id, data } of matches) {
+      assertCacheIdentifier(id, 'cache entry identifier');
+      if (typeof data !== 'string') throw new InvalidArgumentException('WriteBatch.mustMatch: data must be a string.');
+      args.push(id, data);
+    }
+    return this.attempt('write', async () => {
+      const reply = await this.writes!.submit('m', this.prefixIndex, Date.now(), this.entryKey(matches[0]!.id), args, order);
+      if (reply === SKIPPED) return 'skipped';
+      return String((reply as unknown[])[0]) as WriteResult;
+    });
   }
 
   /** Runs a backend script with KEYS = [key] and ARGV = prefix, now, ...args, routed by `key`. */

@@ -126,6 +126,17 @@ export class SessionStore {
     return metadata;
   }
 
+  /**
+   * `loadMetadata` with the entry as stored (`raw`), which a commit can require unchanged
+   * (`moveUnlocked`).
+   */
+  async loadMetadataEntry(key: MetadataKey): Promise<{ metadata: SessionMetadata; raw: string } | undefined> {
+    const raw = await this.metadataCache.getRaw(key);
+    if (raw === undefined) return undefined;
+    const metadata = this.metadataCache.decode<SessionMetadata>(raw);
+    return this.isExpired(metadata) ? undefined : { metadata, raw };
+  }
+
   /** Whether both caches read synchronously (in-process backends): see `loadMetadataSync`. */
   get readsSync(): boolean {
     return this.metadataCache.readsSync() && this.storageCache.readsSync();
@@ -338,6 +349,59 @@ export class SessionStore {
   }
 
   /**
+   * Whether `moveUnlocked` can move a session's storage without its lock: both backends chain
+   * writes in one atomic call and move groups there (`movesGroups`), and the storage backend
+   * checks this store's locks (a standalone Redis from `createRedisSessionStores`).
+   */
+  get movesUnlocked(): boolean {
+    const { storageBackend, metadataBackend } = this.options;
+    return (
+      this.writesUnlocked &&
+      storageBackend.movesGroups === true &&
+      metadataBackend.movesGroups === true &&
+      storageBackend.ordersWrites === true &&
+      metadataBackend.ordersWrites === true
+    );
+  }
+
+  /**
+   * A storage move (login, `regenerate(true)`) of a session nobody holds the lock of, in one
+   * atomic call (`movesUnlocked`): only while nobody holds the lock of `from` (a fresh fence is
+   * drawn from it, as an unlocked write does), only if the metadata entry the plan retires still
+   * holds exactly `expected` (what this request resumed: nobody has written it since, so the
+   * plan's metadata, built on it, loses nothing), the fresh storage `to` starts with the entries
+   * `from` holds at that moment (server-side, so no write to `from` is lost) with the plan's
+   * changes on top; then the old id is removed, the new metadata published and `from` flushed,
+   * as in `write()`'s storage move. Answers false, having written nothing but the fresh fence on
+   * `from`'s guard, when the lock was held, the metadata had changed, or `from` holds an entry
+   * that cannot be copied: the caller then moves under the lock.
+   * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
+   * @throws SessionLimitExceededException when the moved entries and the changes exceed `maxKeysPerSession`.
+   * @throws StoreUnavailableException when a store fails.
+   */
+  async moveUnlocked(from: string, to: string, plan: CommitPlan, expected: string): Promise<boolean> {
+    const retiredKey = plan.retiredKeys[0]!;
+    const lifetime = this.remainingSeconds(plan.metadata!);
+    const checked = new WriteTicket();
+    const matched = new WriteTicket();
+    const stored = new WriteTicket();
+    const retired = new WriteTicket();
+    const check = this.storageCache.write({}, { id: from + GUARD_SUFFIX, fence: 0, unlocked: true }, { ticket: checked });
+    const match = this.metadataCache.write({ mustMatch: [{ id: retiredKey, data: expected }] }, undefined, { ticket: matched });
+    const storage = this.writeStorage(to, plan, 0, lifetime, { after: [checked, matched], ticket: stored }, from);
+    const removal = this.metadataCache.remove(retiredKey, { after: [stored], ticket: retired });
+    const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
+    void this.storageCache.flushByTag(from, { after: [retired] }).catch((error: unknown) => {
+      new Logger('Session').warn(`A moved session's old storage could not be flushed: ${String(error)}`);
+    });
+    const [guard, same, copied, existed] = await settleAll([check, match, storage, removal, metadata]);
+    if (guard === 'locked' || same === 'changed' || copied === 'changed') return false;
+    assertWritten(guard);
+    if (!existed) throw SessionDestroyedException.create('renew the session id');
+    return true;
+  }
+
+  /**
    * Removes the metadata entries of renewed-away ids; at least one must have existed.
    * @throws SessionDestroyedException when none did (the session was destroyed or expired).
    */
@@ -427,7 +491,8 @@ export class SessionStore {
     fence: number,
     lifetime: number | undefined,
     order?: WriteOrder,
-  ): Promise<void> {
+    copyFrom?: string,
+  ): Promise<WriteResult> {
     const result = await this.storageCache.write(
       this.storageBatch(storageId, plan),
       {
@@ -438,11 +503,14 @@ export class SessionStore {
         lifetime,
         maxEntries: this.maxEntries(),
         uncountedPrefix: BAG_KEY_PREFIX,
+        copyFrom,
       },
       order,
     );
-    // Skipped: a prerequisite failed, and that failure is what the commit reports.
-    if (result !== 'skipped') assertWritten(result, plan, this.options.maxKeysPerSession);
+    // Skipped: a prerequisite failed, and that failure is what the commit reports. Changed: a
+    // move without the lock could not copy (`moveUnlocked` answers it).
+    if (result !== 'skipped' && result !== 'changed') assertWritten(result, plan, this.options.maxKeysPerSession);
+    return result;
   }
 
   private storageBatch(storageId: string, plan: CommitPlan): { sets: BackendWrite[]; removes: string[] } {

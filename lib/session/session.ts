@@ -103,6 +103,12 @@ export class Session implements SessionInterface {
    */
   private storedId: MetadataKey | undefined;
   private metadata: Mutable<SessionMetadata> | undefined;
+  /**
+   * The metadata entry as this request resumed it (`raw` as stored, `metadata` decoded), while
+   * the local metadata is built on it: what a storage move without the lock requires unchanged
+   * (`SessionStore.moveUnlocked`). Undefined once the metadata was written or read again.
+   */
+  private resumedEntry: { readonly raw: string; readonly metadata: SessionMetadata } | undefined;
   /** Stored data (serialized), loaded lazily when all of it is needed. */
   private data: Map<string, string> | undefined;
   /** Keys read one at a time before `data` was loaded (undefined value = not stored). */
@@ -233,8 +239,11 @@ export class Session implements SessionInterface {
   private async doResume(): Promise<number | undefined> {
     for (const id of this.origin.cookieIds) {
       const key = metadataKeyOf(id);
-      const metadata = await this.store.loadMetadata(key);
-      if (this.adoptLive(id, key, metadata)) return metadata!.lastActivity;
+      const entry = await this.store.loadMetadataEntry(key);
+      if (this.adoptLive(id, key, entry?.metadata)) {
+        this.resumedEntry = entry;
+        return entry!.metadata.lastActivity;
+      }
     }
     // A cookie that names no live session is replaced or cleared by the next write.
     return undefined;
@@ -276,6 +285,7 @@ export class Session implements SessionInterface {
     this.storedId = key;
     if (id !== undefined) this.keyOfId = { id, key };
     this.metadata = { ...metadata, tags: [...metadata.tags] };
+    this.resumedEntry = undefined;
     this.data = undefined;
     this.singles = undefined;
     this.started = true;
@@ -845,6 +855,35 @@ export class Session implements SessionInterface {
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
     // A storage move runs under the lock of the storage it leaves (still `storageId`).
+    // A storage move (login, regenerate(true)) while nobody holds the lock, on a store that
+    // moves storage server-side: one atomic call instead of the lock, the reads under it, the
+    // write and the release. It applies only while nobody holds the lock and the metadata is
+    // still what this request resumed (so what is built on it loses nothing); else nothing is
+    // written and the move runs under the lock below.
+    const resumed = this.resumedEntry;
+    if (
+      resumed !== undefined &&
+      this.locks.held === undefined &&
+      !decision.create &&
+      decision.writeMetadata &&
+      changedBags.length === 0 &&
+      this.mover.isPending(snapshot) &&
+      snapshot.retiredIds.length === 1 &&
+      snapshot.retiredIds[0] === this.storedId &&
+      this.store.options.maxSessionsPerUser <= 0 &&
+      this.store.movesUnlocked
+    ) {
+      const to = this.store.newStorageId();
+      const metadata = { ...this.planner.merge(resumed.metadata, snapshot, now), storageId: to };
+      if (
+        await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
+      ) {
+        meta.storageId = to;
+        this.afterCommit(decision, sessionKey, metadata, snapshot);
+        return;
+      }
+    }
+
     let lock = this.locks.held;
     // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
     // under the lock: they go out in the same tick.
@@ -976,6 +1015,7 @@ export class Session implements SessionInterface {
     this.bagSet?.acknowledge(written);
     this.changes.acknowledge(written);
     this.storedId = sessionKey;
+    if (metadata !== undefined) this.resumedEntry = undefined;
     // Renewed while the commit was in flight: the id just written dies with the next commit.
     if (this.id !== undefined && this.currentKey() !== sessionKey) this.changes.retireId(sessionKey);
     if (metadata !== undefined && this.metadata !== undefined) {
@@ -1082,6 +1122,7 @@ export class Session implements SessionInterface {
     }
     // Local tag and field changes stay on top of the fresh state.
     this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
+    this.resumedEntry = undefined;
     this.singles = undefined;
     this.data = data;
     // Bag changes of this request stay on top of the fresh data, like data changes.
@@ -1095,6 +1136,7 @@ export class Session implements SessionInterface {
     this.id = undefined;
     this.storedId = undefined;
     this.metadata = undefined;
+    this.resumedEntry = undefined;
     this.data = undefined;
     this.singles = undefined;
   }

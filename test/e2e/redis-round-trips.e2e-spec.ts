@@ -185,6 +185,21 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
     ]);
   });
 
+  it('a login of a stored session costs 2 round trips: the resume, then one call (no lock commands: nobody held the lock)', async () => {
+    const browser = await storedSession();
+    const login = await recorder.between(async () => {
+      expect((await browser.post('/auth/login', { user: 'ann' })).status).toBe(200);
+    });
+    // The resume reads the metadata; the call checks the old storage's lock free and the metadata
+    // unchanged, copies the data to the new storage id server-side, removes the old id, publishes
+    // the new one and flushes the old storage.
+    expect(describeCommands(login)).toEqual(['GET metadata', 'FCALL storage write']);
+    expect(cost(login).lock).toBe(0);
+    const data = await browser.get('/session');
+    expect(data.status).toBe(200);
+    expect(data.body).toMatchObject({ data: { a: 1, b: 2 } });
+  });
+
   it('a new session costs 1 round trip (data with its guard and the metadata, sent in one tick) and no lock (nobody else knows its id yet); a visitor who stores nothing costs nothing', async () => {
     const visitor = await recorder.between(async () => {
       expect((await new Browser(app).get('/session')).status).toBe(200);

@@ -138,17 +138,49 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
     expect(counter.commands).toBe(1);
   });
 
-  it('login of a stored session (new id, new storage id): 2 round trips before the response, then the lock release', async () => {
+  it('login of a stored session nobody holds the lock of (new id, new storage id): 1 round trip, 1 command, no lock', async () => {
     const id = await create({ a: 1, b: 2 });
     const s = await resume(id);
     s.bindToUser('alice');
-    // 1 the lock, with the fresh metadata and the copy of the old storage right behind it (the
-    // lock was free: they ran under it); 2 one script call: the old storage's guard checked with
-    // the lock's fence, the new storage, the old id removed, the new metadata, the old storage
-    // flushed, each only if the ones before it applied; 3 the release, not waited for.
-    expect(await counter.count(() => s.commit())).toBe(3);
-    expect(counter.commands).toBe(5);
+    // One function call: the old storage's lock checked free (a fresh fence drawn from it), the
+    // metadata checked unchanged since the resume, the new storage created with the old one's
+    // entries copied server-side, the old id removed, the new metadata, the old storage flushed.
+    expect(await counter.count(() => s.commit())).toBe(1);
+    expect(counter.commands).toBe(1);
     expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1, b: 2 });
+    expect((await resume(s.getId())).getUserId()).toBe('alice');
+    const old = new Session(store, { cookieIds: [id], cookieName: 'sid' });
+    await old.resume();
+    expect(old.isStarted()).toBe(false);
+  });
+
+  it('a login carries over what another request wrote after this one resumed (the copy is made server-side, in the same call)', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    const other = await resume(id);
+    await other.putData('b', 2);
+    await other.commit();
+    s.bindToUser('dave');
+    await s.putData('c', 3);
+    expect(await counter.count(() => s.commit())).toBe(1);
+    expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
+  it('a login whose metadata another request rewrote after this one resumed moves under the lock instead, and keeps that change', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    const other = await resume(id);
+    await other.addTag('green');
+    await other.commit();
+    s.bindToUser('erin');
+    // 1 the refused call (nothing but a fresh fence on the old guard written), then the locked
+    // move: 2 before the response, then the release.
+    expect(await counter.count(() => s.commit())).toBe(4);
+    const fresh = await resume(s.getId());
+    expect(fresh.getTags()).toHaveLength(2);
+    expect(fresh.getTags()).toEqual(expect.arrayContaining(['green', expect.stringMatching(/^user-/)]));
+    expect(fresh.getUserId()).toBe('erin');
+    expect(await fresh.getAllData()).toEqual({ a: 1 });
   });
 
   it('a commit that writes metadata (a tag): 2 before the response (lock with the metadata read; guard + metadata in one call), then the release', async () => {

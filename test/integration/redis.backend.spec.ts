@@ -318,6 +318,88 @@ describe('RedisBackend', () => {
     });
   });
 
+  describe('moving a group (movesGroups: WriteBatch.mustMatch, WriteGuard.copyFrom)', () => {
+    const guardOf = (group: string, extra: Record<string, unknown> = {}) => ({
+      id: `${group}.~guard`,
+      fence: 0,
+      create: true,
+      tags: [group],
+      lifetime: 60,
+      ...extra,
+    });
+    const entries = (group: string, values: Record<string, string>) =>
+      Object.entries(values).map(([key, data]) => ({ id: `${group}.${key}`, data, tags: [group] }));
+
+    it('mustMatch applies only while the entry is live and holds exactly that data, writing nothing', async () => {
+      expect(backend.movesGroups).toBe(true);
+      await backend.set('mm.a', 'one');
+      await backend.set('mm.b', 'two', undefined, 0.05);
+      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'one' }] })).toBe('ok');
+      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'on' }] })).toBe('changed');
+      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'one!' }] })).toBe('changed');
+      expect(await backend.write({ mustMatch: [{ id: 'mm.none', data: 'one' }] })).toBe('changed');
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      expect(await backend.write({ mustMatch: [{ id: 'mm.b', data: 'two' }] })).toBe('changed');
+      expect(await backend.get('mm.a')).toBe('one');
+      // In a batch of its own only.
+      await expect(
+        backend.write({ mustMatch: [{ id: 'mm.a', data: 'one' }], sets: [{ id: 'mm.a', data: 'x' }] }),
+      ).rejects.toThrow(InvalidArgumentException);
+    });
+
+    it('copyFrom starts the new group with the source entries (not its guard), the write on top: the outcome of writing them all', async () => {
+      expect(await backend.write({ sets: entries('src', { a: 'A', b: 'B', c: 'C' }) }, guardOf('src'))).toBe('ok');
+      const copied = await backend.write(
+        { sets: entries('dst', { b: 'B2', d: 'D' }), removes: ['dst.c'] },
+        guardOf('dst', { copyFrom: 'src' }),
+      );
+      expect(copied).toBe('ok');
+      expect(await backend.getMany(['dst.a', 'dst.b', 'dst.c', 'dst.d'])).toEqual(['A', 'B2', undefined, 'D']);
+      expect((await backend.findIdentifiersByTag('dst')).sort()).toEqual(['dst.a', 'dst.b', 'dst.d', 'dst.~guard']);
+      // The source is left as it was (the caller flushes it in the same chain).
+      expect(await backend.getMany(['src.a', 'src.b', 'src.c'])).toEqual(['A', 'B', 'C']);
+      // Same keys, TTLs and index records as writing every entry directly.
+      expect(await backend.write({ sets: entries('ref', { a: 'A', b: 'B2', d: 'D' }) }, guardOf('ref'))).toBe('ok');
+      const keysOf = async (group: string) =>
+        (await keysUnder(backend.prefix)).filter((key) => key.includes(`{${group}}`)).map((key) => key.replace(group, '<g>'));
+      expect(await keysOf('dst')).toEqual(await keysOf('ref'));
+      for (const key of await keysOf('dst')) {
+        expect(
+          Math.abs((await client.pTTL(key.replace('<g>', 'dst'))) - (await client.pTTL(key.replace('<g>', 'ref')))),
+        ).toBeLessThan(500);
+      }
+      expect(await client.zScore(backend.expiryIndexKey, 'dst.~guard')).not.toBeNull();
+    });
+
+    it('copyFrom of a source holding an entry it cannot copy as such (own lifetime, another tag) answers changed and writes nothing', async () => {
+      for (const [group, odd] of [
+        ['s1', { id: 's1.x', data: 'X', tags: ['s1'], lifetime: 30 }],
+        ['s2', { id: 's2.x', data: 'X', tags: ['s2', 'red'] }],
+      ] as const) {
+        expect(await backend.write({ sets: [...entries(group, { a: 'A' }), odd] }, guardOf(group))).toBe('ok');
+        const target = `${group}-to`;
+        expect(await backend.write({ sets: entries(target, { b: 'B' }) }, guardOf(target, { copyFrom: group }))).toBe('changed');
+        expect((await keysUnder(backend.prefix)).filter((key) => key.includes(`{${target}}`))).toEqual([]);
+      }
+    });
+
+    it('copyFrom counts the copies against maxEntries', async () => {
+      expect(await backend.write({ sets: entries('cap', { a: 'A', b: 'B' }) }, guardOf('cap'))).toBe('ok');
+      expect(
+        await backend.write({ sets: entries('cap2', { c: 'C' }) }, guardOf('cap2', { copyFrom: 'cap', maxEntries: 2 })),
+      ).toBe('full');
+      expect(await backend.findIdentifiersByTag('cap2')).toEqual([]);
+      expect(
+        await backend.write({ sets: entries('cap3', { c: 'C' }) }, guardOf('cap3', { copyFrom: 'cap', maxEntries: 3 })),
+      ).toBe('ok');
+    });
+
+    it('refuses copyFrom without a creating guard, or naming its own group', async () => {
+      await expect(backend.write({}, { id: 'g.~guard', fence: 0, copyFrom: 'h' })).rejects.toThrow(InvalidArgumentException);
+      await expect(backend.write({}, guardOf('g', { copyFrom: 'g' }))).rejects.toThrow(InvalidArgumentException);
+    });
+  });
+
   describe('write with a guard', () => {
     it('leaves no partial state in Redis when the guard refuses', async () => {
       await backend.set('ws.victim', 'V', ['ws'], 600);
