@@ -349,11 +349,12 @@ export class SessionStore {
   }
 
   /**
-   * Whether `moveUnlocked` can move a session's storage without its lock: both backends chain
-   * writes in one atomic call and move groups there (`movesGroups`), and the storage backend
-   * checks this store's locks (a standalone Redis from `createRedisSessionStores`).
+   * Whether commits that write metadata can go without the session lock (`commitMetadataUnlocked`,
+   * `moveUnlocked`): both backends chain writes in one atomic call and check entries and move
+   * groups there (`movesGroups`), and the storage backend checks this store's locks (a
+   * standalone Redis from `createRedisSessionStores`).
    */
-  get movesUnlocked(): boolean {
+  get commitsUnlocked(): boolean {
     const { storageBackend, metadataBackend } = this.options;
     return (
       this.writesUnlocked &&
@@ -366,7 +367,7 @@ export class SessionStore {
 
   /**
    * A storage move (login, `regenerate(true)`) of a session nobody holds the lock of, in one
-   * atomic call (`movesUnlocked`): only while nobody holds the lock of `from` (a fresh fence is
+   * atomic call (`commitsUnlocked`): only while nobody holds the lock of `from` (a fresh fence is
    * drawn from it, as an unlocked write does), only if the metadata entry the plan retires still
    * holds exactly `expected` (what this request resumed: nobody has written it since, so the
    * plan's metadata, built on it, loses nothing), the fresh storage `to` starts with the entries
@@ -398,6 +399,52 @@ export class SessionStore {
     if (guard === 'locked' || same === 'changed' || copied === 'changed') return false;
     assertWritten(guard);
     if (!existed) throw SessionDestroyedException.create('renew the session id');
+    return true;
+  }
+
+  /**
+   * A commit that writes metadata (tags, fields, a touch after the grace period, a renewal by
+   * `renewId()`) of a session nobody holds the lock of, in one atomic call (`commitsUnlocked`):
+   * only if the metadata entry still holds exactly `expected` (what this request resumed, under
+   * the key the plan retires or, without a renewal, under `plan.metadataKey`), and only while
+   * nobody holds the lock of `storageId` (the data changes and the guard's new lifetime are an
+   * unlocked guarded write: a fresh fence is drawn); then, chained, the old id's removal and the
+   * new metadata, as `write()` does under the lock. Answers false, having written nothing, when
+   * the metadata had changed or the lock was held: the caller then commits under the lock.
+   * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
+   * @throws SessionLimitExceededException when the changes exceed `maxKeysPerSession`.
+   * @throws StoreUnavailableException when a store fails.
+   */
+  async commitMetadataUnlocked(storageId: string, plan: CommitPlan, expected: string): Promise<boolean> {
+    const retiredKey = plan.retiredKeys[0];
+    const lifetime = this.remainingSeconds(plan.metadata!);
+    const matched = new WriteTicket();
+    const stored = new WriteTicket();
+    const retired = new WriteTicket();
+    const match = this.metadataCache.write({ mustMatch: [{ id: retiredKey ?? plan.metadataKey, data: expected }] }, undefined, {
+      ticket: matched,
+    });
+    const storage = this.storageCache.write(
+      this.storageBatch(storageId, plan),
+      {
+        id: storageId + GUARD_SUFFIX,
+        fence: 0,
+        unlocked: true,
+        lifetime,
+        maxEntries: this.maxEntries(),
+        uncountedPrefix: BAG_KEY_PREFIX,
+      },
+      { after: [matched], ticket: stored },
+    );
+    const removal =
+      retiredKey === undefined ? undefined : this.metadataCache.remove(retiredKey, { after: [stored], ticket: retired });
+    const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, retiredKey === undefined, {
+      after: [retiredKey === undefined ? stored : retired],
+    });
+    const [same, written, existed] = await settleAll([match, storage, removal, metadata]);
+    if (same === 'changed' || written === 'locked') return false;
+    assertWritten(written, plan, this.options.maxKeysPerSession);
+    if (retiredKey !== undefined && existed !== true) throw SessionDestroyedException.create('renew the session id');
     return true;
   }
 

@@ -855,11 +855,12 @@ export class Session implements SessionInterface {
     // A new session's storage id has never left this request, so nobody can contend for it:
     // it is written without a lock (fence 0 is below every fence a locker hands out later).
     // A storage move runs under the lock of the storage it leaves (still `storageId`).
-    // A storage move (login, regenerate(true)) while nobody holds the lock, on a store that
-    // moves storage server-side: one atomic call instead of the lock, the reads under it, the
+    // A commit that writes metadata (tags, fields, a touch, a renewal, a storage move: login,
+    // regenerate(true)) while nobody holds the lock, on a store that can check the metadata and
+    // move storage inside one atomic call: that call instead of the lock, the reads under it, the
     // write and the release. It applies only while nobody holds the lock and the metadata is
     // still what this request resumed (so what is built on it loses nothing); else nothing is
-    // written and the move runs under the lock below.
+    // written and the commit runs under the lock below.
     const resumed = this.resumedEntry;
     if (
       resumed !== undefined &&
@@ -867,20 +868,33 @@ export class Session implements SessionInterface {
       !decision.create &&
       decision.writeMetadata &&
       changedBags.length === 0 &&
-      this.mover.isPending(snapshot) &&
-      snapshot.retiredIds.length === 1 &&
-      snapshot.retiredIds[0] === this.storedId &&
-      this.store.options.maxSessionsPerUser <= 0 &&
-      this.store.movesUnlocked
+      (snapshot.retiredIds.length === 0 || (snapshot.retiredIds.length === 1 && snapshot.retiredIds[0] === this.storedId)) &&
+      (this.store.options.maxSessionsPerUser <= 0 || !snapshot.fields.has('userId')) &&
+      this.store.commitsUnlocked
     ) {
-      const to = this.store.newStorageId();
-      const metadata = { ...this.planner.merge(resumed.metadata, snapshot, now), storageId: to };
-      if (
-        await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
-      ) {
-        meta.storageId = to;
-        this.afterCommit(decision, sessionKey, metadata, snapshot);
-        return;
+      const merged = this.planner.merge(resumed.metadata, snapshot, now);
+      if (this.mover.isPending(snapshot)) {
+        const to = this.store.newStorageId();
+        const metadata = { ...merged, storageId: to };
+        if (
+          await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
+        ) {
+          meta.storageId = to;
+          this.afterCommit(decision, sessionKey, metadata, snapshot);
+          return;
+        }
+      } else {
+        const metadata = { ...merged, storageId };
+        if (
+          await this.store.commitMetadataUnlocked(
+            storageId,
+            this.planner.plan(sessionKey, decision, snapshot, metadata),
+            resumed.raw,
+          )
+        ) {
+          this.afterCommit(decision, sessionKey, metadata, snapshot);
+          return;
+        }
       }
     }
 

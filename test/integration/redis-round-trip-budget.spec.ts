@@ -72,6 +72,11 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
     await s.putData('a', 2);
     s.bindToUser('warm');
     await s.commit();
+    // And the locked paths' scripts (the lock's, the storage read under it).
+    const w = await resume(s.getId());
+    await w.open();
+    await w.putData('a', 3);
+    await w.save();
   });
 
   afterAll(async () => {
@@ -183,23 +188,52 @@ describe('Round trips per request on Redis (createRedisSessionStores)', () => {
     expect(await fresh.getAllData()).toEqual({ a: 1 });
   });
 
-  it('a commit that writes metadata (a tag): 2 before the response (lock with the metadata read; guard + metadata in one call), then the release', async () => {
+  it('a commit that writes metadata (a tag) while nobody holds the lock: 1 round trip, 1 command', async () => {
     const id = await create({ a: 1 });
     const s = await resume(id);
     await s.addTag('blue');
-    expect(await counter.count(() => s.commit())).toBe(3);
-    // The lock, the metadata GET; one script call (the guarded storage write, then the
-    // conditional metadata only if that applied); the release.
-    expect(counter.commands).toBe(4);
+    // One call: the metadata unchanged since the resume, the guarded storage write (lock free, a
+    // fresh fence, the guard's new lifetime), then the conditional metadata.
+    expect(await counter.count(() => s.commit())).toBe(1);
+    expect(counter.commands).toBe(1);
     expect((await resume(id)).getTags()).toEqual(['blue']);
   });
 
-  it('a renewal (renewId): 2 before the response, then the release', async () => {
+  it('a tag commit whose metadata another request rewrote after this one resumed commits under the lock instead, and keeps both tags', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    const other = await resume(id);
+    await other.addTag('green');
+    await other.commit();
+    await s.addTag('blue');
+    await s.putData('a', 2);
+    // 1 the refused call (nothing written), then the lock with the metadata re-read behind it,
+    // the chained write, and the release.
+    expect(await counter.count(() => s.commit())).toBe(4);
+    const fresh = await resume(id);
+    expect(fresh.getTags().sort()).toEqual(['blue', 'green']);
+    expect(await fresh.getAllData()).toEqual({ a: 2 });
+  });
+
+  it('a metadata commit while another request holds the lock waits for it, and carries over what the holder wrote to the metadata', async () => {
+    const id = await create({ a: 1 });
+    const s = await resume(id);
+    const holder = await resume(id);
+    await holder.open();
+    await s.addTag('blue');
+    const commit = s.commit();
+    await holder.addTag('green');
+    await holder.save();
+    await commit;
+    expect((await resume(id)).getTags().sort()).toEqual(['blue', 'green']);
+  });
+
+  it('a renewal (renewId) while nobody holds the lock: 1 round trip, 1 command', async () => {
     const id = await create({ a: 1 });
     const s = await resume(id);
     s.renewId();
-    expect(await counter.count(() => s.commit())).toBe(3);
-    expect(counter.commands).toBe(4);
+    expect(await counter.count(() => s.commit())).toBe(1);
+    expect(counter.commands).toBe(1);
     expect(await (await resume(s.getId())).getAllData()).toEqual({ a: 1 });
     const old = new Session(store, { cookieIds: [id], cookieName: 'sid' });
     await old.resume();

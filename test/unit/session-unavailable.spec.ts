@@ -24,6 +24,8 @@ describe('a session whose resume found the store unavailable', () => {
     // A store read asynchronously (Redis, PostgreSQL): the memory backends' synchronous path is off.
     jest.spyOn(store, 'readsSync', 'get').mockReturnValue(false);
     jest.spyOn(store, 'loadMetadata').mockRejectedValue(error);
+    // The resume reads the entry as stored too (a later commit may require it unchanged).
+    jest.spyOn(store, 'loadMetadataEntry').mockRejectedValue(error);
     const write = jest.spyOn(store, 'write');
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     const handler = new SessionHttpHandler(store, new SessionContext());
