@@ -2,6 +2,7 @@ import { InvalidArgumentException } from '../errors/invalid-argument.exception.j
 import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { assertEntryData, assertGuardFence, gcLimit } from './backend-arguments.js';
 import { expiryAt } from './lifetime.js';
+import type { UnlockedFences } from './unlocked-fences.interface.js';
 import type { WriteOrder, WriteTicket } from './write-ticket.js';
 import { ExpiryHeap } from './memory/expiry-heap.js';
 import { flatten } from './memory/flat-string.js';
@@ -27,6 +28,13 @@ export interface MemoryBackendOptions {
    * @default 1048576 (1 MiB)
    */
   maxEntryBytes?: number;
+  /**
+   * The in-process locker whose locks guarded writes with `WriteGuard.unlocked` check, in the
+   * same synchronous step (a `MemoryLocker`; the backend then names it as `checksLocksOf`).
+   * `SessionModule` passes its default locker to its default storage backend. Without it,
+   * unlocked writes are refused (InvalidArgumentException). @default undefined
+   */
+  locks?: UnlockedFences;
 }
 
 /** Sizes of the backend's internal structures, for tests and monitoring. */
@@ -71,6 +79,7 @@ const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
 const NO_TICKETS: readonly WriteTicket[] = [];
 const NO_IDS: readonly string[] = Object.freeze([]);
 const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
+const NO_MATCHES: readonly { readonly id: string; readonly data: string }[] = Object.freeze([]);
 /** Separates the tags of an entry in its one tag string; refused inside tags. */
 const TAG_SEPARATOR = '\u0000';
 /** Members up to which a tag has an index cell per member; above it one cell and a SlotSet. */
@@ -116,7 +125,16 @@ export class MemoryBackend implements TaggableBackend {
   /** Dependent writes (`WriteOrder`) are chained here, synchronously. */
   readonly ordersWrites = true;
 
+  /** `WriteBatch.mustMatch` and `WriteGuard.copyFrom` are checked and applied in the write's one synchronous step. */
+  readonly movesGroups = true;
+
   private readonly maxEntryBytes: number;
+  private readonly locks: UnlockedFences | undefined;
+
+  /** The locker whose locks unlocked guarded writes check (option `locks`), if any. */
+  get checksLocksOf(): object | undefined {
+    return this.locks;
+  }
 
   // Slot columns; a free slot has id undefined.
   /**
@@ -153,6 +171,7 @@ export class MemoryBackend implements TaggableBackend {
       );
     }
     this.maxEntryBytes = max;
+    this.locks = options.locks;
   }
 
   async get(id: string): Promise<string | undefined> {
@@ -227,9 +246,19 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   private writeNow(batch: WriteBatch, guard: WriteGuard | undefined): WriteResult {
-    const sets = batch.sets ?? NO_WRITES;
+    let sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_IDS;
     const now = Date.now();
+    if (guard?.unlocked === true && this.locks === undefined) {
+      throw new InvalidArgumentException(
+        'An unlocked guarded write needs a MemoryBackend created with the `locks` option (its locks are checked in the write).',
+      );
+    }
+    if (guard?.copyFrom !== undefined) {
+      const copies = this.copiesFor(guard, sets, removes, now);
+      if (copies === undefined) return 'changed';
+      if (copies.length > 0) sets = [...sets, ...copies];
+    }
 
     // Validate everything first, so that a bad entry cannot leave half a batch applied.
     const expiries = new Array<number>(sets.length);
@@ -248,6 +277,17 @@ export class MemoryBackend implements TaggableBackend {
       guardTags = joinTags(guard.id, guard.tags);
       if (guard.lifetime !== undefined) guardExpires = expiryAt(guard.id, guard.lifetime, now);
     }
+    for (const { id, data } of batch.mustMatch ?? NO_MATCHES) {
+      const slot = this.live(id, now);
+      if (slot === -1 || this.data[slot] !== data) return 'changed';
+    }
+    // Unlocked: only while nobody holds or awaits the group's lock, with a fresh fence from it.
+    let fence = guard?.fence ?? 0;
+    if (guard?.unlocked === true) {
+      const drawn = this.locks!.drawFenceIfFree(groupOf(guard.id));
+      if (drawn === undefined) return 'locked';
+      fence = drawn;
+    }
     for (const id of batch.mustExist ?? NO_IDS) {
       if (this.live(id, now) === -1) return 'missing';
     }
@@ -260,8 +300,8 @@ export class MemoryBackend implements TaggableBackend {
       if (current === -1) {
         if (guard.create !== true) return 'missing';
         // An expired guard entry counts as missing and is replaced.
-        this.store(guard.id, String(guard.fence), guardTags, guardExpires ?? 0);
-      } else if (Number(this.data[current]) > guard.fence) {
+        this.store(guard.id, String(fence), guardTags, guardExpires ?? 0);
+      } else if (Number(this.data[current]) > fence) {
         return 'fenced';
       }
     }
@@ -281,7 +321,7 @@ export class MemoryBackend implements TaggableBackend {
       // no native expiry: the group's other entries stay until flushByTag or collectGarbage.
       const slot = this.find(guard.id);
       if (slot !== -1) {
-        this.data[slot] = String(guard.fence);
+        this.data[slot] = String(fence);
         if (guardExpires !== undefined) this.setExpiry(slot, guardExpires);
       }
     }
@@ -289,12 +329,47 @@ export class MemoryBackend implements TaggableBackend {
   }
 
   /**
+   * `WriteGuard.copyFrom`: the live entries of group `copyFrom` (but its guard) as sets under the
+   * guard's group, unless `sets` or `removes` name them; undefined when one cannot be copied as
+   * such (an expiry or a tag of its own, or not an id of the group).
+   */
+  private copiesFor(
+    guard: WriteGuard,
+    sets: readonly BackendWrite[],
+    removes: readonly string[],
+    now: number,
+  ): BackendWrite[] | undefined {
+    const from = guard.copyFrom!;
+    const group = groupOf(guard.id);
+    if (guard.create !== true || guard.unlocked === true || from.includes('.') || from === group) {
+      throw InvalidArgumentException.fromStore(
+        `WriteGuard.copyFrom needs a creating guard (create: true, not unlocked) and another group (an id without "."), got "${from}" for guard "${guard.id}".`,
+      );
+    }
+    const guardSuffix = guard.id.slice(group.length);
+    const named = new Set<string>(removes);
+    for (const write of sets) named.add(write.id);
+    const copies: BackendWrite[] = [];
+    for (const slot of this.membersOf(from)) {
+      if (this.isExpired(slot, now)) continue;
+      const id = this.idOf(slot);
+      if (id.charCodeAt(from.length) !== 46 || !id.startsWith(from)) return undefined;
+      const suffix = id.slice(from.length);
+      if (suffix === guardSuffix) continue;
+      const target = group + suffix;
+      if (named.has(target)) continue;
+      if (this.tags[slot] !== from || this.expires[slot] !== 0) return undefined;
+      copies.push({ id: target, data: this.data[slot]!, tags: [group] });
+    }
+    return copies;
+  }
+
+  /**
    * Live entries of the guard's group (carrying the group's own tag, the guard not counted) once
    * `sets` and `removes` were applied. O(group + batch).
    */
   private groupCountAfter(guard: WriteGuard, sets: readonly BackendWrite[], removes: readonly string[], now: number): number {
-    const dot = guard.id.indexOf('.');
-    const group = dot < 0 ? guard.id : guard.id.slice(0, dot);
+    const group = groupOf(guard.id);
     const uncounted = guard.uncountedPrefix === undefined ? undefined : `${group}.${guard.uncountedPrefix}`;
     const ids = new Set<string>();
     for (const slot of this.membersOf(group)) if (!this.isExpired(slot, now)) ids.add(this.idOf(slot));
@@ -718,6 +793,12 @@ export class MemoryBackend implements TaggableBackend {
     this.groupMembers[g] = undefined;
     this.freeGroups.push(g);
   }
+}
+
+/** The group of an id: the text before its first `.` (all of it without one). */
+function groupOf(id: string): string {
+  const dot = id.indexOf('.');
+  return dot < 0 ? id : id.slice(0, dot);
 }
 
 /**

@@ -153,6 +153,19 @@ class LockTable {
     this.states.clear();
   }
 
+  drawFenceIfFree(key: string): number | undefined {
+    if (this.closed) return undefined;
+    const state = this.states.get(key);
+    if (state !== undefined) {
+      const now = performance.now();
+      // An expired holder nobody collected yet: the queue is served first, as an acquire would.
+      if (state.holder !== null && state.holder.expiresAt <= now) this.handOff(state, now);
+      if (state.holder !== null || state.head !== null) return undefined;
+    }
+    this.fence = Math.max(this.fence + 1, Math.floor(Date.now()) * 1000);
+    return this.fence;
+  }
+
   private grant(state: KeyState, ttl: number, now: number): MemoryLock {
     // Clock part: a new locker (a restarted process, whose stores may have outlived it) still
     // starts above the fences of the one before; counter part: strictly increasing meanwhile,
@@ -250,8 +263,19 @@ class LockTable {
  * - Memory stays bounded: a key's state is deleted as soon as it is neither held nor awaited
  *   (expired locks nobody released are collected by an unref'd sweep every 10 s).
  */
+// Also fits the cache layer's `UnlockedFences` (structurally: locking/ does not import cache/).
 export class MemoryLocker implements SessionLocker {
   private readonly table = new LockTable();
+
+  /**
+   * For a `MemoryBackend` created with this locker (option `locks`): a fresh fence for a write
+   * made without the lock, when nobody holds or awaits the lock of `key` (an expired holder counts
+   * as gone); undefined when somebody does, or after `close()`. Synchronous: the backend checks
+   * and writes in one step.
+   */
+  drawFenceIfFree(key: string): number | undefined {
+    return this.table.drawFenceIfFree(key);
+  }
 
   /**
    * Takes the lock for `key`, waiting in FIFO order behind earlier callers.

@@ -31,6 +31,7 @@ const BACKEND_METHODS = [
  */
 export function resolveSessionOptions(options: SessionModuleOptions = {}): ResolvedSessionOptions {
   const cookie = options.cookie ?? {};
+  const locker = options.locker ?? new MemoryLocker();
   const resolved: ResolvedSessionOptions = {
     cookie: {
       name: cookie.name ?? 'sid',
@@ -45,8 +46,10 @@ export function resolveSessionOptions(options: SessionModuleOptions = {}): Resol
     inactivityTimeout: options.inactivityTimeout ?? 3600,
     updateGracePeriod: options.updateGracePeriod ?? 60,
     metadataBackend: options.metadataBackend ?? new MemoryBackend(),
-    storageBackend: options.storageBackend ?? new MemoryBackend(),
-    locker: options.locker ?? new MemoryLocker(),
+    // The default storage checks the default (in-process) locker's locks inside its writes, so
+    // commits that nobody else holds the lock of need no acquire and release.
+    storageBackend: options.storageBackend ?? new MemoryBackend(locker instanceof MemoryLocker ? { locks: locker } : {}),
+    locker,
     lock: {
       waitTimeout: options.lock?.waitTimeout ?? 5000,
       ttl: options.lock?.ttl ?? 10000,

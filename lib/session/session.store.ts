@@ -137,17 +137,17 @@ export class SessionStore {
     return this.isExpired(metadata) ? undefined : { metadata, raw };
   }
 
-  /** Whether both caches read synchronously (in-process backends): see `loadMetadataSync`. */
+  /** Whether both caches read synchronously (in-process backends): see `loadMetadataEntrySync`. */
   get readsSync(): boolean {
     return this.metadataCache.readsSync() && this.storageCache.readsSync();
   }
 
-  /** `loadMetadata` answered synchronously; only when `readsSync`. */
-  loadMetadataSync(key: MetadataKey): SessionMetadata | undefined {
-    const data = this.metadataCache.getRawSync(key);
-    if (data === undefined) return undefined;
-    const metadata = this.metadataCache.decode<SessionMetadata>(data);
-    return this.isExpired(metadata) ? undefined : metadata;
+  /** `loadMetadataEntry` answered synchronously; only when `readsSync`. */
+  loadMetadataEntrySync(key: MetadataKey): { metadata: SessionMetadata; raw: string } | undefined {
+    const raw = this.metadataCache.getRawSync(key);
+    if (raw === undefined) return undefined;
+    const metadata = this.metadataCache.decode<SessionMetadata>(raw);
+    return this.isExpired(metadata) ? undefined : { metadata, raw };
   }
 
   /** `loadValue` answered synchronously; only when `readsSync`. */

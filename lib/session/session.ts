@@ -226,9 +226,10 @@ export class Session implements SessionInterface {
     let lastActivity: number | undefined;
     for (const id of this.origin.cookieIds) {
       const key = metadataKeyOf(id);
-      const metadata = this.store.loadMetadataSync(key);
-      if (this.adoptLive(id, key, metadata)) {
-        lastActivity = metadata!.lastActivity;
+      const entry = this.store.loadMetadataEntrySync(key);
+      if (this.adoptLive(id, key, entry?.metadata)) {
+        this.resumedEntry = entry;
+        lastActivity = entry!.metadata.lastActivity;
         break;
       }
     }

@@ -33,7 +33,7 @@ export function unlockedCommitContract(
   const storageIdOf = async (id: string): Promise<string> => (await store().loadMetadata(metadataKeyOf(id)))!.storageId;
   const guardFence = async (storageId: string): Promise<number> => Number(await s().storageBackend.get(`${storageId}.~guard`));
 
-  it(`the storage backend from create${name}SessionStores checks the locks of its locker`, () => {
+  it(`the storage backend of the ${name} session stores checks the locks of its locker`, () => {
     expect(s().storageBackend.checksLocksOf).toBe(s().locker);
     expect(s().metadataBackend.checksLocksOf).toBeUndefined();
     expect(store().writesUnlocked).toBe(true);

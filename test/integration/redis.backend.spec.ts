@@ -5,6 +5,7 @@ import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exce
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
 import { backendContract } from '../contract/backend.contract.js';
+import { movesGroupsContract } from '../contract/moves-groups.contract.js';
 import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
 let client: TestRedisClient;
@@ -49,6 +50,8 @@ function recordingClient(intercept?: (args: readonly string[]) => Promise<unknow
     },
   };
 }
+
+movesGroupsContract('redis', async () => makeBackend('moves'));
 
 backendContract(
   'redis',
@@ -330,24 +333,7 @@ describe('RedisBackend', () => {
     const entries = (group: string, values: Record<string, string>) =>
       Object.entries(values).map(([key, data]) => ({ id: `${group}.${key}`, data, tags: [group] }));
 
-    it('mustMatch applies only while the entry is live and holds exactly that data, writing nothing', async () => {
-      expect(backend.movesGroups).toBe(true);
-      await backend.set('mm.a', 'one');
-      await backend.set('mm.b', 'two', undefined, 0.05);
-      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'one' }] })).toBe('ok');
-      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'on' }] })).toBe('changed');
-      expect(await backend.write({ mustMatch: [{ id: 'mm.a', data: 'one!' }] })).toBe('changed');
-      expect(await backend.write({ mustMatch: [{ id: 'mm.none', data: 'one' }] })).toBe('changed');
-      await new Promise((resolve) => setTimeout(resolve, 80));
-      expect(await backend.write({ mustMatch: [{ id: 'mm.b', data: 'two' }] })).toBe('changed');
-      expect(await backend.get('mm.a')).toBe('one');
-      // In a batch of its own only.
-      await expect(
-        backend.write({ mustMatch: [{ id: 'mm.a', data: 'one' }], sets: [{ id: 'mm.a', data: 'x' }] }),
-      ).rejects.toThrow(InvalidArgumentException);
-    });
-
-    it('copyFrom starts the new group with the source entries (not its guard), the write on top: the outcome of writing them all', async () => {
+    it('copyFrom leaves the keys, native TTLs and index records that writing every entry directly leaves', async () => {
       expect(await backend.write({ sets: entries('src', { a: 'A', b: 'B', c: 'C' }) }, guardOf('src'))).toBe('ok');
       const copied = await backend.write(
         { sets: entries('dst', { b: 'B2', d: 'D' }), removes: ['dst.c'] },
@@ -371,32 +357,12 @@ describe('RedisBackend', () => {
       expect(await client.zScore(backend.expiryIndexKey, 'dst.~guard')).not.toBeNull();
     });
 
-    it('copyFrom of a source holding an entry it cannot copy as such (own lifetime, another tag) answers changed and writes nothing', async () => {
-      for (const [group, odd] of [
-        ['s1', { id: 's1.x', data: 'X', tags: ['s1'], lifetime: 30 }],
-        ['s2', { id: 's2.x', data: 'X', tags: ['s2', 'red'] }],
-      ] as const) {
-        expect(await backend.write({ sets: [...entries(group, { a: 'A' }), odd] }, guardOf(group))).toBe('ok');
-        const target = `${group}-to`;
-        expect(await backend.write({ sets: entries(target, { b: 'B' }) }, guardOf(target, { copyFrom: group }))).toBe('changed');
-        expect((await keysUnder(backend.prefix)).filter((key) => key.includes(`{${target}}`))).toEqual([]);
-      }
-    });
-
-    it('copyFrom counts the copies against maxEntries', async () => {
-      expect(await backend.write({ sets: entries('cap', { a: 'A', b: 'B' }) }, guardOf('cap'))).toBe('ok');
-      expect(
-        await backend.write({ sets: entries('cap2', { c: 'C' }) }, guardOf('cap2', { copyFrom: 'cap', maxEntries: 2 })),
-      ).toBe('full');
-      expect(await backend.findIdentifiersByTag('cap2')).toEqual([]);
-      expect(
-        await backend.write({ sets: entries('cap3', { c: 'C' }) }, guardOf('cap3', { copyFrom: 'cap', maxEntries: 3 })),
-      ).toBe('ok');
-    });
-
-    it('refuses copyFrom without a creating guard, or naming its own group', async () => {
-      await expect(backend.write({}, { id: 'g.~guard', fence: 0, copyFrom: 'h' })).rejects.toThrow(InvalidArgumentException);
-      await expect(backend.write({}, guardOf('g', { copyFrom: 'g' }))).rejects.toThrow(InvalidArgumentException);
+    it('takes mustMatch in a batch of its own only (a MATCH unit chained before the writes it guards)', async () => {
+      await backend.set('mm.a', 'one');
+      await expect(
+        backend.write({ mustMatch: [{ id: 'mm.a', data: 'one' }], sets: [{ id: 'mm.a', data: 'x' }] }),
+      ).rejects.toThrow(InvalidArgumentException);
+      expect(await backend.get('mm.a')).toBe('one');
     });
   });
 

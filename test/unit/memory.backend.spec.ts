@@ -2,11 +2,14 @@ import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals
 import { MemoryBackend } from '../../lib/cache/memory.backend.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { backendContract } from '../contract/backend.contract.js';
+import { movesGroupsContract } from '../contract/moves-groups.contract.js';
 
 backendContract('memory', async () => {
   const backend = new MemoryBackend();
   return { backend, cleanup: () => backend.close() };
 });
+
+movesGroupsContract('memory', async () => new MemoryBackend());
 
 describe('MemoryBackend', () => {
   beforeEach(() => {

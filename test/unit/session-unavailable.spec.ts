@@ -38,7 +38,7 @@ describe('a session whose resume found the store unavailable', () => {
     const store = new SessionStore(resolveSessionOptions({}));
     const id = store.options.idGenerator.generate();
     const error = StoreUnavailableException.create('memory get', new Error(`broken reading sess:${id}`));
-    jest.spyOn(store, 'loadMetadataSync').mockImplementation(() => {
+    jest.spyOn(store, 'loadMetadataEntrySync').mockImplementation(() => {
       throw error;
     });
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
