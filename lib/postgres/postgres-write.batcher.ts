@@ -74,7 +74,7 @@ export class BatchedOperationError extends Error {
  * - What is "the same tick": the operations submitted before the microtask queued at the first
  *   submission runs, i.e. in one synchronous run of the caller (`Promise.all([a.write(),
  *   b.write()])`). An operation alone in its tick goes out as its own statement, unchanged.
- * - At most one operation per namespace in one call, and the calls run their operations in
+ * - Independent operations: at most one per namespace in one call, and the calls run them in
  *   namespace order: each operation takes its row and advisory locks in byte order within its
  *   namespace, so transactions holding a metadata row and a storage group lock are always taken
  *   in the same order and cannot deadlock. Further operations of a namespace in the same tick go
