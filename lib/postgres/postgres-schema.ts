@@ -9,9 +9,11 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * and answer and makes commits cheaper: `write` runs fewer statements on the usual paths (and
  * counts a group O(group) whatever the tables held when a connection planned it), `batch` one
  * subtransaction instead of one per operation, and the entries and lock tables leave room in
- * their pages for HOT updates (fillfactor).
+ * their pages for HOT updates (fillfactor). Version 4 adds chains to `batch` (two more
+ * arguments: operations that apply only if earlier ones of the call applied), so a login's
+ * dependent writes are one statement; the version-3 signature stays, as a wrapper.
  */
-export const POSTGRES_SCHEMA_VERSION = 3;
+export const POSTGRES_SCHEMA_VERSION = 4;
 
 /*
  * Design of the schema (see README "PostgreSQL"):
@@ -43,6 +45,16 @@ export const POSTGRES_SCHEMA_VERSION = 3;
  *   operation answers as if it had been sent alone: refusals are answers, not exceptions, and
  *   when one raises, all run again each in a block of its own that catches its exception (its
  *   work is rolled back, the others' is not), so no operation can undo another.
+ * - Lock order, what keeps concurrent statements from deadlocking: namespaces in byte order;
+ *   within one, the lock rows an unlocked write draws its fence from, then the advisory locks
+ *   of guard groups and flushed tags, then entry rows in byte order (a group's rows are only
+ *   locked, by the session layer's writes, under the group's advisory lock). One operation takes
+ *   its locks in that order; a `batch` of at most one operation per namespace, in namespace
+ *   order, does too. A `batch` whose operations are in any other order (a chain of version 4:
+ *   dependency order, e.g. storage, metadata, storage again) first takes every lock its
+ *   operations will wait for, in that order, outside the blocks that may roll back: each
+ *   operation then only takes locks it already holds, rows of a group whose advisory lock it
+ *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows).
  */
 
 /**
@@ -93,7 +105,27 @@ INSERT INTO ${tags} (namespace, tag, id)
     ) m
     WHERE m.id <> p_guard_id AND NOT (m.id = ANY (p_removes))
       AND (v_skip IS NULL OR left(m.id, length(v_skip)) <> v_skip))`;
-  // One operation of `batch` (version 2), into v_result; indented by `indent`.
+  // Whether operation i of `batch` may run (version 4): every operation it requires applied.
+  const ready = (indent: string) =>
+    `v_ready := true;
+FOR j IN coalesce(p_after_ends[i - 1], 0) + 1 .. coalesce(p_after_ends[i], 0) LOOP
+  IF NOT coalesce(p_after[j] < i AND v_applied[p_after[j]], false) THEN v_ready := false; END IF;
+END LOOP;`
+      .split('\n')
+      .map((line) => indent + line)
+      .join('\n');
+  // Operation i's answer, and whether it applied (a flush that ran did).
+  const record = (indent: string) =>
+    `v_results := v_results || v_result;
+v_applied := v_applied || CASE p_kinds[i]
+  WHEN 'write' THEN v_result = 'ok'
+  WHEN 'remove' THEN v_result = 'true'
+  WHEN 'flush' THEN v_result <> 'skipped' AND v_result NOT LIKE 'error %'
+  ELSE false END;`
+      .split('\n')
+      .map((line) => indent + line)
+      .join('\n');
+  // One operation of `batch`, into v_result; indented by `indent`.
   const dispatch = (indent: string) =>
     `IF p_kinds[i] = 'write' THEN
   v_result := ${names.fn('write')}(
@@ -507,52 +539,8 @@ $fn$;
 
 -- Version 2 --------------------------------------------------------------------------------
 
--- Several operations in one transaction, in the order given; answers one text per operation:
--- a write's result, 'true'/'false' for a remove (whether a live entry was removed), the live
--- count for a flush, or 'error <SQLSTATE> <message>' for one that raised (its own work is rolled
--- back, the others' stays). Per operation: p_kinds ('write' | 'remove' | 'flush'), p_namespaces,
--- p_nows, p_keys (a write's guard id, a remove's id, a flush's tag) and a write's guard fields;
--- a write's lists are slices of the flat arrays, p_*_ends[i] being the end of operation i's slice.
-CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
-  p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
-  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
-  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
-  p_max_entries integer[], p_uncounted_prefixes text[],
-  p_guard_tag_ends integer[], p_guard_tags text[],
-  p_must_exist_ends integer[], p_must_exist text[],
-  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
-  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
-  p_remove_ends integer[], p_removes text[]
-) RETURNS text[] LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
-DECLARE
-  v_results text[] := '{}';
-  v_result text;
-  v_live boolean;
-BEGIN
-  -- All operations in one block (one subtransaction: the usual case, nothing raises); only when
-  -- one of them raises (which rolled back all of their work) do they run again, each in a block
-  -- of its own, so that an exception undoes its own operation only. Either way each answers as
-  -- if it had been sent alone.
-  BEGIN
-    FOR i IN 1 .. coalesce(cardinality(p_kinds), 0) LOOP
-${dispatch('      ')}
-      v_results := v_results || v_result;
-    END LOOP;
-    RETURN v_results;
-  EXCEPTION WHEN OTHERS THEN
-    v_results := '{}';
-  END;
-  FOR i IN 1 .. coalesce(cardinality(p_kinds), 0) LOOP
-    BEGIN
-${dispatch('      ')}
-    EXCEPTION WHEN OTHERS THEN
-      v_result := 'error ' || SQLSTATE || ' ' || SQLERRM;
-    END;
-    v_results := v_results || v_result;
-  END LOOP;
-  RETURN v_results;
-END
-$fn$;
+-- The batch function (several operations in one statement) came with version 2; its
+-- definition, with the chains of version 4, is in the version 4 section below.
 
 -- Tickets are only compared within the (UNLOGGED) waiters table, which a crash empties too: an
 -- UNLOGGED sequence (PostgreSQL 15+) keeps a queueing acquire from writing WAL.
@@ -571,6 +559,152 @@ $do$;
 -- and the old one is pruned without a vacuum). Applies to pages filled from now on.
 ALTER TABLE ${entries} SET (fillfactor = 80);
 ALTER TABLE ${locks} SET (fillfactor = 70);
+
+-- Version 4 --------------------------------------------------------------------------------
+
+-- Several operations in one transaction, in the order given; answers one text per operation:
+-- a write's result, 'true'/'false' for a remove (whether a live entry was removed), the live
+-- count for a flush, 'skipped' for one that required an operation that did not apply, or
+-- 'error <SQLSTATE> <message>' for one that raised (its own work is rolled back, the others'
+-- stays). Per operation: p_kinds ('write' | 'remove' | 'flush'), p_namespaces, p_nows, p_keys (a
+-- write's guard id, a remove's id, a flush's tag) and a write's guard fields; a write's lists
+-- are slices of the flat arrays, p_*_ends[i] being the end of operation i's slice.
+-- Chains (version 4): p_after[p_after_ends[i - 1] + 1 : p_after_ends[i]] lists the earlier
+-- operations (1-based positions below i) that operation i requires: it runs only if each of them
+-- applied (a write answered 'ok', a remove removed a live entry, a flush ran), else it writes
+-- nothing and answers 'skipped'; a position that is not an earlier operation counts as not
+-- applied. An operation that raised did not apply, so what requires it is skipped.
+CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
+  p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
+  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
+  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
+  p_max_entries integer[], p_uncounted_prefixes text[],
+  p_guard_tag_ends integer[], p_guard_tags text[],
+  p_must_exist_ends integer[], p_must_exist text[],
+  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
+  p_remove_ends integer[], p_removes text[],
+  p_after_ends integer[], p_after integer[]
+) RETURNS text[] LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
+DECLARE
+  v_count integer := coalesce(cardinality(p_kinds), 0);
+  v_results text[] := '{}';
+  v_applied boolean[] := '{}';
+  v_result text;
+  v_live boolean;
+  v_ready boolean;
+  v_namespace text;
+  v_ids text[];
+  v_tags text[];
+  v_groups text[];
+  v_lock_names text[];
+  v_key integer;
+BEGIN
+  -- Operations out of namespace order, or several in one namespace (a chain): every lock they
+  -- will wait for is taken first, in the schema's lock order (see the design notes), here at
+  -- the top level so that no rolled-back block gives one up. Calls in namespace order (what the
+  -- batcher sends for independent operations, and all an instance of version 3 sends) need not.
+  FOR i IN 2 .. v_count LOOP
+    CONTINUE WHEN p_namespaces[i - 1] COLLATE "C" < p_namespaces[i] COLLATE "C";
+    FOR v_namespace IN SELECT DISTINCT n.ns COLLATE "C" FROM unnest(p_namespaces) AS n(ns) ORDER BY 1 LOOP
+      v_ids := '{}';
+      v_tags := '{}';
+      v_groups := '{}';
+      v_lock_names := '{}';
+      FOR j IN 1 .. v_count LOOP
+        CONTINUE WHEN p_namespaces[j] IS DISTINCT FROM v_namespace;
+        IF p_kinds[j] = 'write' THEN
+          IF p_keys[j] IS NOT NULL THEN
+            v_groups := v_groups || split_part(p_keys[j], '.', 1);
+            v_ids := v_ids || p_keys[j];
+          END IF;
+          IF p_lock_names[j] IS NOT NULL THEN v_lock_names := v_lock_names || p_lock_names[j]; END IF;
+          v_ids := v_ids
+            || p_must_exist[coalesce(p_must_exist_ends[j - 1], 0) + 1 : p_must_exist_ends[j]]
+            || p_ids[coalesce(p_set_ends[j - 1], 0) + 1 : p_set_ends[j]]
+            || p_removes[coalesce(p_remove_ends[j - 1], 0) + 1 : p_remove_ends[j]];
+        ELSIF p_kinds[j] = 'remove' THEN
+          v_ids := v_ids || p_keys[j];
+        ELSIF p_kinds[j] = 'flush' THEN
+          v_groups := v_groups || p_keys[j];
+          v_tags := v_tags || p_keys[j];
+        END IF;
+      END LOOP;
+      IF cardinality(v_lock_names) > 0 THEN
+        PERFORM 1 FROM ${locks} l WHERE l.name = ANY (v_lock_names) ORDER BY l.name FOR UPDATE;
+      END IF;
+      -- In the order of the lock keys themselves (two groups whose hashes collide share a lock).
+      FOR v_key IN SELECT DISTINCT hashtext(v_namespace || ' ' || g.g) FROM unnest(v_groups) AS g(g) ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), v_key);
+      END LOOP;
+      -- A flush's rows as they are now: rows joining its tag later do so under its advisory lock.
+      IF cardinality(v_tags) > 0 THEN
+        SELECT v_ids || coalesce(array_agg(t.id), '{}') INTO v_ids
+          FROM ${tags} t WHERE t.namespace = v_namespace AND t.tag = ANY (v_tags);
+      END IF;
+      IF cardinality(v_ids) > 0 THEN
+        PERFORM 1 FROM ${entries} e WHERE e.namespace = v_namespace AND e.id = ANY (v_ids) ORDER BY e.id FOR UPDATE;
+      END IF;
+    END LOOP;
+    EXIT;
+  END LOOP;
+  -- All operations in one block (one subtransaction: the usual case, nothing raises); only when
+  -- one of them raises (which rolled back all of their work) do they run again, each in a block
+  -- of its own, so that an exception undoes its own operation only (and skips what requires
+  -- it). Either way each answers as if it had been sent alone, after what it requires.
+  BEGIN
+    FOR i IN 1 .. v_count LOOP
+${ready('      ')}
+      IF v_ready THEN
+${dispatch('        ')}
+      ELSE
+        v_result := 'skipped';
+      END IF;
+${record('      ')}
+    END LOOP;
+    RETURN v_results;
+  EXCEPTION WHEN OTHERS THEN
+    v_results := '{}';
+    v_applied := '{}';
+  END;
+  FOR i IN 1 .. v_count LOOP
+${ready('    ')}
+    IF v_ready THEN
+      BEGIN
+${dispatch('        ')}
+      EXCEPTION WHEN OTHERS THEN
+        v_result := 'error ' || SQLSTATE || ' ' || SQLERRM;
+      END;
+    ELSE
+      v_result := 'skipped';
+    END IF;
+${record('    ')}
+  END LOOP;
+  RETURN v_results;
+END
+$fn$;
+
+-- The version-2 signature, for app instances of the release before during a rolling upgrade.
+-- Such an instance sends no chains (its backends leave a chain to its frontend, which sends
+-- each step once the ones before it applied) and at most one operation per namespace, in
+-- namespace order: no lock is taken up front and each operation runs and answers exactly as in
+-- version 3. Restarted, it refuses this database in migrate() (newer than it knows).
+CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
+  p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
+  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
+  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
+  p_max_entries integer[], p_uncounted_prefixes text[],
+  p_guard_tag_ends integer[], p_guard_tags text[],
+  p_must_exist_ends integer[], p_must_exist text[],
+  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
+  p_remove_ends integer[], p_removes text[]
+) RETURNS text[] LANGUAGE sql AS $fn$
+  SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
+    p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,
+    p_guard_tag_ends, p_guard_tags, p_must_exist_ends, p_must_exist, p_set_ends, p_ids, p_values, p_expires,
+    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, NULL::integer[], NULL::integer[])
+$fn$;
 
 INSERT INTO ${names.versions()} (version) VALUES (${POSTGRES_SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;
 `;

@@ -183,7 +183,8 @@ export async function createPostgresSessionStores(options: PostgresSessionStores
   const lockerOptions: PostgresLockerOptions = { ...options.locker, ...schema, pool, prefix: `${prefix}l:`, preparedStatements };
   try {
     // One batcher for both: a commit's metadata and storage writes issued in one tick (a new
-    // session's, a login's) become one statement, one transaction, one WAL flush.
+    // session's; a login's whole chain of dependent steps) become one statement, one
+    // transaction, one WAL flush.
     const batcher = new PostgresWriteBatcher({ ...schema, pool, preparedStatements });
     const metadataBackend = new PostgresBackend({ ...schema, pool, namespace: `${prefix}m`, preparedStatements, batcher });
     const locker =

@@ -1,3 +1,4 @@
+import { runInOrder, type WriteOrder, type WriteTicket } from '../cache/write-ticket.js';
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 
@@ -35,13 +36,21 @@ export type BatchedOperation =
   | { readonly kind: 'write'; readonly namespace: string; readonly now: string; readonly write: BatchedWriteArguments }
   | { readonly kind: 'remove' | 'flush'; readonly namespace: string; readonly now: string; readonly key: string };
 
+/** What `batch` answers for an operation that required one that did not apply (see `WriteOrder`). */
+export const SKIPPED_ANSWER = 'skipped';
+
 interface Queued {
   readonly operation: BatchedOperation;
   /** The operation as its own statement, answering what `batch` would answer for it. */
   readonly alone: () => Promise<string>;
+  /** Positions, in this tick's queue, of the operations it requires. */
+  readonly after: readonly number[];
   readonly resolve: (answer: string) => void;
   readonly reject: (error: unknown) => void;
 }
+
+const NO_TICKETS: readonly WriteTicket[] = [];
+const NO_POSITIONS: readonly number[] = [];
 
 /** A refusal that `batch` caught for one operation: its SQLSTATE and message, as node-postgres reports them. */
 export class BatchedOperationError extends Error {
@@ -65,13 +74,22 @@ export class BatchedOperationError extends Error {
  * - What is "the same tick": the operations submitted before the microtask queued at the first
  *   submission runs, i.e. in one synchronous run of the caller (`Promise.all([a.write(),
  *   b.write()])`). An operation alone in its tick goes out as its own statement, unchanged.
- * - At most one operation per namespace in one call, and the calls run their operations in
+ * - Independent operations: at most one per namespace in one call, and the calls run them in
  *   namespace order: each operation takes its row and advisory locks in byte order within its
  *   namespace, so transactions holding a metadata row and a storage group lock are always taken
  *   in the same order and cannot deadlock. Further operations of a namespace in the same tick go
  *   out as further calls, beside it.
  * - A failure of the statement (connection lost, statement timeout) fails every operation of
  *   the call, none of which was applied (one transaction).
+ * - Chains (`WriteOrder`): an operation that requires operations queued in the same tick goes
+ *   into ONE call with them (a login's guard check, new storage, removal of the old id, new
+ *   metadata and flush of the old storage: one transaction, one WAL flush instead of one per
+ *   step), in the order they were submitted, which is the order of the chain; `batch` runs it
+ *   only if each of them applied, else it answers `skipped` having written nothing. Such a call
+ *   holds several operations per namespace, out of namespace order: `batch` then takes every
+ *   lock they will wait for first, in the schema's lock order (see the schema), which keeps the
+ *   deadlock freedom above. An operation requiring one that is not in this tick's queue (sent
+ *   in an earlier tick, or to another batcher or backend) waits for it first (`runInOrder`).
  */
 export class PostgresWriteBatcher {
   /** The schema and table prefix the batched functions live in. */
@@ -80,6 +98,8 @@ export class PostgresWriteBatcher {
   private readonly prepare: boolean;
   private readonly statement: Statement;
   private queue: Queued[] = [];
+  /** Counts flushes: a ticket queued in tick n can be required inside the call while this is still n. */
+  private tick = 0;
 
   /** @throws InvalidOptionException for a bad schema or table prefix. */
   constructor(options: PostgresWriteBatcherOptions) {
@@ -97,6 +117,7 @@ export class PostgresWriteBatcher {
       'integer[]', 'text[]', 'text[]', 'timestamptz[]',
       'integer[]', 'text[]', 'text[]',
       'integer[]', 'text[]',
+      'integer[]', 'integer[]',
     ]; // prettier-ignore
     this.statement = new Statement(
       `SELECT ${this.names.fn('batch')}(${types.map((type, i) => p(i + 1, type)).join(', ')}) AS results`,
@@ -109,24 +130,85 @@ export class PostgresWriteBatcher {
   }
 
   /**
-   * Queues an operation for this tick's call; answers what `batch` answers for it.
+   * Queues an operation for this tick's call; answers what `batch` answers for it (`skipped`
+   * when an operation it requires did not apply), and settles `order.ticket` with whether it
+   * applied (a write answered `ok`, a remove removed a live entry, a flush ran).
    * @param alone runs the operation as its own statement (used when nothing shares its tick).
+   * @param order the operations it requires (run in the same call when queued in this tick,
+   *   else waited for) and its ticket. @default undefined (independent)
    * @throws BatchedOperationError when the operation raised inside the batch (only it was rolled back);
    *   the driver's error when the statement failed (nothing of the call was applied).
    */
-  submit(operation: BatchedOperation, alone: () => Promise<string>): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
+  submit(operation: BatchedOperation, alone: () => Promise<string>, order?: WriteOrder): Promise<string> {
+    const required = order?.after ?? NO_TICKETS;
+    let after = NO_POSITIONS;
+    if (required.length > 0) {
+      const positions: number[] = [];
+      for (const ticket of required) {
+        const queued = ticket.queued;
+        if (queued?.channel !== this || queued.batch !== this.tick) {
+          // Not in this tick's queue: wait for it (and the rest), then queue alone (or skip).
+          return runInOrder(
+            order,
+            () => this.submit(operation, alone),
+            (answer) => batchedOperationApplied(operation.kind, answer),
+            SKIPPED_ANSWER,
+          );
+        }
+        positions.push(queued.position);
+      }
+      after = positions;
+    }
+    const ticket = order?.ticket;
+    if (ticket !== undefined) ticket.queued = { channel: this, batch: this.tick, position: this.queue.length };
+    const answer = new Promise<string>((resolve, reject) => {
       if (this.queue.length === 0) queueMicrotask(() => this.flush());
-      this.queue.push({ operation, alone, resolve, reject });
+      this.queue.push({ operation, alone, after, resolve, reject });
     });
+    if (ticket === undefined) return answer;
+    return answer.then(
+      (text) => {
+        ticket.settle(batchedOperationApplied(operation.kind, text));
+        return text;
+      },
+      (error: unknown) => {
+        ticket.settle(false);
+        throw error;
+      },
+    );
   }
 
   private flush(): void {
     const queued = this.queue;
     this.queue = [];
-    // First fit: each call holds at most one operation per namespace.
+    this.tick++;
+    // Chains: operations joined by what they require (union-find), each chain one call in queue order.
+    const root = queued.map((_, i) => i);
+    const find = (i: number): number => (root[i] === i ? i : (root[i] = find(root[i]!)));
+    queued.forEach((item, i) => item.after.forEach((j) => (root[find(i)] = find(j))));
+    const members = new Map<number, number[]>();
+    queued.forEach((_, i) => {
+      const chain = members.get(find(i));
+      if (chain === undefined) members.set(find(i), [i]);
+      else chain.push(i);
+    });
+    const independent: Queued[] = [];
+    for (const positions of members.values()) {
+      if (positions.length === 1) {
+        independent.push(queued[positions[0]!]!);
+        continue;
+      }
+      // Positions within the call, 1-based, as `batch` reads them.
+      const within = new Map(positions.map((i, k) => [i, k + 1]));
+      const chain = positions.map((i) => queued[i]!);
+      this.send(
+        chain,
+        chain.map((item) => item.after.map((j) => within.get(j)!)),
+      );
+    }
+    // First fit: each call of independent operations holds at most one per namespace.
     const calls: Queued[][] = [];
-    for (const item of queued) {
+    for (const item of independent) {
       const call = calls.find((c) => !c.some((other) => other.operation.namespace === item.operation.namespace));
       if (call === undefined) calls.push([item]);
       else call.push(item);
@@ -137,13 +219,27 @@ export class PostgresWriteBatcher {
         settle(only.alone).then(only.resolve, only.reject);
       } else {
         call.sort((a, b) => (a.operation.namespace < b.operation.namespace ? -1 : 1));
-        this.send(call);
+        this.send(
+          call,
+          call.map(() => NO_POSITIONS),
+        );
       }
     }
   }
 
-  private send(call: Queued[]): void {
-    settle(() => this.pool.query(this.statement.with(encode(call.map((item) => item.operation)), this.prepare))).then(
+  /** One call of `batch`; `after[i]`: the 1-based positions in the call that operation i requires. */
+  private send(call: readonly Queued[], after: readonly (readonly number[])[]): void {
+    settle(() =>
+      this.pool.query(
+        this.statement.with(
+          encode(
+            call.map((item) => item.operation),
+            after,
+          ),
+          this.prepare,
+        ),
+      ),
+    ).then(
       (result) => {
         const [row] = rowsOf<{ results: string[] | null }>(result);
         const answers = row?.results ?? [];
@@ -171,14 +267,25 @@ function settle<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Whether an operation that answered `answer` applied, for the writes that require it (see
+ * `WriteOrder`): a write answered `ok`, a remove removed a live entry, a flush ran. The rule
+ * `batch` applies inside a call.
+ */
+export function batchedOperationApplied(kind: BatchedOperation['kind'], answer: string): boolean {
+  if (kind === 'write') return answer === 'ok';
+  if (kind === 'remove') return answer === 'true';
+  return answer !== SKIPPED_ANSWER;
+}
+
 /** `error <SQLSTATE> <message>` as an error carrying the code, like node-postgres' own. */
 function operationError(answer: string): BatchedOperationError {
   const code = answer.slice(6, 11);
   return new BatchedOperationError(code, answer.slice(12));
 }
 
-/** The 25 array parameters of `batch`, per operation or flattened with end offsets. */
-function encode(operations: readonly BatchedOperation[]): unknown[] {
+/** The 27 array parameters of `batch`, per operation or flattened with end offsets. */
+function encode(operations: readonly BatchedOperation[], after: readonly (readonly number[])[]): unknown[] {
   const kinds: string[] = [];
   const namespaces: string[] = [];
   const nows: string[] = [];
@@ -200,6 +307,7 @@ function encode(operations: readonly BatchedOperation[]): unknown[] {
     tagIds: new Flat<string>(),
     tagTags: [] as string[],
     removes: new Flat<string>(),
+    after: new Flat<number>(),
   };
   for (const operation of operations) {
     kinds.push(operation.kind);
@@ -224,6 +332,7 @@ function encode(operations: readonly BatchedOperation[]): unknown[] {
     flat.tagTags.push(...(write?.tagTags ?? []));
     flat.removes.add(write?.removes);
   }
+  for (const positions of after) flat.after.add(positions);
   return [
     kinds,
     namespaces,
@@ -250,6 +359,8 @@ function encode(operations: readonly BatchedOperation[]): unknown[] {
     flat.tagTags,
     flat.removes.ends,
     flat.removes.items,
+    flat.after.ends,
+    flat.after.items,
   ];
 }
 

@@ -2,6 +2,7 @@ import { checkedGuard, checkedMustExist, checkedWrite, gcLimit } from '../cache/
 import { assertCacheIdentifier, assertIdentifier, CACHE_IDENTIFIER_PATTERN } from '../cache/identifier.js';
 import { expiryAt } from '../cache/lifetime.js';
 import { attemptStore } from '../cache/store-failure.js';
+import { runInOrder, type WriteOrder } from '../cache/write-ticket.js';
 import type {
   BackendEntry,
   BackendWrite,
@@ -16,7 +17,13 @@ import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 import type { PostgresLocker } from './postgres.locker.js';
-import type { BatchedOperation, BatchedWriteArguments, PostgresWriteBatcher } from './postgres-write.batcher.js';
+import {
+  batchedOperationApplied,
+  SKIPPED_ANSWER,
+  type BatchedOperation,
+  type BatchedWriteArguments,
+  type PostgresWriteBatcher,
+} from './postgres-write.batcher.js';
 
 /** Options of {@link PostgresBackend}. */
 export interface PostgresBackendOptions extends PostgresSchemaOptions {
@@ -52,7 +59,8 @@ export interface PostgresBackendOptions extends PostgresSchemaOptions {
   /**
    * A batcher shared with other backends on the same pool, schema and table prefix: their
    * writes, removes and flushes issued in the same tick go to PostgreSQL as one statement (one
-   * transaction, one WAL flush), each still applied and answered as if sent alone.
+   * transaction, one WAL flush), each still applied and answered as if sent alone; a chain of
+   * dependent writes (`WriteOrder`) issued in one tick is one statement too (`ordersWrites`).
    * `createPostgresSessionStores` gives its two backends one.
    * @default undefined (every operation is its own statement)
    */
@@ -189,6 +197,16 @@ export class PostgresBackend implements TaggableBackend {
   /** Guarded writes honour `WriteGuard.maxEntries`, counted in the write function: `putData` needs no read first. */
   readonly capsGroupEntries = true;
 
+  /**
+   * With a batcher: `write`, `remove` and `flushByTag` honour their `WriteOrder`, and a chain
+   * whose writes are issued in one tick (to backends sharing the batcher) runs inside one `batch`
+   * statement, each step only if the ones it requires applied. Without a batcher each step
+   * would be its own statement anyway, so the frontend is left to order them (false).
+   */
+  get ordersWrites(): boolean {
+    return this.batcher !== undefined;
+  }
+
   /** The locker whose locks unlocked guarded writes check (see {@link PostgresBackendOptions.locker}). */
   get checksLocksOf(): object | undefined {
     return this.locker;
@@ -231,14 +249,23 @@ export class PostgresBackend implements TaggableBackend {
     await this.write({ sets: [{ id, data, tags: tags ?? NO_TAGS, lifetime }] });
   }
 
-  /** @throws StoreUnavailableException when PostgreSQL fails. */
-  async remove(id: string): Promise<boolean> {
+  /**
+   * @param order writes this one requires (see `WriteOrder`; applied = a live entry was removed).
+   * @throws StoreUnavailableException when PostgreSQL fails.
+   */
+  async remove(id: string, order?: WriteOrder): Promise<boolean> {
     assertCacheIdentifier(id, 'cache entry identifier');
     const at = now();
-    const answer = await this.batched('remove', { kind: 'remove', namespace: this.namespace, now: at, key: id }, async () => {
-      const rows = await this.query<{ live: boolean }>(this.sql.remove, [this.namespace, id, at]);
-      return String(rows[0]?.live === true);
-    });
+    const operation: BatchedOperation = { kind: 'remove', namespace: this.namespace, now: at, key: id };
+    const answer = await this.batched(
+      'remove',
+      operation,
+      async () => {
+        const rows = await this.query<{ live: boolean }>(this.sql.remove, [this.namespace, id, at]);
+        return String(rows[0]?.live === true);
+      },
+      order,
+    );
     return answer === 'true';
   }
 
@@ -246,14 +273,25 @@ export class PostgresBackend implements TaggableBackend {
    * One call of the schema's `write` function, one transaction: the guard (its existence and
    * fence, under an advisory lock on its group), `mustExist`, the sets, the
    * removes and the guard update apply together, or nothing does. Ids may span groups.
+   * @param order writes this one requires (see `WriteOrder`; applied = `'ok'`): with a batcher,
+   *   in the same statement when they were issued in the same tick.
    * @throws InvalidArgumentException for a bad id, tag, lifetime, data or fence (nothing is written).
    * @throws StoreUnavailableException when PostgreSQL fails (nothing was written).
    */
-  async write(batch: WriteBatch, guard?: WriteGuard): Promise<WriteResult> {
+  async write(batch: WriteBatch, guard?: WriteGuard, order?: WriteOrder): Promise<WriteResult> {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_TAGS;
     const mustExist = [...new Set(checkedMustExist(batch.mustExist))];
-    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) return 'ok';
+    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) {
+      return order === undefined
+        ? 'ok'
+        : runInOrder(
+            order,
+            async (): Promise<WriteResult> => 'ok',
+            () => true,
+            'skipped',
+          );
+    }
 
     // Validate and encode everything first: a bad entry must not reach the database at all.
     const at = Date.now();
@@ -315,30 +353,36 @@ export class PostgresBackend implements TaggableBackend {
       uncountedPrefix: guard?.maxEntries === undefined ? null : (guard.uncountedPrefix ?? null),
     };
     const stamp = timestamp(at);
-    const answer = await this.batched('write', { kind: 'write', namespace: this.namespace, now: stamp, write }, async () => {
-      const rows = await this.query<{ result: WriteResult }>(this.sql.write, [
-        this.namespace,
-        stamp,
-        write.guardId,
-        write.guardFence,
-        write.guardValue,
-        write.guardCreate,
-        write.guardTags,
-        write.guardLifetime,
-        write.guardExpires,
-        write.mustExist,
-        write.ids,
-        write.values,
-        write.expires,
-        write.tagIds,
-        write.tagTags,
-        write.removes,
-        write.lockName,
-        write.maxEntries,
-        write.uncountedPrefix,
-      ]);
-      return rows[0]!.result;
-    });
+    const operation: BatchedOperation = { kind: 'write', namespace: this.namespace, now: stamp, write };
+    const answer = await this.batched(
+      'write',
+      operation,
+      async () => {
+        const rows = await this.query<{ result: WriteResult }>(this.sql.write, [
+          this.namespace,
+          stamp,
+          write.guardId,
+          write.guardFence,
+          write.guardValue,
+          write.guardCreate,
+          write.guardTags,
+          write.guardLifetime,
+          write.guardExpires,
+          write.mustExist,
+          write.ids,
+          write.values,
+          write.expires,
+          write.tagIds,
+          write.tagTags,
+          write.removes,
+          write.lockName,
+          write.maxEntries,
+          write.uncountedPrefix,
+        ]);
+        return rows[0]!.result;
+      },
+      order,
+    );
     return answer as WriteResult;
   }
 
@@ -349,15 +393,24 @@ export class PostgresBackend implements TaggableBackend {
 
   /**
    * Removes expired carriers of the tag too, but counts only live ones; serialised with guarded
-   * writes of the group named like the tag (a session's storage). @throws StoreUnavailableException when PostgreSQL fails.
+   * writes of the group named like the tag (a session's storage).
+   * @param order writes this one requires (see `WriteOrder`; a flush that ran counts as applied,
+   *   a skipped one answers 0).
+   * @throws StoreUnavailableException when PostgreSQL fails.
    */
-  async flushByTag(tag: string): Promise<number> {
+  async flushByTag(tag: string, order?: WriteOrder): Promise<number> {
     const at = now();
-    const answer = await this.batched('flushByTag', { kind: 'flush', namespace: this.namespace, now: at, key: tag }, async () => {
-      const rows = await this.query<{ removed: number | string }>(this.sql.flushByTag, [this.namespace, tag, at]);
-      return String(rows[0]?.removed ?? 0);
-    });
-    return Number(answer);
+    const operation: BatchedOperation = { kind: 'flush', namespace: this.namespace, now: at, key: tag };
+    const answer = await this.batched(
+      'flushByTag',
+      operation,
+      async () => {
+        const rows = await this.query<{ removed: number | string }>(this.sql.flushByTag, [this.namespace, tag, at]);
+        return String(rows[0]?.removed ?? 0);
+      },
+      order,
+    );
+    return answer === SKIPPED_ANSWER ? 0 : Number(answer);
   }
 
   /** @throws StoreUnavailableException when PostgreSQL fails. */
@@ -426,12 +479,21 @@ export class PostgresBackend implements TaggableBackend {
 
   /**
    * A write, remove or flush: through the batcher (with whatever other backends send in this
-   * tick) when there is one, else `alone`. Answers the operation's text answer (see `batch`).
+   * tick, chained to what `order` requires) when there is one, else `alone` once what `order`
+   * requires applied. Answers the operation's text answer (see `batch`; `skipped` when a
+   * required write did not apply) and settles `order.ticket`.
    */
-  private batched(operation: string, batched: BatchedOperation, alone: () => Promise<string>): Promise<string> {
-    return attemptStore(`postgres ${operation}`, () =>
-      this.batcher === undefined ? alone() : this.batcher.submit(batched, alone),
-    );
+  private batched(
+    operation: string,
+    batched: BatchedOperation,
+    alone: () => Promise<string>,
+    order: WriteOrder | undefined,
+  ): Promise<string> {
+    const batcher = this.batcher;
+    if (batcher !== undefined) return attemptStore(`postgres ${operation}`, () => batcher.submit(batched, alone, order));
+    const run = () => attemptStore(`postgres ${operation}`, alone);
+    if (order === undefined) return run();
+    return runInOrder(order, run, (answer) => batchedOperationApplied(batched.kind, answer), SKIPPED_ANSWER);
   }
 }
 

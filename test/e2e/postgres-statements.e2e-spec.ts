@@ -11,14 +11,20 @@ import {
   type PostgresQuery,
   type PostgresResult,
 } from 'nest-session/postgres';
+import pg from 'pg';
 import { Browser } from '../support/http.js';
-import { createTestDatabase, testPool, type TestDatabase } from '../support/postgres.js';
+import { testPool } from '../support/postgres.js';
+import { PostgresServer } from '../support/postgres-server.js';
 
 /**
  * What a request of the bench's scenarios (read, write, new session, login) costs in
  * PostgreSQL: every statement the engine sends through its pool is recorded. Each
  * `pool.query` is its own transaction (autocommit), so statements = transactions here; the
- * engine never runs BEGIN/COMMIT outside `migrate()`.
+ * engine never runs BEGIN/COMMIT outside `migrate()`. And the WAL flushes the requests wait
+ * for (`pg_stat_wal.wal_sync`, about 5 ms each on the bench's disk), on a private cluster
+ * where nothing else runs: the WAL writer's timer and autovacuum are off, so a flush counted
+ * is one a committing statement waited for (a commit that wrote no WAL, such as the lock
+ * traffic on UNLOGGED tables, waits for none).
  */
 const PREFIX = 'st:';
 
@@ -98,15 +104,26 @@ class BenchLikeController {
   }
 }
 
-describe('PostgreSQL statements per request (the bench scenarios, Express)', () => {
-  let db: TestDatabase;
+/** Requests per WAL flush count (a stray flush of the WAL writer's timer is then within the margin). */
+const REPEAT = 5;
+
+describe('PostgreSQL statements and WAL flushes per request (the bench scenarios, Express)', () => {
+  let server: PostgresServer;
+  let admin: pg.Client;
   let pool: RecordingPool;
   let app: INestApplication;
 
   beforeAll(async () => {
     Logger.overrideLogger(['error', 'warn']);
-    db = await createTestDatabase();
-    pool = new RecordingPool(testPool(db.url));
+    server = await PostgresServer.start();
+    admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    await admin.query(`ALTER SYSTEM SET wal_writer_delay = '10s'`);
+    await admin.query(`ALTER SYSTEM SET autovacuum = off`);
+    await admin.query('SELECT pg_reload_conf()');
+    // Connections close when idle: an exiting backend reports its WAL statistics at once (an
+    // idle one may wait 10 s when it reported less than a second before).
+    pool = new RecordingPool(testPool(server.url, { idleTimeoutMillis: 200 }));
     const stores = await createPostgresSessionStores({ pool, prefix: PREFIX });
     await stores.migrate();
     @Module({
@@ -129,8 +146,36 @@ describe('PostgreSQL statements per request (the bench scenarios, Express)', () 
   afterAll(async () => {
     await app?.close();
     await pool?.end();
-    await db?.drop();
-  });
+    await admin?.end();
+    await server?.destroy();
+  }, 30_000);
+
+  /** The WAL flushes `work` waited for, read once the backends that did it have exited and reported. */
+  async function walFlushes(work: () => Promise<void>): Promise<number> {
+    const read = async () => Number((await admin.query<{ n: string }>('SELECT wal_sync AS n FROM pg_stat_wal')).rows[0]!.n);
+    const settled = async () => {
+      let last = await read();
+      for (let stable = 0, i = 0; stable < 6 && i < 40; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        const now = await read();
+        stable = now === last ? stable + 1 : 0;
+        last = now;
+      }
+      return last;
+    };
+    const before = await settled();
+    await work();
+    return (await settled()) - before;
+  }
+
+  /** `request` REPEAT times, each on a fresh stored session from `session()`; answers the flushes. */
+  async function flushesOf(session: () => Promise<Browser>, request: (browser: Browser) => Promise<void>): Promise<number> {
+    const browsers: Browser[] = [];
+    for (let i = 0; i < REPEAT; i++) browsers.push(await session());
+    return walFlushes(async () => {
+      for (const browser of browsers) await request(browser);
+    });
+  }
 
   async function storedSession(): Promise<Browser> {
     const browser = new Browser(app);
@@ -146,7 +191,11 @@ describe('PostgreSQL statements per request (the bench scenarios, Express)', () 
     });
     // The metadata (resume), then the one key the handler reads: no transaction that writes.
     expect(statements).toEqual(['select metadata', 'select storage']);
-  });
+    const flushes = await flushesOf(storedSession, async (browser) => {
+      expect((await browser.get('/read')).status).toBe(200);
+    });
+    expect(flushes).toBeLessThanOrEqual(1);
+  }, 30_000);
 
   it('write one key', async () => {
     const browser = await storedSession();
@@ -156,7 +205,12 @@ describe('PostgreSQL statements per request (the bench scenarios, Express)', () 
     // Resume, then one unlocked commit (lock check, fresh fence, the key cap counted, guard and
     // entry in one call): one WAL flush. No read of the session's keys first (capsGroupEntries).
     expect(statements).toEqual(['select metadata', 'write storage']);
-  });
+    const flushes = await flushesOf(storedSession, async (browser) => {
+      expect((await browser.post('/write')).status).toBe(200);
+    });
+    expect(flushes).toBeGreaterThanOrEqual(REPEAT);
+    expect(flushes).toBeLessThanOrEqual(REPEAT + 1);
+  }, 30_000);
 
   it('new session + write one key', async () => {
     const browser = new Browser(app);
@@ -166,7 +220,15 @@ describe('PostgreSQL statements per request (the bench scenarios, Express)', () 
     expect(browser.cookie).toBeDefined();
     // Metadata and storage (with its creating guard) in one tick: one statement, one WAL flush.
     expect(statements).toEqual(['batch(write metadata, write storage)']);
-  });
+    const flushes = await flushesOf(
+      async () => new Browser(app),
+      async (browser) => {
+        expect((await browser.post('/write')).status).toBe(200);
+      },
+    );
+    expect(flushes).toBeGreaterThanOrEqual(REPEAT);
+    expect(flushes).toBeLessThanOrEqual(REPEAT + 1);
+  }, 30_000);
 
   it('login (id renewal) of a stored session', async () => {
     const browser = await storedSession();
@@ -178,21 +240,27 @@ describe('PostgreSQL statements per request (the bench scenarios, Express)', () 
     const again = await pool.between(async () => {
       expect((await browser.post('/login')).status).toBe(200);
     });
-    // Resume; lock (UNLOGGED: no WAL flush) and read fresh; the old storage's guard check (the
-    // fence) beside the read of its data to copy; then the old id dies in the same transaction
-    // as the new storage is written; then the new metadata, with the old storage's flush; unlock.
-    // 8 statements, 3 of them commits that wait for a WAL flush (5 before the batcher).
+    // Resume; lock (UNLOGGED: no WAL flush) and read fresh; the old storage's guard check (it
+    // raises the guard's fence to the lock's) beside the read of its data to copy; then the
+    // whole chain in one statement: the guard checked again (unchanged: nothing written), the
+    // new storage, the old id removed, the new metadata, the old storage flushed, each only if
+    // the ones it requires applied; unlock. 7 statements, 2 of them commits that wait for a WAL
+    // flush (8 and 3 with a statement per step of the chain, 10 and 5 before the batcher).
     const login = [
       'select metadata',
       'lock_acquire lock',
       'select metadata',
       'select storage',
       'write storage',
-      'batch(remove metadata, write storage)',
-      'batch(write metadata, flush storage)',
+      'batch(write storage, write storage, remove metadata, write metadata, flush storage)',
       'lock_release lock',
     ];
     expect(statements).toEqual(login);
     expect(again).toEqual(login);
-  });
+    const flushes = await flushesOf(storedSession, async (browser) => {
+      expect((await browser.post('/login')).status).toBe(200);
+    });
+    expect(flushes).toBeGreaterThanOrEqual(2 * REPEAT);
+    expect(flushes).toBeLessThanOrEqual(2 * REPEAT + 1);
+  }, 30_000);
 });
