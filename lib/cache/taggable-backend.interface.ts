@@ -117,7 +117,8 @@ export interface TaggableBackend {
   /**
    * Optional: whether `write`, `remove` and `flushByTag` honour their `WriteOrder` argument
    * (run a write only after, and only if, the writes it requires applied; settle its ticket).
-   * Worth it where a chain can go out as one atomic call (a standalone Redis); without it,
+   * Worth it where a chain can go out as one atomic call (a standalone Redis, PostgreSQL with a
+   * shared batcher) or runs synchronously (memory); without it,
    * `VariableFrontend` waits for each write's prerequisites before sending it.
    */
   readonly ordersWrites?: boolean;

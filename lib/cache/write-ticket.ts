@@ -1,8 +1,9 @@
 /**
  * Dependent writes (see `WriteOrder`): what a storage move or a renewal sends as one chain, the
  * old id's removal only after the new storage was written, the new metadata only after the old
- * id is gone. A backend that can (`TaggableBackend.ordersWrites`: a standalone Redis, through its
- * write coalescer) runs such a chain inside one atomic call; for any other backend the frontend
+ * id is gone. A backend that can (`TaggableBackend.ordersWrites`: a standalone Redis through its
+ * write coalescer, PostgreSQL through its shared batcher, the memory backend synchronously) runs
+ * such a chain inside one atomic call; for any other backend the frontend
  * waits for each write's prerequisites before it sends it, with the same outcome.
  */
 export class WriteTicket {

@@ -236,8 +236,9 @@ export class SessionStore {
    * Writes a commit plan under the session lock held by the caller, whose fencing number is
    * `fence` (0 for a new session, which nobody else can know yet). The writes of one commit go
    * out as a chain (`WriteOrder`): each only if the ones it depends on applied. On a standalone
-   * Redis the chain is one atomic script call (one round trip); on other backends each step
-   * waits for the ones it depends on, in the order below.
+   * Redis the chain is one atomic script call (one round trip), on PostgreSQL one `batch`
+   * statement, on memory one synchronous run; on other backends each step waits for the ones it
+   * depends on, in the order below.
    * 1. Renewal of an existing session: first the guarded storage write (the changed data, or the
    *    guard alone when no data changed), so that a commit whose lock expired and was overtaken
    *    (`fenced`), or whose session is gone (`missing`), fails before anything else is touched;
