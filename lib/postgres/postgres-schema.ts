@@ -67,6 +67,17 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  */
 const GENERIC_PLANS = 'SET plan_cache_mode = force_generic_plan';
 
+/** The parameters of `batch` that describe its operations (versions 2 to 4; version 4 adds the chains after them). */
+const BATCH_OPERATION_PARAMETERS = `p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
+  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
+  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
+  p_max_entries integer[], p_uncounted_prefixes text[],
+  p_guard_tag_ends integer[], p_guard_tags text[],
+  p_must_exist_ends integer[], p_must_exist text[],
+  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
+  p_remove_ends integer[], p_removes text[]`;
+
 /** The DDL of every version, for the given names; idempotent (IF NOT EXISTS, CREATE OR REPLACE). */
 function schemaStatements(names: PostgresNames): string {
   const entries = names.entries();
@@ -575,15 +586,7 @@ ALTER TABLE ${locks} SET (fillfactor = 70);
 -- nothing and answers 'skipped'; a position that is not an earlier operation counts as not
 -- applied. An operation that raised did not apply, so what requires it is skipped.
 CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
-  p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
-  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
-  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
-  p_max_entries integer[], p_uncounted_prefixes text[],
-  p_guard_tag_ends integer[], p_guard_tags text[],
-  p_must_exist_ends integer[], p_must_exist text[],
-  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
-  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
-  p_remove_ends integer[], p_removes text[],
+${BATCH_OPERATION_PARAMETERS},
   p_after_ends integer[], p_after integer[]
 ) RETURNS text[] LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
@@ -690,15 +693,7 @@ $fn$;
 -- namespace order: no lock is taken up front and each operation runs and answers exactly as in
 -- version 3. Restarted, it refuses this database in migrate() (newer than it knows).
 CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
-  p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
-  p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
-  p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
-  p_max_entries integer[], p_uncounted_prefixes text[],
-  p_guard_tag_ends integer[], p_guard_tags text[],
-  p_must_exist_ends integer[], p_must_exist text[],
-  p_set_ends integer[], p_ids text[], p_values text[], p_expires timestamptz[],
-  p_tag_ends integer[], p_tag_ids text[], p_tag_tags text[],
-  p_remove_ends integer[], p_removes text[]
+${BATCH_OPERATION_PARAMETERS}
 ) RETURNS text[] LANGUAGE sql AS $fn$
   SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
     p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,

@@ -2,6 +2,19 @@ import { runInOrder, type WriteOrder, type WriteTicket } from '../cache/write-ti
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 
+/** The argument types of `batch`'s operation arrays (the version-2/3 signature; version 4 adds the chains' two). */
+export const BATCH_OPERATION_TYPES: readonly string[] = [
+  'text[]', 'text[]', 'timestamptz[]', 'text[]',
+  'double precision[]', 'text[]', 'boolean[]',
+  'boolean[]', 'timestamptz[]', 'text[]',
+  'integer[]', 'text[]',
+  'integer[]', 'text[]',
+  'integer[]', 'text[]',
+  'integer[]', 'text[]', 'text[]', 'timestamptz[]',
+  'integer[]', 'text[]', 'text[]',
+  'integer[]', 'text[]',
+]; // prettier-ignore
+
 /** Options of {@link PostgresWriteBatcher}. */
 export interface PostgresWriteBatcherOptions extends PostgresSchemaOptions {
   /** The pool the batched statements run on (the backends' pool). */
@@ -107,18 +120,7 @@ export class PostgresWriteBatcher {
     this.pool = options.pool;
     this.prepare = options.preparedStatements ?? true;
     const p = (n: number, type: string) => `$${n}::${type}`;
-    const types = [
-      'text[]', 'text[]', 'timestamptz[]', 'text[]',
-      'double precision[]', 'text[]', 'boolean[]',
-      'boolean[]', 'timestamptz[]', 'text[]',
-      'integer[]', 'text[]',
-      'integer[]', 'text[]',
-      'integer[]', 'text[]',
-      'integer[]', 'text[]', 'text[]', 'timestamptz[]',
-      'integer[]', 'text[]', 'text[]',
-      'integer[]', 'text[]',
-      'integer[]', 'integer[]',
-    ]; // prettier-ignore
+    const types = [...BATCH_OPERATION_TYPES, 'integer[]', 'integer[]'];
     this.statement = new Statement(
       `SELECT ${this.names.fn('batch')}(${types.map((type, i) => p(i + 1, type)).join(', ')}) AS results`,
     );

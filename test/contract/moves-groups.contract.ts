@@ -7,18 +7,21 @@ import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exce
  * (the commits and storage moves the session layer makes without the lock). `make()` answers a
  * fresh, empty backend of the engine.
  */
-export function movesGroupsContract(name: string, make: () => Promise<TaggableBackend>): void {
-  const guardOf = (group: string, extra: Record<string, unknown> = {}) => ({
-    id: `${group}.~guard`,
-    fence: 0,
-    create: true,
-    tags: [group],
-    lifetime: 60,
-    ...extra,
-  });
-  const entries = (group: string, values: Record<string, string>) =>
-    Object.entries(values).map(([key, data]) => ({ id: `${group}.${key}`, data, tags: [group] }));
+/** A creating guard of `group` (fence 0, a minute to live), with `extra` fields. */
+export const guardOf = (group: string, extra: Record<string, unknown> = {}) => ({
+  id: `${group}.~guard`,
+  fence: 0,
+  create: true,
+  tags: [group],
+  lifetime: 60,
+  ...extra,
+});
 
+/** Sets of `group`'s entries, tagged with the group. */
+export const entries = (group: string, values: Record<string, string>) =>
+  Object.entries(values).map(([key, data]) => ({ id: `${group}.${key}`, data, tags: [group] }));
+
+export function movesGroupsContract(name: string, make: () => Promise<TaggableBackend>): void {
   describe(`${name}: moving groups (movesGroups)`, () => {
     it('mustMatch applies only while the entry is live and holds exactly that data, writing nothing', async () => {
       const backend = await make();

@@ -5,7 +5,7 @@ import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exce
 import { InvalidOptionException } from '../../lib/errors/invalid-option.exception.js';
 import { StoreUnavailableException } from '../../lib/errors/store-unavailable.exception.js';
 import { backendContract } from '../contract/backend.contract.js';
-import { movesGroupsContract } from '../contract/moves-groups.contract.js';
+import { entries, guardOf, movesGroupsContract } from '../contract/moves-groups.contract.js';
 import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
 let client: TestRedisClient;
@@ -322,17 +322,6 @@ describe('RedisBackend', () => {
   });
 
   describe('moving a group (movesGroups: WriteBatch.mustMatch, WriteGuard.copyFrom)', () => {
-    const guardOf = (group: string, extra: Record<string, unknown> = {}) => ({
-      id: `${group}.~guard`,
-      fence: 0,
-      create: true,
-      tags: [group],
-      lifetime: 60,
-      ...extra,
-    });
-    const entries = (group: string, values: Record<string, string>) =>
-      Object.entries(values).map(([key, data]) => ({ id: `${group}.${key}`, data, tags: [group] }));
-
     it('copyFrom leaves the keys, native TTLs and index records that writing every entry directly leaves', async () => {
       expect(await backend.write({ sets: entries('src', { a: 'A', b: 'B', c: 'C' }) }, guardOf('src'))).toBe('ok');
       const copied = await backend.write(
