@@ -1,4 +1,5 @@
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { Sleeper } from '../locking/lock.sleeper.js';
 import type { PostgresNotification, PostgresPool, PostgresPoolClient } from './postgres-client.js';
 
 /*
@@ -8,52 +9,6 @@ import type { PostgresNotification, PostgresPool, PostgresPoolClient } from './p
  * again. Every waiter also sleeps on a timer, so a lost notification or a broken listening
  * connection costs time, never correctness.
  */
-
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** A waiting `acquire()`: sleeps until a notification naming its token or a timer wakes it. */
-export class Sleeper {
-  private signalled = false;
-  private wake: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(readonly token: string) {}
-
-  signal(): void {
-    const wake = this.wake;
-    if (wake === null) {
-      this.signalled = true;
-      return;
-    }
-    this.wake = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    wake();
-  }
-
-  /** Forget signals that arrived before the next look: that look sees their effect. */
-  reset(): void {
-    this.signalled = false;
-  }
-
-  sleep(ms: number): Promise<void> {
-    if (this.signalled) {
-      this.signalled = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.timer = setTimeout(
-        () => {
-          this.timer = null;
-          this.wake = null;
-          resolve();
-        },
-        Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))),
-      );
-    });
-  }
-}
 
 /** The listening connection of one locker and the waiters of this process, by token. */
 export class PostgresLockWakeups {

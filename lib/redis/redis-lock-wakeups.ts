@@ -2,6 +2,7 @@ import { StoreUnavailableException } from '../errors/store-unavailable.exception
 import { isRedisClusterClient, type RedisLockerClient, type RedisLockerClusterClient } from './redis-client.adapter.js';
 import { lockerClosedError } from './redis.lock.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
+import { Sleeper } from '../locking/lock.sleeper.js';
 
 /*
  * How RedisLocker's waiters learn that it is their turn: this process subscribes once per lock
@@ -10,53 +11,6 @@ import { InvalidArgumentException } from '../errors/invalid-argument.exception.j
  * is, wakes that waiter only. Every waiter also sleeps on a timer, so a lost message or a lost
  * connection costs time, never correctness.
  */
-
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** A waiting `acquire()`: sleeps until a message on its key's channel or a timer wakes it. */
-export class Sleeper {
-  private signalled = false;
-  private wake: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-
-  /** @param token the waiter's ticket: a release message naming it wakes this sleeper. */
-  constructor(readonly token: string) {}
-
-  signal(): void {
-    const wake = this.wake;
-    if (wake === null) {
-      this.signalled = true;
-      return;
-    }
-    this.wake = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    wake();
-  }
-
-  /** Forget signals that arrived before the next look at Redis: that look sees their effect. */
-  reset(): void {
-    this.signalled = false;
-  }
-
-  sleep(ms: number): Promise<void> {
-    if (this.signalled) {
-      this.signalled = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.timer = setTimeout(
-        () => {
-          this.timer = null;
-          this.wake = null;
-          resolve();
-        },
-        Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))),
-      );
-    });
-  }
-}
 
 /** Where waiters listen: a standalone client's Pub/Sub, or a cluster's sharded Pub/Sub. */
 interface Listening {
