@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import { attemptStore } from '../cache/store-failure.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
 import type { LockOptions, SessionLock, SessionLocker } from '../locking/session-locker.interface.js';
 import { rowsOf, type PostgresPool } from './postgres-client.js';
+import { AbandonRetries } from '../locking/abandon.retries.js';
 import { PostgresLockWakeups } from './postgres-lock-wakeups.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 import { checkTtl, lockerClosedError, LockStatements, PostgresLock, type LockQuery } from './postgres.lock.js';
@@ -45,10 +45,6 @@ const DEFAULT_WAITER_TTL_MS = 1000;
 const DEFAULT_FENCE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 /** One prune of old lock rows per this many releases (bounded: 200 rows at most). */
 const PRUNE_EVERY = 500;
-/** Shortest life of an abandoned token's tombstone (it lives at least twice the lock ttl too). */
-const MIN_TOMBSTONE_MS = 10_000;
-const ABANDON_RETRY_FIRST_MS = 25;
-const ABANDON_RETRY_MAX_MS = 1000;
 
 /**
  * Session locker on PostgreSQL, for several processes sharing sessions in one database: the
@@ -84,8 +80,7 @@ export class PostgresLocker implements SessionLocker {
   private readonly channel: string;
   private readonly wakeups: PostgresLockWakeups;
   private readonly pending = new Set<Promise<unknown>>();
-  private readonly abandoning = new Set<Promise<void>>();
-  private readonly stopRetries = new AbortController();
+  private readonly abandons = new AbandonRetries();
   private closing: Promise<void> | null = null;
   private releases = 0;
 
@@ -259,24 +254,12 @@ export class PostgresLocker implements SessionLocker {
    * or the locker closes.
    */
   private abandon(name: string, token: string, ttl: number): void {
-    const tombstoneTtl = Math.min(2_147_483_647, Math.max(2 * ttl, MIN_TOMBSTONE_MS));
-    const giveUpAt = performance.now() + tombstoneTtl;
-    const run = async (): Promise<void> => {
-      for (let pause = ABANDON_RETRY_FIRST_MS; ; pause = Math.min(2 * pause, ABANDON_RETRY_MAX_MS)) {
-        try {
-          await this.run('abandon lock acquisition', this.sql.abandon, [name, token, this.channel, tombstoneTtl]);
-          return;
-        } catch {
-          // PostgreSQL still does not answer: try again after a pause, unless it is too late.
-        }
-        if (this.isClosing() || performance.now() + pause >= giveUpAt) return;
-        await delay(pause, undefined, { ref: false, signal: this.stopRetries.signal }).catch(() => undefined);
-        if (this.isClosing()) return;
-      }
-    };
-    const task = run();
-    this.abandoning.add(task);
-    void task.finally(() => this.abandoning.delete(task));
+    const tombstoneTtl = AbandonRetries.tombstoneTtl(ttl);
+    this.abandons.start(
+      () => this.run('abandon lock acquisition', this.sql.abandon, [name, token, this.channel, tombstoneTtl]),
+      tombstoneTtl,
+      () => this.isClosing(),
+    );
   }
 
   /** Every few hundred releases, deletes a bounded batch of lock rows unused for `fenceTtl`. */
@@ -288,8 +271,7 @@ export class PostgresLocker implements SessionLocker {
   private async shutDown(): Promise<void> {
     this.wakeups.interrupt();
     await Promise.allSettled([...this.pending]);
-    this.stopRetries.abort();
-    await Promise.allSettled([...this.abandoning]);
+    await this.abandons.stopAll();
     await this.wakeups.close();
   }
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import { attemptStore } from '../cache/store-failure.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
@@ -10,6 +9,7 @@ import {
   type RedisLockerClient,
   type RedisLockerClusterClient,
 } from './redis-client.adapter.js';
+import { AbandonRetries } from '../locking/abandon.retries.js';
 import { RedisLockWakeups } from './redis-lock-wakeups.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
 import {
@@ -81,14 +81,6 @@ const DEFAULT_PREFIX = 'sess:';
  */
 const DEFAULT_FENCE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 const DEFAULT_WAITER_TTL_MS = 1000;
-/**
- * Shortest life of an abandoned token's tombstone (it lives at least twice the lock ttl too),
- * and so the longest an abandon is retried: a late ACQUIRE of the token must find it.
- */
-const MIN_TOMBSTONE_MS = 10_000;
-/** First and longest pause between two tries of an abandon that Redis did not answer. */
-const ABANDON_RETRY_FIRST_MS = 25;
-const ABANDON_RETRY_MAX_MS = 1000;
 
 /**
  * Session locker on Redis (>= 6.2) or Redis Cluster (>= 7), for several processes sharing
@@ -141,9 +133,7 @@ export class RedisLocker implements SessionLocker {
   private readonly wakeups: RedisLockWakeups;
   private readonly pending = new Set<Promise<unknown>>();
   /** Abandons under way (see {@link abandon}); `close()` waits for their current try. */
-  private readonly abandoning = new Set<Promise<void>>();
-  /** Cuts the pauses between abandon tries short at `close()`. */
-  private readonly stopRetries = new AbortController();
+  private readonly abandons = new AbandonRetries();
   private closing: Promise<void> | null = null;
 
   /** @throws InvalidArgumentException when `client` is missing or a duration is invalid. */
@@ -291,30 +281,18 @@ export class RedisLocker implements SessionLocker {
    * it runs after it; the tombstone covers an ACQUIRE that arrives later by another way.
    */
   private abandon(keys: LockKeys, token: string, ttl: number): void {
-    const tombstoneTtl = Math.max(2 * ttl, MIN_TOMBSTONE_MS);
-    const giveUpAt = performance.now() + tombstoneTtl;
-    const run = async (): Promise<void> => {
-      for (let pause = ABANDON_RETRY_FIRST_MS; ; pause = Math.min(2 * pause, ABANDON_RETRY_MAX_MS)) {
-        try {
-          await this.runScript(
-            'abandon lock acquisition',
-            LOCK_SCRIPTS.abandon,
-            [keys.lock, keys.queue, keys.lease, tombstoneOf(keys, token)],
-            [token, keys.channel, keys.publish, String(tombstoneTtl)],
-          );
-          return;
-        } catch {
-          // Redis still does not answer: try again after a pause, unless it is too late.
-        }
-        if (this.isClosing() || performance.now() + pause >= giveUpAt) return;
-        // Unref'd: a process that has nothing else to do may exit meanwhile.
-        await delay(pause, undefined, { ref: false, signal: this.stopRetries.signal }).catch(() => undefined);
-        if (this.isClosing()) return;
-      }
-    };
-    const task = run();
-    this.abandoning.add(task);
-    void task.finally(() => this.abandoning.delete(task));
+    const tombstoneTtl = AbandonRetries.tombstoneTtl(ttl);
+    this.abandons.start(
+      () =>
+        this.runScript(
+          'abandon lock acquisition',
+          LOCK_SCRIPTS.abandon,
+          [keys.lock, keys.queue, keys.lease, tombstoneOf(keys, token)],
+          [token, keys.channel, keys.publish, String(tombstoneTtl)],
+        ),
+      tombstoneTtl,
+      () => this.isClosing(),
+    );
   }
 
   /**
@@ -384,8 +362,7 @@ export class RedisLocker implements SessionLocker {
     await Promise.allSettled([...this.pending]);
     // Every abandon gets its try under way (or its first one) answered before the client may
     // close; pauses before further tries end now, and so do the retries.
-    this.stopRetries.abort();
-    await Promise.allSettled([...this.abandoning]);
+    await this.abandons.stopAll();
     await this.wakeups.close();
   }
 }
