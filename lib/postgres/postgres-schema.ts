@@ -57,6 +57,11 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  *   operations will wait for, in that order, outside the blocks that may roll back: each
  *   operation then only takes locks it already holds, rows of a group whose advisory lock it
  *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows).
+ * - A write with `copyFrom` (version 4) reads the source group's rows: it takes the source's
+ *   advisory lock with its own, in lock-key order (batch's up-front locks count the source
+ *   among the groups), so it fits the order above; it locks no source row (the source's
+ *   guarded writes and destroys wait for its advisory lock), and its copies are fresh rows of
+ *   its own group. `mustMatch` rows are locked with the `mustExist` rows, in byte order.
  */
 
 /**

@@ -297,8 +297,9 @@ export class PostgresBackend implements TaggableBackend {
 
   /**
    * One call of the schema's `write` function, one transaction: the guard (its existence and
-   * fence, under an advisory lock on its group), `mustExist`, the sets, the
-   * removes and the guard update apply together, or nothing does. Ids may span groups.
+   * fence, under an advisory lock on its group), `mustExist`, `mustMatch`, the copies of
+   * `copyFrom` (under the source group's advisory lock too), the sets, the removes and the
+   * guard update apply together, or nothing does. Ids may span groups.
    * @param order writes this one requires (see `WriteOrder`; applied = `'ok'`): with a batcher,
    *   in the same statement when they were issued in the same tick.
    * @throws InvalidArgumentException for a bad id, tag, lifetime, data or fence (nothing is written).
