@@ -1,4 +1,4 @@
-import { expect, it } from '@jest/globals';
+import { expect, it, jest } from '@jest/globals';
 import { FlashBag } from '../../lib/bags/flash.bag.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { LockException } from '../../lib/errors/lock.exception.js';
@@ -140,5 +140,95 @@ export function unlockedCommitContract(
     await fourth.putData('c', 3); // a removal in the same commit makes room
     await fourth.commit();
     expect(await (await resumed(capped, id)).getAllData()).toEqual({ a: 1, c: 3 });
+  });
+
+  it(`${name}: commits that write metadata, renewals and logins take no lock while nobody holds it`, async () => {
+    expect(store().commitsUnlocked).toBe(true);
+    const acquire = jest.spyOn(s().locker, 'acquire');
+    try {
+      const id = await created(store(), { a: 1 });
+      const tagged = await resumed(store(), id);
+      await tagged.addTag('blue');
+      await tagged.commit();
+      const renewed = await resumed(store(), id);
+      renewed.renewId();
+      await renewed.commit();
+      const login = await resumed(store(), renewed.getId());
+      login.bindToUser('ann');
+      await login.commit();
+      expect(acquire).not.toHaveBeenCalled();
+      const after = await resumed(store(), login.getId());
+      expect(after.getUserId()).toBe('ann');
+      expect(after.getTags()).toContain('blue');
+      expect(await after.getAllData()).toEqual({ a: 1 });
+      const old = new Session(store(), { cookieIds: [id], cookieName: 'sid' });
+      await old.resume();
+      expect(old.isStarted()).toBe(false);
+    } finally {
+      acquire.mockRestore();
+    }
+  });
+
+  it(`${name}: a login carries over what another request wrote after it resumed (the copy is made in the same atomic step)`, async () => {
+    const id = await created(store(), { a: 1 });
+    const login = await resumed(store(), id);
+    const other = await resumed(store(), id);
+    await other.putData('b', 2);
+    await other.commit();
+    login.bindToUser('bob');
+    await login.putData('c', 3);
+    await login.commit();
+    expect(await (await resumed(store(), login.getId())).getAllData()).toEqual({ a: 1, b: 2, c: 3 });
+  });
+
+  it(`${name}: a tag commit and a login whose metadata another request rewrote after they resumed go under the lock and keep that change`, async () => {
+    const id = await created(store(), { a: 1 });
+    const late = await resumed(store(), id);
+    const login = await resumed(store(), id);
+    const other = await resumed(store(), id);
+    await other.addTag('green');
+    await other.commit();
+    const acquire = jest.spyOn(s().locker, 'acquire');
+    try {
+      await late.addTag('blue');
+      await late.commit();
+      expect(acquire).toHaveBeenCalledTimes(1);
+      expect((await resumed(store(), id)).getTags().sort()).toEqual(['blue', 'green']);
+      login.bindToUser('cy');
+      await login.commit();
+      expect(acquire).toHaveBeenCalledTimes(2);
+    } finally {
+      acquire.mockRestore();
+    }
+    const after = await resumed(store(), login.getId());
+    expect(after.getTags()).toEqual(expect.arrayContaining(['blue', 'green']));
+    expect(after.getUserId()).toBe('cy');
+    expect(await after.getAllData()).toEqual({ a: 1 });
+  });
+
+  it(`${name}: a metadata commit and a login while another request holds the lock wait for it, then merge what the holder wrote`, async () => {
+    const id = await created(store(), { a: 1 });
+    const waiting = await resumed(store(), id);
+    const holder = await resumed(store(), id);
+    await holder.open();
+    await waiting.addTag('blue');
+    let done = false;
+    const commit = waiting.commit().then(() => (done = true));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(done).toBe(false);
+    await holder.addTag('green');
+    await holder.putData('a', 2);
+    await holder.save();
+    await commit;
+    expect((await resumed(store(), id)).getTags().sort()).toEqual(['blue', 'green']);
+    const login = await resumed(store(), id);
+    const second = await resumed(store(), id);
+    await second.open();
+    login.bindToUser('dee');
+    const moved = login.commit();
+    await second.putData('b', 3);
+    await second.save();
+    await moved;
+    expect(await (await resumed(store(), login.getId())).getAllData()).toEqual({ a: 2, b: 3 });
   });
 }
