@@ -42,11 +42,6 @@ export interface BatchedWriteArguments {
   readonly lockName: string | null;
   readonly maxEntries: number | null;
   readonly uncountedPrefix: string | null;
-  /** `WriteBatch.mustMatch`: ids and the values they must hold (aligned). */
-  readonly mustMatchIds: readonly string[];
-  readonly mustMatchValues: readonly string[];
-  /** `WriteGuard.copyFrom`, or null. */
-  readonly copyFrom: string | null;
 }
 
 /** One operation a backend hands to the batcher. */
@@ -125,7 +120,7 @@ export class PostgresWriteBatcher {
     this.pool = options.pool;
     this.prepare = options.preparedStatements ?? true;
     const p = (n: number, type: string) => `$${n}::${type}`;
-    const types = [...BATCH_OPERATION_TYPES, 'integer[]', 'integer[]', 'integer[]', 'text[]', 'text[]', 'text[]'];
+    const types = [...BATCH_OPERATION_TYPES, 'integer[]', 'integer[]'];
     this.statement = new Statement(
       `SELECT ${this.names.fn('batch')}(${types.map((type, i) => p(i + 1, type)).join(', ')}) AS results`,
     );
@@ -305,10 +300,7 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
   const lockNames: (string | null)[] = [];
   const maxEntries: (number | null)[] = [];
   const uncounted: (string | null)[] = [];
-  const copyFroms: (string | null)[] = [];
   const flat = {
-    mustMatchIds: new Flat<string>(),
-    mustMatchValues: [] as string[],
     guardTags: new Flat<string>(),
     mustExist: new Flat<string>(),
     ids: new Flat<string>(),
@@ -333,9 +325,6 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
     lockNames.push(write?.lockName ?? null);
     maxEntries.push(write?.maxEntries ?? null);
     uncounted.push(write?.uncountedPrefix ?? null);
-    copyFroms.push(write?.copyFrom ?? null);
-    flat.mustMatchIds.add(write?.mustMatchIds);
-    flat.mustMatchValues.push(...(write?.mustMatchValues ?? []));
     flat.guardTags.add(write?.guardTags);
     flat.mustExist.add(write?.mustExist);
     flat.ids.add(write?.ids);
@@ -374,10 +363,6 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
     flat.removes.items,
     flat.after.ends,
     flat.after.items,
-    flat.mustMatchIds.ends,
-    flat.mustMatchIds.items,
-    flat.mustMatchValues,
-    copyFroms,
   ];
 }
 

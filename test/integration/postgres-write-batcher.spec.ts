@@ -585,7 +585,7 @@ describe('schema version 4', () => {
     );
     expect(rows).toEqual([
       { args: 25, language: 'sql' },
-      { args: 31, language: 'plpgsql' },
+      { args: 27, language: 'plpgsql' },
     ]);
     // A chain on the upgraded schema.
     const batcher = new PostgresWriteBatcher({ pool, schema });
