@@ -121,9 +121,7 @@ export class SessionStore {
 
   /** The metadata of a live session, or undefined for unknown, destroyed or expired sessions. */
   async loadMetadata(key: MetadataKey): Promise<SessionMetadata | undefined> {
-    const metadata = await this.metadataCache.get<SessionMetadata>(key);
-    if (metadata === undefined || this.isExpired(metadata)) return undefined;
-    return metadata;
+    return (await this.loadMetadataEntry(key))?.metadata;
   }
 
   /**
@@ -131,10 +129,7 @@ export class SessionStore {
    * (`moveUnlocked`).
    */
   async loadMetadataEntry(key: MetadataKey): Promise<{ metadata: SessionMetadata; raw: string } | undefined> {
-    const raw = await this.metadataCache.getRaw(key);
-    if (raw === undefined) return undefined;
-    const metadata = this.metadataCache.decode<SessionMetadata>(raw);
-    return this.isExpired(metadata) ? undefined : { metadata, raw };
+    return this.liveEntry(await this.metadataCache.getRaw(key));
   }
 
   /** Whether both caches read synchronously (in-process backends): see `loadMetadataEntrySync`. */
@@ -144,7 +139,11 @@ export class SessionStore {
 
   /** `loadMetadataEntry` answered synchronously; only when `readsSync`. */
   loadMetadataEntrySync(key: MetadataKey): { metadata: SessionMetadata; raw: string } | undefined {
-    const raw = this.metadataCache.getRawSync(key);
+    return this.liveEntry(this.metadataCache.getRawSync(key));
+  }
+
+  /** A metadata entry as read (`raw`) with its decoded metadata, or undefined when absent or expired. */
+  private liveEntry(raw: string | undefined): { metadata: SessionMetadata; raw: string } | undefined {
     if (raw === undefined) return undefined;
     const metadata = this.metadataCache.decode<SessionMetadata>(raw);
     return this.isExpired(metadata) ? undefined : { metadata, raw };
@@ -341,9 +340,7 @@ export class SessionStore {
       ticket: retired,
     });
     const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
-    void this.storageCache.flushByTag(move.from, { after: [retired] }).catch((error: unknown) => {
-      new Logger('Session').warn(`A moved session's old storage could not be flushed: ${String(error)}`);
-    });
+    this.flushMovedFrom(move.from, retired);
     const [guard, , existed] = await settleAll([check, storage, removal, metadata]);
     if (guard !== undefined) assertWritten(guard);
     if (!existed) throw SessionDestroyedException.create('renew the session id');
@@ -394,9 +391,7 @@ export class SessionStore {
     const storage = this.writeStorage(to, plan, 0, lifetime, { after: [checked, matched], ticket: stored }, from);
     const removal = this.metadataCache.remove(retiredKey, { after: [stored], ticket: retired });
     const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
-    void this.storageCache.flushByTag(from, { after: [retired] }).catch((error: unknown) => {
-      new Logger('Session').warn(`A moved session's old storage could not be flushed: ${String(error)}`);
-    });
+    this.flushMovedFrom(from, retired);
     const [guard, same, copied, existed] = await settleAll([check, match, storage, removal, metadata]);
     if (guard === 'locked' || same === 'changed' || copied === 'changed') return false;
     assertWritten(guard);
@@ -448,6 +443,17 @@ export class SessionStore {
     assertWritten(written, plan, this.options.maxKeysPerSession);
     if (retiredKey !== undefined && existed !== true) throw SessionDestroyedException.create('renew the session id');
     return true;
+  }
+
+  /**
+   * The old storage of a move, flushed once the old id is gone (`retired`). Its failure does not
+   * fail the commit (nothing points at that storage any more; its entries are left for their
+   * store lifetime), and the commit does not wait for it.
+   */
+  private flushMovedFrom(from: string, retired: WriteTicket): void {
+    void this.storageCache.flushByTag(from, { after: [retired] }).catch((error: unknown) => {
+      new Logger('Session').warn(`A moved session's old storage could not be flushed: ${String(error)}`);
+    });
   }
 
   /**
