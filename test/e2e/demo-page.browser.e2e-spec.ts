@@ -9,7 +9,7 @@ import { createTestSessionStores, type SessionBackendName } from '../support/ses
 /**
  * The demo page (`GET /`, issue 17) in real Chromium through playwright-core: two devices of one
  * user, revoking one, flash after a redirect, the lock demo's 50 parallel increments, the CSRF
- * check and the admin view, on both adapters (and once on Redis). Fails without Chromium when
+ * check and the admin view, on both adapters, on memory and on Redis. Fails without Chromium when
  * CI=true; skips locally with a message. `DEMO_SCREENSHOT=docs/demo-page.png` also saves the
  * README's screenshot.
  */
@@ -19,6 +19,7 @@ const NO_GC = { probability: 0, cron: false } as const;
 const RUNS: Array<[HttpAdapterName, SessionBackendName]> = [
   ['express', 'memory'],
   ['fastify', 'memory'],
+  ['express', 'redis'],
   ['fastify', 'redis'],
 ];
 
