@@ -1,5 +1,7 @@
-import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { checkTtl } from '../locking/lock-options.check.js';
+
+/** The largest lock ttl PostgreSQL's interval arithmetic here is given (a 32-bit ms count). */
+export const MAX_TTL_MS = 2_147_483_647;
 import type { SessionLock } from '../locking/session-locker.interface.js';
 import { Statement } from './postgres-client.js';
 import type { PostgresNames } from './postgres-names.js';
@@ -60,23 +62,7 @@ export class PostgresLock implements SessionLock {
   }
 
   async extend(ttl: number): Promise<boolean> {
-    const ms = checkTtl(ttl);
+    const ms = checkTtl(ttl, MAX_TTL_MS);
     return (await this.run('extend lock', this.statements.extend, [this.name, this.token, ms])).length > 0;
   }
-}
-
-/** Validates a ttl and turns it into whole ms. */
-export function checkTtl(ttl: number): number {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) {
-    throw new InvalidArgumentException(`Lock options: ttl must be a positive finite number of ms, got ${ttl}.`);
-  }
-  if (ttl > 2_147_483_647) {
-    throw new InvalidArgumentException(`Lock options: ttl must be at most 2147483647 ms, got ${ttl}.`);
-  }
-  return Math.ceil(ttl);
-}
-
-/** What an `acquire()` under way or to come fails with once the locker is closed. */
-export function lockerClosedError(): StoreUnavailableException {
-  return StoreUnavailableException.create('acquire lock', new Error('the locker was closed'));
 }

@@ -6,9 +6,11 @@ import { LockTimeoutException } from '../errors/lock-timeout.exception.js';
 import type { LockOptions, SessionLock, SessionLocker } from '../locking/session-locker.interface.js';
 import { rowsOf, type PostgresPool } from './postgres-client.js';
 import { AbandonRetries } from '../locking/abandon.retries.js';
+import { AcquireTracker } from '../locking/acquire.tracker.js';
+import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
 import { PostgresLockWakeups } from './postgres-lock-wakeups.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
-import { checkTtl, lockerClosedError, LockStatements, PostgresLock, type LockQuery } from './postgres.lock.js';
+import { LockStatements, MAX_TTL_MS, PostgresLock, type LockQuery } from './postgres.lock.js';
 import type { Statement } from './postgres-client.js';
 
 /** Options of {@link PostgresLocker}. */
@@ -79,7 +81,7 @@ export class PostgresLocker implements SessionLocker {
   private readonly sql: LockStatements;
   private readonly channel: string;
   private readonly wakeups: PostgresLockWakeups;
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly acquires = new AcquireTracker();
   private readonly abandons = new AbandonRetries();
   private closing: Promise<void> | null = null;
   private releases = 0;
@@ -117,20 +119,12 @@ export class PostgresLocker implements SessionLocker {
    * @throws StoreUnavailableException when PostgreSQL fails or does not answer, or after `close()`.
    */
   async acquire(key: string, options: LockOptions): Promise<SessionLock> {
-    const ttl = checkTtl(options.ttl);
-    const waitTimeout = options.waitTimeout;
-    if (!(waitTimeout >= 0)) {
-      throw new InvalidArgumentException(`Lock options: waitTimeout must be >= 0 ms, got ${waitTimeout}.`);
-    }
+    const ttl = checkTtl(options.ttl, MAX_TTL_MS);
+    const waitTimeout = checkWaitTimeout(options.waitTimeout);
     if (this.closing !== null) throw lockerClosedError();
-    const pending = this.take(key, ttl, waitTimeout);
-    this.pending.add(pending);
-    try {
-      return await pending;
-    } finally {
-      this.pending.delete(pending);
-    }
+    return this.acquires.track(this.take(key, ttl, waitTimeout));
   }
+
 
   /**
    * Fails pending waiters with `StoreUnavailableException` (after taking them out of the
@@ -270,7 +264,7 @@ export class PostgresLocker implements SessionLocker {
 
   private async shutDown(): Promise<void> {
     this.wakeups.interrupt();
-    await Promise.allSettled([...this.pending]);
+    await this.acquires.settled();
     await this.abandons.stopAll();
     await this.wakeups.close();
   }

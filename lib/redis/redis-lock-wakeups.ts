@@ -1,6 +1,6 @@
 import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import { isRedisClusterClient, type RedisLockerClient, type RedisLockerClusterClient } from './redis-client.adapter.js';
-import { lockerClosedError } from './redis.lock.js';
+import { lockerClosedError } from '../locking/lock-options.check.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { Sleeper } from '../locking/lock.sleeper.js';
 

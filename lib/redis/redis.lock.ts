@@ -1,5 +1,4 @@
-import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
-import { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
+import { checkTtl } from '../locking/lock-options.check.js';
 import type { SessionLock } from '../locking/session-locker.interface.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
 import type { LuaScript } from './lua-script.js';
@@ -67,17 +66,4 @@ export class RedisLock implements SessionLock {
     const reply = await this.run('extend lock', LOCK_SCRIPTS.extend, [this.keys.lock], [this.token, String(ms)]);
     return Number(reply) === 1;
   }
-}
-
-/** Validates a ttl and turns it into whole ms for PX / PEXPIRE. */
-export function checkTtl(ttl: number): number {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) {
-    throw new InvalidArgumentException(`Lock options: ttl must be a positive finite number of ms, got ${ttl}.`);
-  }
-  return Math.ceil(ttl);
-}
-
-/** What an `acquire()` under way or to come fails with once the locker is closed. */
-export function lockerClosedError(): StoreUnavailableException {
-  return StoreUnavailableException.create('acquire lock', new Error('the locker was closed'));
 }

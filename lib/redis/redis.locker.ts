@@ -10,11 +10,11 @@ import {
   type RedisLockerClusterClient,
 } from './redis-client.adapter.js';
 import { AbandonRetries } from '../locking/abandon.retries.js';
+import { AcquireTracker } from '../locking/acquire.tracker.js';
+import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
 import { RedisLockWakeups } from './redis-lock-wakeups.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
 import {
-  checkTtl,
-  lockerClosedError,
   lockKeysOf,
   RedisLock,
   tombstoneOf,
@@ -131,7 +131,7 @@ export class RedisLocker implements SessionLocker {
   /** Longest sleep of a waiter: it refreshes its ticket at least this often. */
   private readonly refreshEvery: number;
   private readonly wakeups: RedisLockWakeups;
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly acquires = new AcquireTracker();
   /** Abandons under way (see {@link abandon}); `close()` waits for their current try. */
   private readonly abandons = new AbandonRetries();
   private closing: Promise<void> | null = null;
@@ -170,20 +170,11 @@ export class RedisLocker implements SessionLocker {
    */
   async acquire(key: string, options: LockOptions): Promise<SessionLock> {
     const ttl = checkTtl(options.ttl);
-    const waitTimeout = options.waitTimeout;
-    if (!(waitTimeout >= 0)) {
-      throw new InvalidArgumentException(`Lock options: waitTimeout must be >= 0 ms, got ${waitTimeout}.`);
-    }
+    const waitTimeout = checkWaitTimeout(options.waitTimeout);
     if (this.closing !== null) throw lockerClosedError();
-    // Tracked so that close() can wait until every acquire under way has cleaned up after itself.
-    const pending = this.take(key, ttl, waitTimeout);
-    this.pending.add(pending);
-    try {
-      return await pending;
-    } finally {
-      this.pending.delete(pending);
-    }
+    return this.acquires.track(this.take(key, ttl, waitTimeout));
   }
+
 
   private async take(key: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const keys = this.keysFor(key);
@@ -359,7 +350,7 @@ export class RedisLocker implements SessionLocker {
 
   private async shutDown(): Promise<void> {
     this.wakeups.interrupt();
-    await Promise.allSettled([...this.pending]);
+    await this.acquires.settled();
     // Every abandon gets its try under way (or its first one) answered before the client may
     // close; pauses before further tries end now, and so do the retries.
     await this.abandons.stopAll();
