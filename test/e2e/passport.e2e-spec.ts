@@ -109,3 +109,41 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('passport sessions on %s'
     expect((await browser.get('/auth/me')).status).toBe(401);
   });
 });
+
+/** The per-user cap (`maxSessionsPerUser`) counts passport logins like any other login. */
+describe.each<HttpAdapterName>(['express', 'fastify'])('passport logins and the session cap on %s', (adapter) => {
+  const apps: INestApplication[] = [];
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+  });
+  async function appWith(policy: 'evict-oldest' | 'reject'): Promise<INestApplication> {
+    const app = await createSampleApp(adapter, { session: { maxSessionsPerUser: 2, maxSessionsPolicy: policy } });
+    apps.push(app);
+    return app;
+  }
+
+  it("evicts the user's oldest session at the cap", async () => {
+    const app = await appWith('evict-oldest');
+    const browsers = [new Browser(app), new Browser(app), new Browser(app)];
+    for (const browser of browsers) {
+      expect((await browser.post('/auth/passport/login', { username: 'ada', password: 'secret' })).status).toBe(200);
+    }
+    expect((await app.get(SessionManager).getSessionsForUser('ada')).length).toBe(2);
+    expect((await browsers[0]!.get('/auth/me')).status).toBe(401);
+    expect((await browsers[1]!.get('/auth/me')).status).toBe(200);
+    expect((await browsers[2]!.get('/auth/me')).status).toBe(200);
+  });
+
+  it('refuses the login over the cap with 409 under the reject policy, and keeps the sessions there are', async () => {
+    const app = await appWith('reject');
+    const browsers = [new Browser(app), new Browser(app), new Browser(app)];
+    const statuses: number[] = [];
+    for (const browser of browsers) {
+      statuses.push((await browser.post('/auth/passport/login', { username: 'grace', password: 'secret' })).status);
+    }
+    expect(statuses).toEqual([200, 200, 409]);
+    expect((await app.get(SessionManager).getSessionsForUser('grace')).length).toBe(2);
+    expect((await browsers[0]!.get('/auth/me')).status).toBe(200);
+    expect((await browsers[2]!.get('/auth/me')).status).toBe(401);
+  });
+});
