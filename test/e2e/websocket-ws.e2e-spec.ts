@@ -24,6 +24,7 @@ import {
   SessionModule,
   SessionWebSocketAdapter,
   type SessionModuleOptions,
+  userTag,
 } from 'nest-session';
 import { createRedisSessionStores } from 'nest-session/redis';
 import { AuthController } from '../../sample-app/auth.controller.js';
@@ -175,6 +176,28 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('ws gateway on %s', (adap
     const closed = client.closedWithin(2000);
     await browser.post('/auth/logout');
     expect(await closed).toMatchObject({ code: SESSION_ENDED_CLOSE_CODE, reason: 'Session ended' });
+  });
+
+  it('closes the socket within 2 s when its session is destroyed by tag, and when destroyed by handle', async () => {
+    const manager = app.get(SessionManager);
+    const byTag = new Browser(app);
+    await byTag.post('/auth/login', { user: 'tag-owner' });
+    const tagged = await connect(byTag.cookie);
+    expect(await tagged.request('whoami')).toMatchObject({ user: 'tag-owner' });
+    const taggedClosed = tagged.closedWithin(2000);
+    expect(await manager.destroySessionsByTag(userTag('tag-owner'))).toBe(1);
+    expect(await taggedClosed).toMatchObject({ code: SESSION_ENDED_CLOSE_CODE });
+
+    const byHandle = new Browser(app);
+    await byHandle.post('/auth/login', { user: 'handle-owner' });
+    const handled = await connect(byHandle.cookie);
+    expect(await handled.request('whoami')).toMatchObject({ user: 'handle-owner' });
+    const infos = [];
+    for await (const info of manager.listSessions({ userId: 'handle-owner' })) infos.push(info);
+    expect(infos).toHaveLength(1);
+    const handledClosed = handled.closedWithin(2000);
+    expect(await manager.destroySessionByHandle(infos[0]!.handle)).toBe(true);
+    expect(await handledClosed).toMatchObject({ code: SESSION_ENDED_CLOSE_CODE });
   });
 });
 
