@@ -125,7 +125,6 @@ export class PostgresLocker implements SessionLocker {
     return this.acquires.track(this.take(key, ttl, waitTimeout));
   }
 
-
   /**
    * Fails pending waiters with `StoreUnavailableException` (after taking them out of the
    * queue), waits for the try under way of every abandon, and gives the listening connection

@@ -14,13 +14,7 @@ import { AcquireTracker } from '../locking/acquire.tracker.js';
 import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
 import { RedisLockWakeups } from './redis-lock-wakeups.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
-import {
-  lockKeysOf,
-  RedisLock,
-  tombstoneOf,
-  type LockKeys,
-  type ScriptRunner,
-} from './redis.lock.js';
+import { lockKeysOf, RedisLock, tombstoneOf, type LockKeys, type ScriptRunner } from './redis.lock.js';
 
 // The client types are part of the options; they belong to the client adapter.
 export type {
@@ -174,7 +168,6 @@ export class RedisLocker implements SessionLocker {
     if (this.closing !== null) throw lockerClosedError();
     return this.acquires.track(this.take(key, ttl, waitTimeout));
   }
-
 
   private async take(key: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const keys = this.keysFor(key);
