@@ -77,7 +77,7 @@ function redactUrl(url: string): string {
 }
 
 /** `REDIS_CLIENT=node-redis|ioredis` (default node-redis): which client library talks to Redis. */
-function redisClientFromEnv(env: NodeJS.ProcessEnv): 'node-redis' | 'ioredis' {
+export function redisClientFromEnv(env: NodeJS.ProcessEnv): 'node-redis' | 'ioredis' {
   const client = env.REDIS_CLIENT || 'node-redis';
   if (client !== 'node-redis' && client !== 'ioredis') {
     throw new Error(`REDIS_CLIENT must be node-redis or ioredis, not ${JSON.stringify(client)}`);

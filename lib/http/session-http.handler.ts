@@ -112,15 +112,20 @@ export class SessionHttpHandler {
   private takeOverLegacy(session: Session, request: HttpRequestInfo): Session | Promise<Session> {
     const sid = this.legacy!.legacyId(request.cookieHeader);
     if (sid === undefined) return session;
-    return this.legacy!.takeOver(session, sid).then(
-      () => session,
-      (error: unknown) => {
-        if (!(error instanceof StoreUnavailableException)) throw error;
-        session.markUnavailable(error);
-        this.logger.warn(`${withoutIds(error.message, [sid])} The request goes on without its session (503 where it is used).`);
-        return session;
-      },
-    );
+    // A parallel request took it over: this one gets that session, as if it had sent its cookie.
+    const follow = (id: string) =>
+      new Session(this.store, {
+        cookieIds: [id],
+        cookieName: this.store.options.cookie.name,
+        clientIp: request.ip,
+        userAgent: request.userAgent,
+      });
+    return this.legacy!.takeOver(session, sid, follow).catch((error: unknown) => {
+      if (!(error instanceof StoreUnavailableException)) throw error;
+      session.markUnavailable(error);
+      this.logger.warn(`${withoutIds(error.message, [sid])} The request goes on without its session (503 where it is used).`);
+      return session;
+    });
   }
 
   private readonly isValidId = (id: string): boolean => this.store.options.idGenerator.isValid(id);

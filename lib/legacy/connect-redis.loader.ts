@@ -2,8 +2,8 @@ import { InvalidOptionException } from '../errors/invalid-option.exception.js';
 import type { LegacySessionData, LegacySessionLoader } from './legacy-session.loader.js';
 
 /**
- * A Redis client the loader can use: node-redis 4, 5 or 6 (`createClient()` / `createCluster()`,
- * which have `getDel`) or ioredis 5 (`new Redis()` / `new Redis.Cluster()`, which have `getdel`).
+ * A Redis client the loader can use: node-redis 5 or 6 (`createClient()` / `createCluster()`,
+ * which have `getDel`) or ioredis 5 or 6 (`new Redis()` / `new Redis.Cluster()`, which have `getdel`).
  * Only GETDEL is sent (Redis >= 6.2), so no client library is imported here.
  */
 export type ConnectRedisClient = { getDel(key: string): Promise<unknown> } | { getdel(key: string): Promise<unknown> };
@@ -39,7 +39,7 @@ export class ConnectRedisLoader implements LegacySessionLoader {
     if (client === null || method === undefined) {
       throw InvalidOptionException.create(
         'legacy.loader',
-        'needs a Redis client of node-redis 4-6 (createClient/createCluster) or ioredis 5 (new Redis/new Redis.Cluster)',
+        'needs a Redis client of node-redis 5 or 6 (createClient/createCluster) or ioredis 5 or 6 (new Redis/new Redis.Cluster)',
       );
     }
     this.getDel = (key) => client[method]!(key);

@@ -26,6 +26,13 @@ export interface LegacySessionOptions {
    * @default passport's `passport.user` when it is a non-empty string or a finite number
    */
   userIdOf?: (data: LegacySessionData) => string | undefined;
+  /**
+   * Seconds during which requests that still carry the legacy cookie after its takeover (sent in
+   * parallel with the first, before its response arrived) get the new session too, instead of
+   * nothing. 0: only the first request gets it. An integer from 0 to 300.
+   * @default 10
+   */
+  graceSeconds?: number;
 }
 
 /** `LegacySessionOptions` after defaults and checks; frozen. */
@@ -34,6 +41,7 @@ export interface ResolvedLegacySessionOptions {
   readonly loader: LegacySessionLoader;
   readonly cookie: { readonly name: string; readonly path: string; readonly domain?: string };
   readonly userIdOf: (data: LegacySessionData) => string | undefined;
+  readonly graceSeconds: number;
 }
 
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -79,10 +87,15 @@ export function resolveLegacySessionOptions(
   if (options.userIdOf !== undefined && typeof options.userIdOf !== 'function') {
     throw InvalidOptionException.create('legacy.userIdOf', 'must be a function');
   }
+  const graceSeconds = options.graceSeconds ?? 10;
+  if (!Number.isSafeInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > 300) {
+    throw InvalidOptionException.create('legacy.graceSeconds', `must be an integer from 0 to 300 (got ${String(graceSeconds)})`);
+  }
   return Object.freeze({
     secrets: Object.freeze(secrets as string[]),
     loader: options.loader,
     cookie: Object.freeze(domain === undefined ? { name, path } : { name, path, domain }),
     userIdOf: options.userIdOf ?? passportUser,
+    graceSeconds,
   });
 }

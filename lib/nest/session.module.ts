@@ -81,7 +81,7 @@ export class SessionFeatureModule {}
           store,
           context,
           manager,
-          store.options.legacy === undefined ? undefined : new LegacySessionTakeover(store.options.legacy),
+          store.options.legacy === undefined ? undefined : new LegacySessionTakeover(store.options.legacy, store),
         ),
       inject: [SessionStore, SessionContext, SessionManager],
     },

@@ -790,6 +790,14 @@ export class Session implements SessionInterface {
    * What the client must learn about the session id, as facts: the HTTP layer turns them into
    * Set-Cookie (also before the commit, for headers that go out first).
    */
+  /**
+   * @internal The client does not hold this resumed session's id yet (a legacy takeover's
+   * parallel request): the response sets the cookie as for a new session.
+   */
+  issueIdToClient(): void {
+    this.client.idIssued = true;
+  }
+
   getCookieFacts(): SessionCookieFacts {
     const meta = this.started ? this.metadata : undefined;
     return {

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRequire } from 'node:module';
 import { Redis } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis6';
 import { createClient as createClient6 } from 'redis6';
 import { ConnectRedisLoader, InvalidOptionException, type ConnectRedisClient } from 'nest-session';
 import { unsignExpressSessionCookie } from '../../lib/legacy/express-session-cookie.js';
+import { resolveLegacySessionOptions } from '../../lib/legacy/legacy-session.options.js';
 import { connectTestRedis, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
 /** express-session's own signer (a dependency of express-session), to check ours against it. */
@@ -34,6 +36,7 @@ describe('ConnectRedisLoader on each Redis client', () => {
   let node5: TestRedisClient;
   let node6: ReturnType<typeof createClient6>;
   let io: Redis;
+  let io6: Redis6;
   const prefix = uniquePrefix('legacy-loader');
 
   beforeAll(async () => {
@@ -42,20 +45,23 @@ describe('ConnectRedisLoader on each Redis client', () => {
     await node6.connect();
     io = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
     await io.connect();
+    io6 = new Redis6(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await io6.connect();
   });
   afterAll(async () => {
     const keys = await node5.keys(`${prefix}*`);
     if (keys.length > 0) await node5.del(keys);
-    await Promise.all([node5.close(), node6.close(), io.quit()]);
+    await Promise.all([node5.close(), node6.close(), io.quit(), io6.quit()]);
   });
 
   const clients = (): Array<[string, ConnectRedisClient]> => [
     ['node-redis 5', node5],
     ['node-redis 6', node6],
     ['ioredis 5', io],
+    ['ioredis 6', io6],
   ];
 
-  it.each(['node-redis 5', 'node-redis 6', 'ioredis 5'])(
+  it.each(['node-redis 5', 'node-redis 6', 'ioredis 5', 'ioredis 6'])(
     '%s: takes an entry once, of parallel takes exactly one wins',
     async (name) => {
       const client = clients().find(([n]) => n === name)![1];
@@ -85,6 +91,22 @@ describe('ConnectRedisLoader on each Redis client', () => {
 
   it('names the supported clients for anything else', () => {
     expect(() => new ConnectRedisLoader({ client: {} as ConnectRedisClient })).toThrow(InvalidOptionException);
-    expect(() => new ConnectRedisLoader({ client: {} as ConnectRedisClient })).toThrow(/node-redis 4-6.*ioredis 5/);
+    expect(() => new ConnectRedisLoader({ client: {} as ConnectRedisClient })).toThrow(/node-redis 5 or 6.*ioredis 5 or 6/);
+  });
+});
+
+describe('the legacy option', () => {
+  const loader = { take: () => Promise.resolve(undefined) };
+
+  it('follows a takeover for 10 s by default, and takes 0 to 300', () => {
+    expect(resolveLegacySessionOptions({ secrets: 's', loader })!.graceSeconds).toBe(10);
+    expect(resolveLegacySessionOptions({ secrets: 's', loader, graceSeconds: 0 })!.graceSeconds).toBe(0);
+    expect(resolveLegacySessionOptions({ secrets: 's', loader, graceSeconds: 300 })!.graceSeconds).toBe(300);
+  });
+
+  it.each([-1, 301, 1.5, Number.NaN, '10'])('refuses graceSeconds %p, naming it', (graceSeconds) => {
+    expect(() => resolveLegacySessionOptions({ secrets: 's', loader, graceSeconds: graceSeconds as number })).toThrow(
+      expect.objectContaining({ constructor: InvalidOptionException, message: expect.stringContaining('legacy.graceSeconds') }),
+    );
   });
 });
