@@ -310,11 +310,48 @@ describe('IP lock fails closed', () => {
     }
   });
 
-  it('a login without a client address does not leave the session unlocked', async () => {
+  it.each([
+    ['unknown', undefined],
+    ['malformed', 'not an address'],
+  ])('a login (bindToUser) from a client whose address is %s stores the session locked to no address', async (_kind, ip) => {
     const store = makeStore(lock);
-    const id = await created(store, { k: 1 }); // no address: locked to none already
-    const metadata = await store.loadMetadata(metadataKeyOf(id));
-    expect(metadata!.ipLock).toBe(UNKNOWN_ADDRESS_LOCK);
+    const login = request(store, ip);
+    login.start();
+    await login.putData('k' as never, 1);
+    login.bindToUser('alice');
+    await login.commit();
+    const id = login.getId();
+    const stored = (await store.loadMetadata(metadataKeyOf(id)))!;
+    expect(stored.userId).toBe('alice'); // the login itself was stored...
+    expect(stored.ipLock).toBe(UNKNOWN_ADDRESS_LOCK); // ...locked, not unlocked
+    // No request can resume it, whatever its address: the client gets a new session.
+    for (const address of [undefined, 'not an address', '203.0.113.7', '::ffff:203.0.113.7', '2001:db8::1']) {
+      const next = request(store, address, [id]);
+      await next.resume();
+      expect(next.isStarted()).toBe(false);
+      expect(next.getUserId()).toBeUndefined();
+    }
+  });
+
+  it('a login without a client address locks a session that was stored unlocked (before the lock was on)', async () => {
+    const metadataBackend = new MemoryBackend();
+    const storageBackend = new MemoryBackend();
+    const id = await created(makeStore({ metadataBackend, storageBackend }), { k: 1 });
+    const store = makeStore({ ...lock, metadataBackend, storageBackend });
+    expect((await store.loadMetadata(metadataKeyOf(id)))!.ipLock).toBeUndefined();
+    const login = request(store, undefined, [id]);
+    await login.resume();
+    expect(login.isStarted()).toBe(true); // no lock value stored yet: it may be resumed once
+    login.bindToUser('bob');
+    await login.commit();
+    const bound = login.getId();
+    expect(bound).not.toBe(id); // a login renews the id
+    expect((await store.loadMetadata(metadataKeyOf(bound)))!.ipLock).toBe(UNKNOWN_ADDRESS_LOCK);
+    for (const address of [undefined, '198.51.100.1']) {
+      const next = request(store, address, [bound]);
+      await next.resume();
+      expect(next.isStarted()).toBe(false);
+    }
   });
 
   it('a session stored before the lock was enabled is locked to the client of its next request', async () => {
