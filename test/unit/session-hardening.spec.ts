@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { filter } from 'rxjs';
+import { filter, map } from 'rxjs';
 import {
   AttributeBag,
   FlashBag,
@@ -289,6 +289,48 @@ describe('events$', () => {
     } finally {
       process.off('uncaughtException', onUncaught);
     }
+  });
+  it('isolates an async subscriber whose promise rejects, and an operator of a pipe that throws', async () => {
+    const logged = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    const store = makeStore();
+    const seen: string[] = [];
+    const guarded: unknown[] = [];
+    // What an app writes to forward events to a store that can fail (an audit table, a queue).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    store.events.events$.subscribe(async () => {
+      await Promise.resolve();
+      throw new Error('async subscriber bug');
+    });
+    store.events.events$
+      .pipe(
+        map((): string => {
+          throw new Error('operator bug');
+        }),
+      )
+      .subscribe(() => seen.push('unreachable'));
+    // A subscriber with an error callback of its own gets the operator's error there.
+    store.events.events$
+      .pipe(
+        map((): string => {
+          throw new Error('guarded operator bug');
+        }),
+      )
+      .subscribe({ next: () => seen.push('unreachable'), error: (e: unknown) => guarded.push(e) });
+    store.events.events$.subscribe((e) => seen.push(e.type));
+    const session = request(store);
+    session.start();
+    await session.putData('a' as never, 1);
+    await session.commit();
+    session.bindToUser('carol');
+    await session.commit();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // an unhandled rejection or rxjs' rethrow would come by now
+    expect(seen).toEqual(['started', 'renewed', 'userBound']);
+    const messages = logged.mock.calls.map(([m]) => String(m));
+    expect(messages.filter((m) => m.includes('async subscriber bug'))).toHaveLength(3);
+    // The operator's error ends that subscription (rxjs semantics): logged once, not per event.
+    expect(messages.filter((m) => m.includes('operator bug') && !m.includes('guarded'))).toHaveLength(1);
+    expect(guarded).toHaveLength(1);
+    expect(messages.some((m) => m.includes('guarded operator bug'))).toBe(false);
   });
 });
 
