@@ -83,7 +83,11 @@ export type SessionEvent =
  * `events$` as subscribers see it: a subscriber that throws is isolated. rxjs would report an
  * error thrown in `next` as uncaught (a crash of the process, from a timer); here it is logged
  * and the other subscribers, the request that emitted and the subscriber's later events go on.
- * `lift` keeps the type, so `events$.pipe(filter(...)).subscribe(fn)` is isolated too.
+ * An `async` subscriber whose promise rejects is logged the same way (Node would end the
+ * process on the unhandled rejection). `lift` keeps the type, so
+ * `events$.pipe(filter(...)).subscribe(fn)` is isolated too; an operator of such a pipe that
+ * throws ends that one subscription (rxjs semantics) with the error logged, unless the
+ * subscriber has an `error` callback of its own.
  */
 class IsolatedObservable<T> extends Observable<T> {
   constructor(
@@ -119,18 +123,37 @@ class IsolatedObservable<T> extends Observable<T> {
         ? { next: observerOrNext, error: error ?? undefined, complete: complete ?? undefined }
         : (observerOrNext ?? {});
     const next = observer.next?.bind(observer);
+    const onError = observer.error?.bind(observer);
+    const onComplete = observer.complete?.bind(observer);
     return super.subscribe({
-      next: (value: T) => {
-        try {
-          next?.(value);
-        } catch (thrown) {
-          this.onError(thrown);
-        }
-      },
-      error: observer.error?.bind(observer),
-      complete: observer.complete?.bind(observer),
+      next: (value: T) => this.isolated(() => next?.(value)),
+      // An operator of the pipe that throws (`map`, `filter`, ...) ends this subscription with an
+      // error; without an error callback rxjs would rethrow it from a timer (a crash): log it.
+      error: (thrown: unknown) => (onError === undefined ? this.onError(thrown) : this.isolated(() => onError(thrown))),
+      complete: onComplete === undefined ? undefined : () => this.isolated(onComplete),
     });
   }
+
+  /**
+   * Runs a subscriber's callback: what it throws, or the promise it returns rejects with (an
+   * `async` subscriber; Node would end the process on the unhandled rejection), is logged.
+   */
+  private isolated(callback: () => unknown): void {
+    try {
+      const result = callback();
+      if (isThenable(result)) void result.then(undefined, this.onError);
+    } catch (thrown) {
+      this.onError(thrown);
+    }
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /**

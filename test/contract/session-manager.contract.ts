@@ -446,6 +446,35 @@ export function sessionManagerContract(
         expect(await manager.collectGarbage()).toBe(0);
       });
 
+      it('collects sessions at their absolute end (absoluteTimeout), however active, with their data and tags', async () => {
+        // The absolute lifetime is the shorter one here: inactivity alone would keep the session.
+        const absolute = realTime ? 1 : 100;
+        const inactivity = realTime ? 60 : TIMEOUT;
+        const { store, manager } = instance({ absoluteTimeout: absolute, inactivityTimeout: inactivity });
+        const id = await createSession(store, { tags: ['absolute'], user: 'ivy', data: { a: 1 } });
+        const storageId = await storageIdOf(id);
+        // Stored by an instance without an absolute lifetime: only inactivity ends it.
+        const { store: unlimited } = instance({ inactivityTimeout: inactivity });
+        const survivor = await createSession(unlimited, { tags: ['absolute'] });
+        await elapse(absolute * 0.6);
+        const active = request(store, id);
+        await active.resume();
+        expect(active.isStarted()).toBe(true);
+        await active.touch();
+        await active.commit();
+        await elapse(absolute * 0.4 + (realTime ? 0.3 : 1));
+        expect(await resumes(store, id)).toBe(false);
+        expect(await manager.collectGarbage()).toBe(1);
+        expect(await rawMetadata(id)).toBeUndefined();
+        expect(await stores.storageBackend.getByTag(storageId)).toEqual([]);
+        expect(await manager.getSessionsForUser('ivy')).toEqual([]);
+        expect(await stores.metadataBackend.findIdentifiersByTag(SessionStore.customTag('absolute'))).toEqual([
+          metadataKeyOf(survivor),
+        ]);
+        expect(await resumes(unlimited, survivor)).toBe(true);
+        expect(await manager.collectGarbage()).toBe(0);
+      });
+
       it('removes at most maximumPerRun sessions per run', async () => {
         const { store, manager } = instance({ garbageCollection: { probability: 0, cron: false, maximumPerRun: 2 } });
         for (let i = 0; i < 5; i++) await createSession(store);

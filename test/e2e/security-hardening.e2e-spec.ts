@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get, Header, Inject, Module, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Header, Inject, Module, Put, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import type { Response } from 'supertest';
-import { SessionInterface, SessionModule } from 'nest-session';
+import { AttributeBag, SessionInterface, SessionModule, type SessionModuleOptions } from 'nest-session';
 import { createSampleApp, type HttpAdapterName } from '../../sample-app/app.factory.js';
 import { sessionConfigFromEnv } from '../../sample-app/session-env.config.js';
 import { Browser, setCookies } from '../support/http.js';
@@ -204,6 +204,16 @@ describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))('a __Host
   });
 });
 
+/** A bag whose data cannot be stored: what a bug below the handler looks like at commit (not a SessionError). */
+class UnstorableBag extends AttributeBag {
+  constructor(private readonly detail: string) {
+    super('unstorable', 'unstorable');
+  }
+  override getStorableData(): Record<string, unknown> | undefined {
+    throw new TypeError(`cannot store the bag of session ${this.detail}`);
+  }
+}
+
 /** A route that sets its own Cache-Control and writes the session. */
 @Controller()
 class OwnCacheControlController {
@@ -215,6 +225,24 @@ class OwnCacheControlController {
     return this.session.getId();
   }
 
+  /** Writes the session, then fails with an error that names the session's id (a bug of the app). */
+  @Put('app-bug')
+  async appBug(): Promise<never> {
+    this.session.start();
+    await this.session.putData('k', 'written before the bug');
+    throw new Error(`app bug in session ${this.session.getId()}`);
+  }
+
+  /** The handler succeeds; the commit fails with an error that is no SessionError and names the id. */
+  @Put('commit-bug')
+  async commitBug(): Promise<{ ok: boolean }> {
+    this.session.start();
+    await this.session.putData('k', 'never stored');
+    this.session.registerBag(new UnstorableBag(this.session.getId()));
+    (await this.session.getBag<AttributeBag>('unstorable')).set('x', 1);
+    return { ok: true };
+  }
+
   @Get('own-cache-control')
   @Header('Cache-Control', 'private, max-age=5')
   async write(): Promise<{ ok: boolean }> {
@@ -224,45 +252,97 @@ class OwnCacheControlController {
   }
 }
 
-@Module({ imports: [SessionModule.forRoot({ isGlobal: true })], controllers: [OwnCacheControlController] })
-class OwnCacheControlModule {}
+@Module({})
+class OwnCacheControlModule {
+  static forRoot(options: SessionModuleOptions): DynamicModule {
+    return {
+      module: OwnCacheControlModule,
+      imports: [SessionModule.forRoot({ ...options, isGlobal: true })],
+      controllers: [OwnCacheControlController],
+    };
+  }
+}
 
-describe.each<HttpAdapterName>(['express', 'fastify'])('a small app of its own on %s', (adapter) => {
-  let app: INestApplication;
-  beforeAll(async () => {
-    app = await NestFactory.create(OwnCacheControlModule, adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(), {
-      logger: ['error', 'warn'],
+describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))(
+  'a small app of its own on %s with %s',
+  (adapter, backend) => {
+    let app: INestApplication;
+    let stores: TestSessionStores;
+    beforeAll(async () => {
+      stores = await createTestSessionStores(backend);
+      const { metadataBackend, storageBackend, locker } = stores;
+      app = await NestFactory.create(
+        OwnCacheControlModule.forRoot({ metadataBackend, storageBackend, ...(locker === undefined ? {} : { locker }) }),
+        adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter(),
+        { logger: false },
+      );
+      await app.init();
+      if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<unknown> }).ready();
     });
-    await app.init();
-    if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<unknown> }).ready();
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+    afterAll(async () => {
+      await app.close();
+    });
 
-  it('API misuse answers 500 with a generic body in production (the details go to the log), a helpful one elsewhere', async () => {
-    const before = process.env.NODE_ENV;
-    try {
-      process.env.NODE_ENV = 'production';
-      const production = await request(app.getHttpServer()).get('/misuse');
+    /** Runs `work` with NODE_ENV set to `env`, then restores it. */
+    async function inEnv<T>(env: string, work: () => Promise<T>): Promise<T> {
+      const before = process.env.NODE_ENV;
+      process.env.NODE_ENV = env;
+      try {
+        return await work();
+      } finally {
+        process.env.NODE_ENV = before;
+      }
+    }
+
+    const GENERIC = { statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' };
+
+    it('API misuse answers 500 with a generic body in production (the details go to the log), a helpful one elsewhere', async () => {
+      const production = await inEnv('production', () => request(app.getHttpServer()).get('/misuse'));
       expect(production.status).toBe(500);
-      expect(production.body).toEqual({ statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' });
-      process.env.NODE_ENV = 'development';
-      const development = await request(app.getHttpServer()).get('/misuse');
+      expect(production.body).toEqual(GENERIC);
+      const development = await inEnv('development', () => request(app.getHttpServer()).get('/misuse'));
       expect(development.status).toBe(500);
       expect(development.body.message).toContain('session.start()');
-    } finally {
-      process.env.NODE_ENV = before;
-    }
-  });
+    });
 
-  it('a route that sets its own Cache-Control keeps it on a response that sets the cookie', async () => {
-    const res = await request(app.getHttpServer()).get('/own-cache-control');
-    expect(res.status).toBe(200);
-    expect(setCookies(res).get('sid')).toBeDefined();
-    expect(res.headers['cache-control']).toBe('private, max-age=5');
-  });
-});
+    it.each(['production', 'development'])(
+      'an error of the app after a session write answers a generic 500 that names no id (%s)',
+      async (env) => {
+        const res = await inEnv(env, () => request(app.getHttpServer()).put('/app-bug'));
+        expect(res.status).toBe(500);
+        // Nest's own answer to an error that is no HttpException.
+        expect(res.body).toEqual({ statusCode: 500, message: 'Internal server error' });
+        expect(res.text).not.toContain('app bug');
+        expect(res.text).not.toMatch(/[A-Za-z0-9_-]{32}/);
+      },
+    );
+
+    it.each(['production', 'development'])(
+      'an unexpected failure of the commit answers a generic 500 that names no id, sets no cookie and stores nothing (%s)',
+      async (env) => {
+        const entries = await stores.storageEntries();
+        const res = await inEnv(env, () => request(app.getHttpServer()).put('/commit-bug'));
+        expect(res.status).toBe(500);
+        expect(res.body).toEqual({ statusCode: 500, error: 'Internal Server Error', message: 'Session handling failed.' });
+        expect(res.text).not.toContain('cannot store');
+        expect(res.text).not.toMatch(/[A-Za-z0-9_-]{32}/);
+        expect(res.headers['set-cookie']).toBeUndefined();
+        expect(await stores.storageEntries()).toBe(entries);
+        // The app goes on: the next request stores its session.
+        const next = new Browser(app);
+        expect((await next.get('/own-cache-control')).status).toBe(200);
+        expect(await stores.metadataBackend.has(metadataKeyOf(next.cookie!))).toBe(true);
+      },
+    );
+
+    it('a route that sets its own Cache-Control keeps it on a response that sets the cookie', async () => {
+      const res = await request(app.getHttpServer()).get('/own-cache-control');
+      expect(res.status).toBe(200);
+      expect(setCookies(res).get('sid')).toBeDefined();
+      expect(res.headers['cache-control']).toBe('private, max-age=5');
+    });
+  },
+);
 
 describe('the sample app reads the security settings from the environment', () => {
   it('maps SESSION_ID_HEADER, SESSION_COOKIE_NAME, SESSION_INACTIVITY_TIMEOUT and TRUST_PROXY', () => {

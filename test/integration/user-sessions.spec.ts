@@ -16,6 +16,7 @@ import { SessionManager } from '../../lib/manager/session.manager.js';
 import { SessionContext } from '../../lib/session/session.context.js';
 import { Session, type SessionOrigin } from '../../lib/session/session.js';
 import { SessionStore } from '../../lib/session/session.store.js';
+import { userTag } from '../../lib/session/user-tag.js';
 import { fakeOnlyDate } from '../support/fake-date.js';
 import { connectTestRedis, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
@@ -108,6 +109,16 @@ describe.each(['memory', 'redis'] as const)('user sessions on %s', (backend) => 
     return redis.zScore(`${prefix}m:{}#expiry`, session.getStoredKey()!);
   }
 
+  /**
+   * Redis: the keys of the session caches (metadata `m:`, data `s:`) naming this session's
+   * storage id or metadata key. (The locker's fence counter, `l:`, outlives sessions by design.)
+   */
+  async function sessionKeys(storageId: string, metadataKey: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const batch of redis.scanIterator({ MATCH: `${prefix}[ms]:*`, COUNT: 1000 })) keys.push(...batch);
+    return keys.filter((key) => key.includes(storageId) || key.includes(metadataKey));
+  }
+
   describe('absoluteTimeout', () => {
     it('ends even an active session, counted from creation; never resumed, listed or found by handle', async () => {
       await setUp({ absoluteTimeout: 100, inactivityTimeout: 3600, updateGracePeriod: 10, garbageCollection: NO_GC });
@@ -176,25 +187,39 @@ describe.each(['memory', 'redis'] as const)('user sessions on %s', (backend) => 
       if (backend === 'redis') expect(await storedExpiry(id)).toBe(T0 + 100_000);
     });
 
-    if (backend === 'memory') {
-      it('GC collects absolutely expired sessions like inactive ones', async () => {
-        await setUp({ absoluteTimeout: 100, inactivityTimeout: 3600, updateGracePeriod: 10, garbageCollection: NO_GC });
-        const events: SessionEvent[] = [];
-        manager.events$.subscribe((e) => events.push(e));
-        const id = await loginFresh('alice');
-        at(50);
-        const active = request(id);
-        await active.resume();
-        await active.touch();
-        await active.commit();
-        at(99);
-        expect(await manager.collectGarbage()).toBe(0);
-        at(100);
-        expect(await manager.collectGarbage()).toBe(1);
-        expect(events.filter((e) => e.type === 'expired')).toHaveLength(1);
-        expect(await alive(id)).toBe(false);
-      });
-    }
+    it('GC collects absolutely expired sessions like inactive ones', async () => {
+      await setUp({ absoluteTimeout: 100, inactivityTimeout: 3600, updateGracePeriod: 10, garbageCollection: NO_GC });
+      const events: SessionEvent[] = [];
+      manager.events$.subscribe((e) => events.push(e));
+      const id = await loginFresh('alice');
+      at(50);
+      const active = request(id);
+      await active.resume();
+      await active.touch();
+      await active.commit();
+      const metadataKey = active.getStoredKey()!;
+      const { storageId } = (await store.loadMetadata(metadataKey))!;
+      const aliceTag = SessionStore.customTag(userTag('alice'));
+      expect((await store.options.storageBackend.getByTag(storageId)).length).toBeGreaterThan(0);
+      expect(await store.options.metadataBackend.findIdentifiersByTag(aliceTag)).toEqual([metadataKey]);
+      if (backend === 'redis') expect((await sessionKeys(storageId, metadataKey)).length).toBeGreaterThan(1);
+      at(99);
+      expect(await manager.collectGarbage()).toBe(0);
+      at(100);
+      expect(await manager.collectGarbage()).toBe(1);
+      expect(events.filter((e) => e.type === 'expired')).toHaveLength(1);
+      expect(await alive(id)).toBe(false);
+      // Gone from the stores, not only unreadable: metadata, data, the user's tag membership.
+      expect(await store.options.metadataBackend.get(metadataKey)).toBeUndefined();
+      expect(await store.options.storageBackend.getByTag(storageId)).toEqual([]);
+      expect(await store.options.metadataBackend.findIdentifiersByTag(aliceTag)).toEqual([]);
+      if (backend === 'redis') {
+        // Redis would keep these keys for an hour of real time (their TTLs): GC itself deleted them.
+        expect(await sessionKeys(storageId, metadataKey)).toEqual([]);
+        expect(await redis.zScore(`${prefix}m:{}#expiry`, metadataKey)).toBeNull();
+      }
+      expect(await manager.collectGarbage()).toBe(0);
+    });
   });
 
   describe('maxSessionsPerUser', () => {

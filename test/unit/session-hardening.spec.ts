@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { filter } from 'rxjs';
+import { filter, map } from 'rxjs';
 import {
   AttributeBag,
   FlashBag,
@@ -290,6 +290,48 @@ describe('events$', () => {
       process.off('uncaughtException', onUncaught);
     }
   });
+  it('isolates an async subscriber whose promise rejects, and an operator of a pipe that throws', async () => {
+    const logged = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    const store = makeStore();
+    const seen: string[] = [];
+    const guarded: unknown[] = [];
+    // What an app writes to forward events to a store that can fail (an audit table, a queue).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    store.events.events$.subscribe(async () => {
+      await Promise.resolve();
+      throw new Error('async subscriber bug');
+    });
+    store.events.events$
+      .pipe(
+        map((): string => {
+          throw new Error('operator bug');
+        }),
+      )
+      .subscribe(() => seen.push('unreachable'));
+    // A subscriber with an error callback of its own gets the operator's error there.
+    store.events.events$
+      .pipe(
+        map((): string => {
+          throw new Error('guarded operator bug');
+        }),
+      )
+      .subscribe({ next: () => seen.push('unreachable'), error: (e: unknown) => guarded.push(e) });
+    store.events.events$.subscribe((e) => seen.push(e.type));
+    const session = request(store);
+    session.start();
+    await session.putData('a' as never, 1);
+    await session.commit();
+    session.bindToUser('carol');
+    await session.commit();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // an unhandled rejection or rxjs' rethrow would come by now
+    expect(seen).toEqual(['started', 'renewed', 'userBound']);
+    const messages = logged.mock.calls.map(([m]) => String(m));
+    expect(messages.filter((m) => m.includes('async subscriber bug'))).toHaveLength(3);
+    // The operator's error ends that subscription (rxjs semantics): logged once, not per event.
+    expect(messages.filter((m) => m.includes('operator bug') && !m.includes('guarded'))).toHaveLength(1);
+    expect(guarded).toHaveLength(1);
+    expect(messages.some((m) => m.includes('guarded operator bug'))).toBe(false);
+  });
 });
 
 describe('IP lock fails closed', () => {
@@ -310,11 +352,48 @@ describe('IP lock fails closed', () => {
     }
   });
 
-  it('a login without a client address does not leave the session unlocked', async () => {
+  it.each([
+    ['unknown', undefined],
+    ['malformed', 'not an address'],
+  ])('a login (bindToUser) from a client whose address is %s stores the session locked to no address', async (_kind, ip) => {
     const store = makeStore(lock);
-    const id = await created(store, { k: 1 }); // no address: locked to none already
-    const metadata = await store.loadMetadata(metadataKeyOf(id));
-    expect(metadata!.ipLock).toBe(UNKNOWN_ADDRESS_LOCK);
+    const login = request(store, ip);
+    login.start();
+    await login.putData('k' as never, 1);
+    login.bindToUser('alice');
+    await login.commit();
+    const id = login.getId();
+    const stored = (await store.loadMetadata(metadataKeyOf(id)))!;
+    expect(stored.userId).toBe('alice'); // the login itself was stored...
+    expect(stored.ipLock).toBe(UNKNOWN_ADDRESS_LOCK); // ...locked, not unlocked
+    // No request can resume it, whatever its address: the client gets a new session.
+    for (const address of [undefined, 'not an address', '203.0.113.7', '::ffff:203.0.113.7', '2001:db8::1']) {
+      const next = request(store, address, [id]);
+      await next.resume();
+      expect(next.isStarted()).toBe(false);
+      expect(next.getUserId()).toBeUndefined();
+    }
+  });
+
+  it('a login without a client address locks a session that was stored unlocked (before the lock was on)', async () => {
+    const metadataBackend = new MemoryBackend();
+    const storageBackend = new MemoryBackend();
+    const id = await created(makeStore({ metadataBackend, storageBackend }), { k: 1 });
+    const store = makeStore({ ...lock, metadataBackend, storageBackend });
+    expect((await store.loadMetadata(metadataKeyOf(id)))!.ipLock).toBeUndefined();
+    const login = request(store, undefined, [id]);
+    await login.resume();
+    expect(login.isStarted()).toBe(true); // no lock value stored yet: it may be resumed once
+    login.bindToUser('bob');
+    await login.commit();
+    const bound = login.getId();
+    expect(bound).not.toBe(id); // a login renews the id
+    expect((await store.loadMetadata(metadataKeyOf(bound)))!.ipLock).toBe(UNKNOWN_ADDRESS_LOCK);
+    for (const address of [undefined, '198.51.100.1']) {
+      const next = request(store, address, [bound]);
+      await next.resume();
+      expect(next.isStarted()).toBe(false);
+    }
   });
 
   it('a session stored before the lock was enabled is locked to the client of its next request', async () => {
