@@ -17,20 +17,20 @@ import { userTag } from './user-tag.js';
 import { ipLockAllows, ipLockValueFor } from './ip-lock.js';
 import { checkUserId } from './session-user-id.js';
 import { isCookieName } from './cookie-name.js';
-import { SessionChangeSet, type SessionChanges } from './session-change-set.js';
+import { SessionChangeSet } from './session-change-set.js';
 import { SessionBagSet } from './session-bag-set.js';
 import { SessionLockControl } from './session-lock-control.js';
-import { CommitPlanner, type CommitDecision } from './commit-planner.js';
+import { CommitPlanner } from './commit-planner.js';
+import { SessionCommitter, type CommitTarget } from './session.committer.js';
+import { SessionState, type Mutable } from './session-state.js';
+import { NOT_LOCAL } from './session-stored-data.js';
 import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
-import { StorageMover, type PreparedStorageMove } from './storage-move.js';
+import { StorageMover } from './storage-move.js';
 import { handleOf, metadataKeyOf, type MetadataKey } from './session-key.js';
 import { assertKeyCount } from './session-key-count.js';
 import { deviceFactsOf } from './device-facts.js';
 import { SessionCap } from './session-cap.js';
-import type { SessionLock } from '../locking/session-locker.interface.js';
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Where a session comes from. */
 export interface SessionOrigin {
@@ -51,15 +51,12 @@ async function rejection(error: unknown): Promise<never> {
   throw error;
 }
 
-/** `Session.localValue`: not known without reading the store asynchronously. */
-const NOT_LOCAL = Symbol('not local');
-
 /** The parts of a session that hold no per-request state, built once per store. */
 interface SharedParts {
   readonly codec: SessionValueCodec;
   readonly planner: CommitPlanner;
   readonly mover: StorageMover;
-  readonly cap: SessionCap;
+  readonly committer: SessionCommitter;
 }
 
 const sharedParts = new WeakMap<SessionStore, SharedParts>();
@@ -67,52 +64,30 @@ const sharedParts = new WeakMap<SessionStore, SharedParts>();
 function sharedPartsOf(store: SessionStore): SharedParts {
   let parts = sharedParts.get(store);
   if (parts === undefined) {
+    const planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
+    const mover = new StorageMover(store);
     parts = {
       codec: new SessionValueCodec(store.storageCache, store.options.maxEntryBytes),
-      planner: new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout),
-      mover: new StorageMover(store),
-      cap: new SessionCap(store),
+      planner,
+      mover,
+      committer: new SessionCommitter(store, planner, mover, new SessionCap(store)),
     };
     sharedParts.set(store, parts);
   }
   return parts;
 }
 
-/** What happened to the client's id in this request; reported as `SessionCookieFacts`. */
-interface ClientIdHistory {
-  idIssued: boolean;
-  destroyed: boolean;
-  metadataWritten: boolean;
-}
-
 /**
  * A session: the facade over its parts. It keeps the lifecycle (start, resume, renew,
- * destroy), the metadata and the lazily loaded data as this request sees them; what changed
- * lives in a `SessionChangeSet`, the bags in a `SessionBagSet`, the Aerys lock states in a
- * `SessionLockControl`, and what a commit writes is decided by the `CommitPlanner`. One
+ * destroy) and the API's checks; what this request knows of the session (id, metadata, the
+ * data read so far) is its `SessionState`, what changed lives in a `SessionChangeSet`, the
+ * bags in a `SessionBagSet`, the Aerys lock states in a `SessionLockControl`; what a commit
+ * writes is decided by the `CommitPlanner` and carried out by the `SessionCommitter`. One
  * instance per request (or per remote session); never shared between requests. All
  * persistence goes through the store; the cookie is the HTTP layer's business.
  */
 export class Session implements SessionInterface {
-  private started = false;
-  /** The public id (cookie value); undefined for a remote session found by key (a listing). */
-  private id: string | undefined;
-  /**
-   * Metadata key (`metadataKeyOf` the id, session-key.ts) the session is stored under; undefined
-   * until first stored. The store knows sessions by this key only (ids are hashed at rest).
-   */
-  private storedId: MetadataKey | undefined;
-  private metadata: Mutable<SessionMetadata> | undefined;
-  /**
-   * The metadata entry as this request resumed it (`raw` as stored, `metadata` decoded), while
-   * the local metadata is built on it: what a storage move without the lock requires unchanged
-   * (`SessionStore.moveUnlocked`). Undefined once the metadata was written or read again.
-   */
-  private resumedEntry: { readonly raw: string; readonly metadata: SessionMetadata } | undefined;
-  /** Stored data (serialized), loaded lazily when all of it is needed. */
-  private data: Map<string, string> | undefined;
-  /** Keys read one at a time before `data` was loaded (undefined value = not stored). */
-  private singles: Map<string, string | undefined> | undefined;
+  private readonly state: SessionState;
   private cookieName: string;
   private resumeAttempt: Promise<number | undefined> | undefined;
   /** Why this session cannot be used in this request (see `markUnavailable`). */
@@ -125,13 +100,15 @@ export class Session implements SessionInterface {
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
   private readonly mover: StorageMover;
-  private readonly cap: SessionCap;
-  private readonly client: ClientIdHistory = { idIssued: false, destroyed: false, metadataWritten: false };
+  private readonly committer: SessionCommitter;
+  /** What the committer gets of this session (see `commit`). */
+  private commitTarget: CommitTarget | undefined;
 
   constructor(
     private readonly store: SessionStore,
     private readonly origin: SessionOrigin,
   ) {
+    this.state = new SessionState(store);
     this.cookieName = origin.cookieName;
     // Stateless parts, shared by every session of the store: a request that never touches its
     // session (most anonymous ones) allocates as little as possible.
@@ -139,7 +116,7 @@ export class Session implements SessionInterface {
     this.codec = shared.codec;
     this.planner = shared.planner;
     this.mover = shared.mover;
-    this.cap = shared.cap;
+    this.committer = shared.committer;
   }
 
   private get changes(): SessionChangeSet {
@@ -167,8 +144,8 @@ export class Session implements SessionInterface {
     origin: SessionOrigin,
   ): Session {
     const session = new Session(store, origin);
-    if (typeof address === 'string') session.adopt(address, metadataKeyOf(address), metadata);
-    else session.adopt(undefined, address.key, metadata);
+    if (typeof address === 'string') session.state.adopt(address, metadataKeyOf(address), metadata);
+    else session.state.adopt(undefined, address.key, metadata);
     return session;
   }
 
@@ -176,7 +153,7 @@ export class Session implements SessionInterface {
 
   isStarted(): boolean {
     this.assertAvailable();
-    return this.started;
+    return this.state.started;
   }
 
   isRemote(): boolean {
@@ -186,20 +163,23 @@ export class Session implements SessionInterface {
   start(): void {
     this.assertAvailable();
     this.locks.assertNotPending('start the session');
-    if (this.started) return;
+    if (this.state.started) return;
     const now = Date.now();
-    this.id = this.store.options.idGenerator.generate();
-    this.metadata = { storageId: this.store.newStorageId(), createdAt: now, lastActivity: now, tags: [] };
+    const id = this.store.options.idGenerator.generate();
+    const metadata: Mutable<SessionMetadata> = {
+      storageId: this.store.newStorageId(),
+      createdAt: now,
+      lastActivity: now,
+      tags: [],
+    };
     const ipLock = this.ipLockValue();
-    if (ipLock !== undefined) this.metadata.ipLock = ipLock;
-    this.storedId = undefined;
-    this.data = new Map();
-    this.started = true;
+    if (ipLock !== undefined) metadata.ipLock = ipLock;
+    this.state.startNew(id, metadata);
   }
 
   async canBeResumed(): Promise<boolean> {
     this.assertAvailable();
-    if (this.started && this.storedId !== undefined) return true;
+    if (this.state.started && this.state.storedId !== undefined) return true;
     for (const id of this.origin.cookieIds) {
       const metadata = await this.store.loadMetadata(metadataKeyOf(id));
       if (metadata !== undefined && this.ipAllowed(metadata)) return true;
@@ -209,7 +189,7 @@ export class Session implements SessionInterface {
 
   resume(): Promise<number | undefined> {
     this.locks.assertNotPending('resume the session');
-    if (this.started) return Promise.resolve(this.metadata?.lastActivity);
+    if (this.state.started) return Promise.resolve(this.state.metadata?.lastActivity);
     this.resumeAttempt ??= this.doResume();
     return this.resumeAttempt;
   }
@@ -221,14 +201,14 @@ export class Session implements SessionInterface {
    * @throws what `resume()` rejects with.
    */
   resumeSync(): boolean {
-    if (this.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
+    if (this.state.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
     this.locks.assertNotPending('resume the session');
     let lastActivity: number | undefined;
     for (const id of this.origin.cookieIds) {
       const key = metadataKeyOf(id);
       const entry = this.store.loadMetadataEntrySync(key);
       if (this.adoptLive(id, key, entry?.metadata)) {
-        this.resumedEntry = entry;
+        this.state.resumedEntry = entry;
         lastActivity = entry!.metadata.lastActivity;
         break;
       }
@@ -242,7 +222,7 @@ export class Session implements SessionInterface {
       const key = metadataKeyOf(id);
       const entry = await this.store.loadMetadataEntry(key);
       if (this.adoptLive(id, key, entry?.metadata)) {
-        this.resumedEntry = entry;
+        this.state.resumedEntry = entry;
         return entry!.metadata.lastActivity;
       }
     }
@@ -254,7 +234,7 @@ export class Session implements SessionInterface {
   private adoptLive(id: string, key: MetadataKey, metadata: SessionMetadata | undefined): boolean {
     // A session locked to another client address is treated as no session (IP lock).
     if (metadata === undefined || !this.ipAllowed(metadata)) return false;
-    this.adopt(id, key, metadata);
+    this.state.adopt(id, key, metadata);
     this.lockUnlockedSession();
     return true;
   }
@@ -281,17 +261,6 @@ export class Session implements SessionInterface {
     if (this.unavailable !== undefined) throw this.unavailable;
   }
 
-  private adopt(id: string | undefined, key: MetadataKey, metadata: SessionMetadata): void {
-    this.id = id;
-    this.storedId = key;
-    if (id !== undefined) this.keyOfId = { id, key };
-    this.metadata = { ...metadata, tags: [...metadata.tags] };
-    this.resumedEntry = undefined;
-    this.data = undefined;
-    this.singles = undefined;
-    this.started = true;
-  }
-
   /**
    * The public id (the cookie value). A remote session found by a listing, a tag or a user
    * (`SessionManager.getActiveSessions()`, `getSessionsByTag()`, `getSessionsForUser()`,
@@ -300,13 +269,13 @@ export class Session implements SessionInterface {
    */
   getId(): string {
     this.requireStarted('get the session id');
-    if (this.id === undefined) {
+    if (this.state.id === undefined) {
       throw OperationNotSupportedException.create(
         'getId()',
         'this remote session was found by a listing, and the store keeps only a digest of session ids; name it by getHandle()',
       );
     }
-    return this.id;
+    return this.state.id;
   }
 
   /**
@@ -316,58 +285,47 @@ export class Session implements SessionInterface {
    */
   getHandle(): string {
     this.requireStarted('get the session handle');
-    return handleOf(this.currentKey());
+    return handleOf(this.state.currentKey());
   }
 
   /** @internal The metadata key the session is stored under (undefined until stored). */
   getStoredKey(): MetadataKey | undefined {
-    return this.started ? this.storedId : undefined;
+    return this.state.started ? this.state.storedId : undefined;
   }
-
-  /** The metadata key of the current id (the stored one for a session known by key only). */
-  private currentKey(): MetadataKey {
-    if (this.id === undefined) return this.storedId!;
-    // Two SHA-256 digests per key: a commit asks several times for the same id.
-    if (this.keyOfId?.id !== this.id) this.keyOfId = { id: this.id, key: metadataKeyOf(this.id) };
-    return this.keyOfId.key;
-  }
-
-  /** The last id `currentKey()` digested, and its key. */
-  private keyOfId: { readonly id: string; readonly key: MetadataKey } | undefined;
 
   renewId(): string {
     this.requireLocal('renewId()');
     this.requireStarted('renew the session id');
     this.locks.assertNotPending('renew the session id');
-    if (this.storedId !== undefined) this.changes.retireId(this.storedId);
-    this.id = this.store.options.idGenerator.generate();
-    return this.id;
+    if (this.state.storedId !== undefined) this.changes.retireId(this.state.storedId);
+    this.state.id = this.store.options.idGenerator.generate();
+    return this.state.id;
   }
 
   async regenerate(destroy = false, lifetime?: number): Promise<boolean> {
     this.requireLocal('regenerate()');
-    if (!this.started) this.start();
+    if (!this.state.started) this.start();
     this.locks.assertNotPending('regenerate the session');
     if (lifetime !== undefined) this.setTTL(lifetime);
     // With `destroy`, nothing of the old storage stays addressable once committed (StorageMover).
-    if (destroy) this.mover.request(this.changes, this.meta().storageId, this.storedId !== undefined);
+    if (destroy) this.mover.request(this.changes, this.meta().storageId, this.state.storedId !== undefined);
     this.renewId();
     return true;
   }
 
   async close(): Promise<void> {
-    if (!this.started) return;
+    if (!this.state.started) return;
     await this.save();
-    this.started = false;
+    this.state.started = false;
   }
 
   async destroy(reason?: string): Promise<void> {
     this.requireStarted('destroy the session');
     this.locks.assertNotPending('destroy the session');
     const meta = this.meta();
-    const handle = handleOf(this.storedId ?? this.currentKey());
+    const handle = handleOf(this.state.storedId ?? this.state.currentKey());
     const ids = [...this.changes.retiredIds];
-    if (this.storedId !== undefined) ids.push(this.storedId);
+    if (this.state.storedId !== undefined) ids.push(this.state.storedId);
     if (ids.length > 0) {
       const held = this.locks.held;
       const lock = held ?? (await this.store.lock(meta.storageId));
@@ -375,11 +333,11 @@ export class Session implements SessionInterface {
         // Under the lock: an id renewed away (or destroyed, expired) meanwhile no longer owns the
         // storage, which a renewal keeps for the live id: flushing it would empty a live session.
         // A held lock may have expired and been overtaken: its fence is checked (a fresh one is current).
-        if (this.storedId === undefined || (await this.store.loadMetadata(this.storedId)) !== undefined)
+        if (this.state.storedId === undefined || (await this.store.loadMetadata(this.state.storedId)) !== undefined)
           await this.store.destroy(
             ids,
             meta.storageId,
-            held === undefined || this.storedId === undefined ? undefined : held.fence,
+            held === undefined || this.state.storedId === undefined ? undefined : held.fence,
           );
       } finally {
         this.locks.detach();
@@ -390,9 +348,9 @@ export class Session implements SessionInterface {
       this.store.events.emit({ type: 'destroyed', handle, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
     this.reset();
-    this.client.destroyed = true;
-    this.client.idIssued = false;
-    this.client.metadataWritten = false;
+    this.state.client.destroyed = true;
+    this.state.client.idIssued = false;
+    this.state.client.metadataWritten = false;
   }
 
   // ---- data ------------------------------------------------------------------------------
@@ -434,13 +392,14 @@ export class Session implements SessionInterface {
   private assertRoomForKey(key: string): Promise<void> | undefined {
     const change = this.changes.valueOf(key);
     if (typeof change === 'string') return undefined;
-    if (this.data === undefined) {
+    const loaded = this.state.data.loaded;
+    if (loaded === undefined) {
       // A backend that counts the entries in its write enforces the cap there (SessionStore): no read.
       if (this.store.capsKeysInWrite) return undefined;
-      if (change === undefined && this.singles?.get(key) !== undefined) return undefined;
+      if (change === undefined && this.state.data.holdsSingle(key)) return undefined;
       return this.loadedData().then((data) => assertKeyCount(data, this.changes, key, this.store.options.maxKeysPerSession));
     }
-    assertKeyCount(this.data, this.changes, key, this.store.options.maxKeysPerSession);
+    assertKeyCount(loaded, this.changes, key, this.store.options.maxKeysPerSession);
     return undefined;
   }
 
@@ -482,8 +441,8 @@ export class Session implements SessionInterface {
   }
 
   /**
-   * The raw value of `key` as far as it is known without waiting: a change, the loaded data, a
-   * key read before, or a synchronous read (memory); else `NOT_LOCAL`.
+   * The raw value of `key` as far as it is known without waiting: a change, or what the stored
+   * data knows (`SessionStoredData.peek`); else `NOT_LOCAL`.
    */
   private localValue(key: string, operation: string): string | undefined | typeof NOT_LOCAL {
     this.requireStarted(operation);
@@ -491,33 +450,19 @@ export class Session implements SessionInterface {
     assertIdentifier(key, 'session key');
     const change = this.changeSet?.valueOf(key);
     if (change !== undefined) return change ?? undefined;
-    if (this.data !== undefined) return this.data.get(key);
-    if (this.storedId === undefined) return undefined;
-    if (this.singles?.has(key) === true) return this.singles.get(key);
-    if (!this.store.readsSync) return NOT_LOCAL;
-    const raw = this.store.loadValueSync(this.meta().storageId, key);
-    (this.singles ??= new Map<string, string | undefined>()).set(key, raw);
-    return raw;
+    return this.state.data.peek(key, this.state.storedStorageId);
   }
 
-  private async rawValue(key: string, operation: string): Promise<string | undefined> {
+  // Not async: the read's promise is handed on as it is, without a step of its own.
+  private rawValue(key: string, operation: string): Promise<string | undefined> {
     const local = this.localValue(key, operation);
-    if (local !== NOT_LOCAL) return local;
     // One key before the whole session is needed: one plain read of that key (a GET on Redis)
     // instead of loading every entry.
-    const singles = (this.singles ??= new Map<string, string | undefined>());
-    const raw = await this.store.loadValue(this.meta().storageId, key);
-    // Another call may have loaded all data meanwhile.
-    if (this.data === undefined) singles.set(key, raw);
-    return raw;
+    return local === NOT_LOCAL ? this.state.data.read(this.meta().storageId, key) : Promise.resolve(local);
   }
 
-  private async loadedData(): Promise<Map<string, string>> {
-    if (this.data === undefined) {
-      this.singles = undefined;
-      this.data = this.storedId === undefined ? new Map() : await this.store.loadData(this.meta().storageId);
-    }
-    return this.data;
+  private loadedData(): Promise<Map<string, string>> {
+    return this.state.data.loadAll(this.state.storedStorageId);
   }
 
   // ---- metadata --------------------------------------------------------------------------
@@ -566,7 +511,7 @@ export class Session implements SessionInterface {
   }
 
   setName(name: string): void {
-    if (this.started)
+    if (this.state.started)
       throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
     if (!isCookieName(name))
       throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
@@ -583,23 +528,23 @@ export class Session implements SessionInterface {
 
   isNew(): boolean {
     this.assertAvailable();
-    return this.storedId === undefined;
+    return this.state.storedId === undefined;
   }
 
   isAnonymous(): boolean {
     this.assertAvailable();
-    return this.metadata?.userId === undefined;
+    return this.state.metadata?.userId === undefined;
   }
 
   getUserId(): string | undefined {
     this.assertAvailable();
-    return this.metadata?.userId;
+    return this.state.metadata?.userId;
   }
 
   bindToUser(userId: string): void {
     checkUserId(userId);
     this.requireLocal('bindToUser()');
-    if (!this.started) this.start();
+    if (!this.state.started) this.start();
     const meta = this.meta();
     if (meta.userId !== undefined && meta.userId !== userId) {
       const old = userTag(meta.userId);
@@ -623,7 +568,7 @@ export class Session implements SessionInterface {
     this.changes.addTag(tag);
     // Fixation defence: a new id and a new storage id, in the same commit. A session never
     // stored has neither to give up: nobody but this request knows its id.
-    if (this.mover.request(this.changes, meta.storageId, this.storedId !== undefined)) this.renewId();
+    if (this.mover.request(this.changes, meta.storageId, this.state.storedId !== undefined)) this.renewId();
   }
 
   /**
@@ -642,7 +587,7 @@ export class Session implements SessionInterface {
   /** When the user last logged in or `markAuthenticated()` was called (epoch ms); undefined if never. */
   getAuthenticatedAt(): number | undefined {
     this.assertAvailable();
-    return this.started ? this.metadata?.authenticatedAt : undefined;
+    return this.state.started ? this.state.metadata?.authenticatedAt : undefined;
   }
 
   private setMetaField<F extends 'boundAt' | 'authenticatedAt' | 'userAgent' | 'clientAddress'>(
@@ -670,7 +615,7 @@ export class Session implements SessionInterface {
 
   isPermanent(): boolean {
     this.assertAvailable();
-    return this.metadata?.permanent === true;
+    return this.state.metadata?.permanent === true;
   }
 
   setPermanent(permanent: boolean): void {
@@ -698,10 +643,10 @@ export class Session implements SessionInterface {
    */
   async getBag<T = SessionBagInterface>(name: string): Promise<T> {
     this.locks.assertNotPending('use a session bag');
-    if (!this.started) this.start();
+    if (!this.state.started) this.start();
     if (name === 'attributes') {
       await this.loadedData();
-      return this.bags.attributes(() => this.data ?? new Map<string, string>(), this.changes) as T;
+      return this.bags.attributes(() => this.state.data.loaded ?? new Map<string, string>(), this.changes) as T;
     }
     if (name === 'metadata') return this.getMetadataBag() as T;
     return (await this.bags.get(name, () => this.loadedData())) as T;
@@ -733,15 +678,15 @@ export class Session implements SessionInterface {
   async open(options?: Partial<LockOptions>): Promise<void> {
     this.locks.assertNotPending('open the session');
     if (this.locks.getState() === 'locked') return;
-    if (!this.started) {
+    if (!this.state.started) {
       await this.resume();
       // resume() may have started it (the compiler keeps the narrowing across the await).
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      if (!this.started) this.start();
+      if (!this.state.started) this.start();
     }
     const meta = this.meta();
     await this.locks.acquire(this.store.lock(meta.storageId, options));
-    if (this.storedId === undefined) return;
+    if (this.state.storedId === undefined) return;
     try {
       // The new fence goes onto the guard before the re-read: a holder whose lock expired (an
       // older fence) can no longer write what this holder would not see and then overwrite.
@@ -758,7 +703,7 @@ export class Session implements SessionInterface {
 
   async read(): Promise<void> {
     this.locks.assertNotPending('read the session');
-    if (this.storedId === undefined) return;
+    if (this.state.storedId === undefined) return;
     await this.reload();
   }
 
@@ -791,15 +736,16 @@ export class Session implements SessionInterface {
    * Set-Cookie (also before the commit, for headers that go out first).
    */
   getCookieFacts(): SessionCookieFacts {
-    const meta = this.started ? this.metadata : undefined;
+    const meta = this.state.started ? this.state.metadata : undefined;
     return {
-      id: this.id,
-      idIssued: this.client.idIssued,
-      idIssuePending: meta !== undefined && this.planner.issuesId(this.changes, meta, this.storedId !== undefined, Date.now()),
-      destroyed: this.client.destroyed,
-      metadataWritten: this.client.metadataWritten,
-      permanent: this.metadata?.permanent === true,
-      cookieLifetime: this.metadata === undefined ? undefined : this.cookieLifetimeOf(this.metadata),
+      id: this.state.id,
+      idIssued: this.state.client.idIssued,
+      idIssuePending:
+        meta !== undefined && this.planner.issuesId(this.changes, meta, this.state.storedId !== undefined, Date.now()),
+      destroyed: this.state.client.destroyed,
+      metadataWritten: this.state.client.metadataWritten,
+      permanent: this.state.metadata?.permanent === true,
+      cookieLifetime: this.state.metadata === undefined ? undefined : this.cookieLifetimeOf(this.state.metadata),
     };
   }
 
@@ -811,257 +757,34 @@ export class Session implements SessionInterface {
    */
   isIdle(): boolean {
     if (!this.locks.isIdle()) return false;
-    if (!this.started || this.metadata === undefined) return true;
+    if (!this.state.started || this.state.metadata === undefined) return true;
     if (this.bagSet?.isInUse() === true) return false;
-    return this.planner.decide(this.changes, this.metadata, this.storedId !== undefined, Date.now()) === undefined;
+    return this.planner.decide(this.changes, this.state.metadata, this.state.storedId !== undefined, Date.now()) === undefined;
   }
 
   /**
-   * Writes what changed, under the session lock (the held one, or a short critical section).
-   * Does nothing (no I/O) when nothing changed and the grace period has not passed; a new
-   * anonymous session without data, tags or user is not stored at all. It writes a snapshot
-   * of the changes and then acknowledges it: a change made while it is in flight is kept
-   * for the next commit.
+   * Writes what changed (see `SessionCommitter.commit`): a snapshot of the changes, then
+   * acknowledged, so that a change made while the commit is in flight is kept for the next.
    */
-  async commit(): Promise<void> {
-    if (!this.started || this.metadata === undefined) return;
-    const changedBags = this.bagSet === undefined ? [] : this.bagSet.collectChanges(this.changes);
-    const meta = this.metadata;
-    const now = Date.now();
-    const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
-    if (decision === undefined) return;
-    if (decision.writeMetadata && meta.userId !== undefined) this.recordDevice(meta, false);
-    let snapshot = this.changes.snapshot();
-    const sessionKey = this.currentKey();
-    const storageId = meta.storageId;
-
-    // A data-only commit of a stored session on a store whose backend checks locks in its
-    // write: one atomic step while nobody holds the lock, no lock round trips. Bags merge
-    // onto what is stored, which needs the lock; so do metadata writes (merged onto a fresh copy).
-    if (
-      this.locks.held === undefined &&
-      !decision.create &&
-      !decision.writeMetadata &&
-      changedBags.length === 0 &&
-      !this.mover.isPending(snapshot) &&
-      this.store.writesUnlocked
-    ) {
-      if (await this.store.writeUnlocked(storageId, this.planner.plan(sessionKey, decision, snapshot, undefined))) {
-        this.afterCommit(decision, sessionKey, undefined, snapshot);
-        return;
-      }
-      // Held by another request: queue for the lock like any commit.
-    }
-
-    // A new session's storage id has never left this request, so nobody can contend for it:
-    // it is written without a lock (fence 0 is below every fence a locker hands out later).
-    // A storage move runs under the lock of the storage it leaves (still `storageId`).
-    // A commit that writes metadata (tags, fields, a touch, a renewal, a storage move: login,
-    // regenerate(true)) while nobody holds the lock, on a store that can check the metadata and
-    // move storage inside one atomic call: that call instead of the lock, the reads under it, the
-    // write and the release. It applies only while nobody holds the lock and the metadata is
-    // still what this request resumed (so what is built on it loses nothing); else nothing is
-    // written and the commit runs under the lock below.
-    const resumed = this.resumedEntry;
-    if (
-      resumed !== undefined &&
-      this.locks.held === undefined &&
-      !decision.create &&
-      decision.writeMetadata &&
-      changedBags.length === 0 &&
-      (snapshot.retiredIds.length === 0 || (snapshot.retiredIds.length === 1 && snapshot.retiredIds[0] === this.storedId)) &&
-      (this.store.options.maxSessionsPerUser <= 0 || !snapshot.fields.has('userId')) &&
-      this.store.commitsUnlocked
-    ) {
-      const merged = this.planner.merge(resumed.metadata, snapshot, now);
-      if (this.mover.isPending(snapshot)) {
-        const to = this.store.newStorageId();
-        const metadata = { ...merged, storageId: to };
-        if (
-          await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
-        ) {
-          meta.storageId = to;
-          this.afterCommit(decision, sessionKey, metadata, snapshot);
-          return;
-        }
-      } else {
-        const metadata = { ...merged, storageId };
-        if (
-          await this.store.commitMetadataUnlocked(
-            storageId,
-            this.planner.plan(sessionKey, decision, snapshot, metadata),
-            resumed.raw,
-          )
-        ) {
-          this.afterCommit(decision, sessionKey, metadata, snapshot);
-          return;
-        }
-      }
-    }
-
-    let lock = this.locks.held;
-    // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
-    // under the lock: they go out in the same tick.
-    const reads = (fence: number | undefined) =>
-      settleAll([
-        this.metadataToWrite(decision, meta, snapshot, now),
-        this.readStorageForCommit(storageId, snapshot, changedBags, decision, fence),
-      ]);
-    let early: ReturnType<typeof reads> | undefined;
-    if (lock === undefined && !decision.create) {
-      if (changedBags.length === 0) {
-        // Where the store allows, the reads ride behind the lock's acquire (one round trip, not
-        // two); the move's guard check, whose fence is not known yet, then goes into the write.
-        const taken = await this.store.lockWith(storageId, () => reads(undefined));
-        lock = taken.lock;
-        early = taken.reads;
-      } else lock = await this.store.lock(storageId);
-    }
-    let userLock: SessionLock | undefined;
-    try {
-      // A login takes its user's lock for the session cap (maxSessionsPerUser) until it has written.
-      userLock = await this.admitLogin(snapshot);
-      const [fresh, storage] = await (early ?? reads(lock?.fence ?? 0));
-      snapshot = storage.snapshot;
-      const move = storage.move;
-      // A move always writes metadata (it changes it): metadataToWrite answered it or threw.
-      const metadata = move === undefined || fresh === undefined ? fresh : { ...fresh, storageId: move.to };
-      const plan = this.planner.plan(sessionKey, decision, snapshot, metadata, move?.entries);
-      // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0. The
-      // old storage is flushed once the old id is gone, beside the new metadata's write.
-      await this.store.write(
-        move?.to ?? storageId,
-        plan,
-        move === undefined ? (lock?.fence ?? 0) : 0,
-        move === undefined ? undefined : { from: move.from, fence: lock?.fence ?? 0, checked: move.checked },
-      );
-      if (move !== undefined) this.movedTo(move);
-      this.afterCommit(decision, sessionKey, metadata, snapshot);
-    } finally {
-      // A short commit lock is released without waiting for the reply: the response need not
-      // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
-      if (lock !== undefined && lock !== this.locks.held) void lock.release().catch(() => false);
-      if (userLock !== undefined) void userLock.release().catch(() => false);
-    }
+  commit(): Promise<void> {
+    return this.committer.commit((this.commitTarget ??= this.lendToCommitter()));
   }
 
-  /**
-   * When `changes` bind the session to a user: the session cap's admission (see `SessionCap`),
-   * evicting through remote sessions; undefined when they bind none or the cap is off.
-   */
-  private async admitLogin(changes: SessionChanges): Promise<SessionLock | undefined> {
-    const userId = changes.fields.get('userId');
-    if (typeof userId !== 'string' || this.store.options.maxSessionsPerUser <= 0) return undefined;
-    const own = this.storedId === undefined ? [...changes.retiredIds] : [...changes.retiredIds, this.storedId];
-    return this.cap.admit(userId, own, (key, metadata) =>
-      Session.fromMetadata(this.store, { key }, metadata, { cookieIds: [], cookieName: this.cookieName, remote: true }).destroy(
-        'evicted',
-      ),
-    );
-  }
-
-  /**
-   * What a commit under the lock reads from the storage: the bags' merges onto the stored
-   * entries (while a move is pending they merge onto the old storage, where the data still is),
-   * then a pending move's copy of the old storage.
-   */
-  private async readStorageForCommit(
-    storageId: string,
-    snapshot: SessionChanges,
-    changedBags: Parameters<SessionBagSet['merge']>[1],
-    decision: CommitDecision,
-    /** The lock's fence, for the move's guard check; undefined: not known yet (the write checks it). */
-    fence: number | undefined,
-  ): Promise<{ snapshot: SessionChanges; move: PreparedStorageMove | undefined }> {
-    if (changedBags.length > 0 && this.storedId !== undefined) {
-      snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
-    }
-    const moving = this.storedId !== undefined && this.mover.isPending(snapshot) && decision.writeMetadata;
-    return { snapshot, move: moving ? await this.mover.prepare(storageId, snapshot, fence) : undefined };
-  }
-
-  /**
-   * The metadata a commit writes: the local copy in full (a first write), fresh metadata with
-   * this request's changes on top (also for a storage move: a session destroyed meanwhile is
-   * not brought back), or none.
-   */
-  private async metadataToWrite(
-    decision: CommitDecision,
-    local: SessionMetadata,
-    changes: SessionChanges,
-    now: number,
-  ): Promise<SessionMetadata | undefined> {
-    if (decision.create) return { ...local, lastActivity: now };
-    if (!decision.writeMetadata) return undefined;
-    const fresh = await this.store.loadMetadata(this.storedId!);
-    if (fresh !== undefined) return this.planner.merge(fresh, changes, now);
-    if (decision.metadataChanged) throw SessionDestroyedException.create('save the session');
-    // Only a touch is lost; data writes are still guarded by the storage guard.
-    return undefined;
-  }
-
-  /** After a committed storage move: the session lives in the new storage, whose entries this commit wrote in full. */
-  private movedTo(move: PreparedStorageMove): void {
-    if (this.metadata !== undefined) this.metadata.storageId = move.to;
-    this.data = new Map(move.entries);
-    this.singles = undefined;
-  }
-
-  /** The state after `written` was stored under `sessionKey` (with `metadata`, if written). */
-  private afterCommit(
-    decision: CommitDecision,
-    sessionKey: MetadataKey,
-    metadata: SessionMetadata | undefined,
-    written: SessionChanges,
-  ): void {
-    // Retired entries are metadata keys (see renewId()).
-    const previousIds = [...new Set(written.retiredIds)];
-    const bound = written.fields.get('userId');
-    const data = this.data;
-    const singles = this.singles;
-    for (const [key, value] of written.data) {
-      if (data !== undefined) {
-        if (value === null) data.delete(key);
-        else data.set(key, value);
-      } else if (singles !== undefined) {
-        singles.set(key, value ?? undefined);
-      }
-    }
-    this.bagSet?.acknowledge(written);
-    this.changes.acknowledge(written);
-    this.storedId = sessionKey;
-    if (metadata !== undefined) this.resumedEntry = undefined;
-    // Renewed while the commit was in flight: the id just written dies with the next commit.
-    if (this.id !== undefined && this.currentKey() !== sessionKey) this.changes.retireId(sessionKey);
-    if (metadata !== undefined && this.metadata !== undefined) {
-      // Changes made while the commit was in flight stay on top of what was written.
-      this.metadata = {
-        ...this.planner.merge(metadata, this.changes, metadata.lastActivity),
-        storageId: this.metadata.storageId,
-      };
-    }
-    if (decision.create) this.client.destroyed = false;
-    if (decision.create || previousIds.length > 0) this.client.idIssued = true;
-    if (metadata !== undefined) this.client.metadataWritten = true;
-    this.emitCommitEvents(
-      handleOf(sessionKey),
-      decision.create ? metadata : undefined,
-      previousIds,
-      typeof bound === 'string' ? bound : undefined,
-    );
-  }
-
-  private emitCommitEvents(
-    handle: string,
-    created: SessionMetadata | undefined,
-    previousKeys: readonly string[],
-    boundUser: string | undefined,
-  ): void {
-    const events = this.store.events;
-    const timestamp = Date.now();
-    if (created !== undefined) events.emit({ type: 'started', handle, userId: created.userId, timestamp });
-    if (previousKeys.length > 0) events.emit({ type: 'renewed', handle, previousHandles: previousKeys.map(handleOf), timestamp });
-    if (boundUser !== undefined) events.emit({ type: 'userBound', handle, userId: boundUser, timestamp });
+  /** What the committer reads and advances of this session; made on the first commit and kept. */
+  private lendToCommitter(): CommitTarget {
+    return {
+      state: this.state,
+      changes: this.changes,
+      bags: () => this.bagSet,
+      locks: this.locks,
+      recordDevice: (meta) => {
+        this.recordDevice(meta, false);
+      },
+      evict: (key, metadata) =>
+        Session.fromMetadata(this.store, { key }, metadata, { cookieIds: [], cookieName: this.cookieName, remote: true }).destroy(
+          'evicted',
+        ),
+    };
   }
 
   /**
@@ -1088,7 +811,7 @@ export class Session implements SessionInterface {
    * resumes it locks it to its own client (written by this request's commit).
    */
   private lockUnlockedSession(): void {
-    const meta = this.metadata;
+    const meta = this.state.metadata;
     if (meta === undefined || meta.ipLock !== undefined) return;
     const ipLock = this.ipLockValue();
     if (ipLock === undefined) return;
@@ -1116,13 +839,13 @@ export class Session implements SessionInterface {
     this.changes.discard();
     this.bagSet?.discard();
     await this.locks.release();
-    if (this.storedId !== undefined) {
+    if (this.state.storedId !== undefined) {
       await this.reload().catch(() => undefined);
-    } else if (this.started && this.metadata !== undefined) {
-      const { storageId, createdAt, lastActivity } = this.metadata;
-      this.metadata = { storageId, createdAt, lastActivity, tags: [] };
+    } else if (this.state.started && this.state.metadata !== undefined) {
+      const { storageId, createdAt, lastActivity } = this.state.metadata;
+      this.state.metadata = { storageId, createdAt, lastActivity, tags: [] };
       const ipLock = this.ipLockValue();
-      if (ipLock !== undefined) this.metadata.ipLock = ipLock;
+      if (ipLock !== undefined) this.state.metadata.ipLock = ipLock;
     }
   }
 
@@ -1130,43 +853,36 @@ export class Session implements SessionInterface {
     const meta = this.meta();
     // Metadata and data in one round trip: the storage id is this session's own (a move by
     // another request retires this key, so the metadata read then finds nothing).
-    const [fresh, data] = await Promise.all([this.store.loadMetadata(this.storedId!), this.store.loadData(meta.storageId)]);
+    const [fresh, data] = await Promise.all([this.store.loadMetadata(this.state.storedId!), this.store.loadData(meta.storageId)]);
     if (fresh === undefined) {
       this.reset();
       throw SessionDestroyedException.create('read the session');
     }
     // Local tag and field changes stay on top of the fresh state.
-    this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
-    this.resumedEntry = undefined;
-    this.singles = undefined;
-    this.data = data;
+    this.state.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
+    this.state.resumedEntry = undefined;
+    this.state.data.replace(data);
     // Bag changes of this request stay on top of the fresh data, like data changes.
-    this.bagSet?.rebase(this.data);
+    this.bagSet?.rebase(data);
   }
 
   private reset(): void {
     this.changes.reset();
     this.bagSet?.discard();
-    this.started = false;
-    this.id = undefined;
-    this.storedId = undefined;
-    this.metadata = undefined;
-    this.resumedEntry = undefined;
-    this.data = undefined;
-    this.singles = undefined;
+    this.state.reset();
   }
 
   private meta(operation?: string): Mutable<SessionMetadata> {
     this.assertAvailable();
-    if (!this.started || this.metadata === undefined) {
+    if (!this.state.started || this.state.metadata === undefined) {
       throw SessionNotStartedException.create(operation ?? 'use the session');
     }
-    return this.metadata;
+    return this.state.metadata;
   }
 
   private requireStarted(operation: string): void {
     this.assertAvailable();
-    if (!this.started || (this.id === undefined && this.storedId === undefined))
+    if (!this.state.started || (this.state.id === undefined && this.state.storedId === undefined))
       throw SessionNotStartedException.create(operation);
   }
 
