@@ -1,4 +1,6 @@
 import type { SessionStore } from './session.store.js';
+import type { SessionChangeSet } from './session-change-set.js';
+import { assertKeyCount } from './session-key-count.js';
 
 /** `SessionStoredData.peek`: the value is not known without reading the store asynchronously. */
 export const NOT_LOCAL = Symbol('not local');
@@ -23,9 +25,37 @@ export class SessionStoredData {
     return this.all;
   }
 
-  /** Whether `key` was read on its own and found stored. */
-  holdsSingle(key: string): boolean {
-    return this.singles?.get(key) !== undefined;
+  /**
+   * `maxKeysPerSession`: a key the session does not hold yet must fit, with `changes` applied.
+   * Answers synchronously when the answer is known (the key is held, or all data is loaded);
+   * otherwise the data is loaded first (one read, once per request).
+   * @throws SessionLimitExceededException
+   */
+  assertRoomFor(key: string, changes: SessionChangeSet, storageId: string | undefined): Promise<void> | undefined {
+    const change = changes.valueOf(key);
+    if (typeof change === 'string') return undefined;
+    if (this.all === undefined) {
+      // A backend that counts the entries in its write enforces the cap there (SessionStore): no read.
+      if (this.store.capsKeysInWrite) return undefined;
+      if (change === undefined && this.singles?.get(key) !== undefined) return undefined;
+      return this.loadAll(storageId).then((data) => assertKeyCount(data, changes, key, this.store.options.maxKeysPerSession));
+    }
+    assertKeyCount(this.all, changes, key, this.store.options.maxKeysPerSession);
+    return undefined;
+  }
+
+  /**
+   * The data as it stands with `changes` applied (serialized values). Internal keys (bags,
+   * starting with `~`) are left out.
+   */
+  async withChanges(changes: SessionChangeSet, storageId: string | undefined): Promise<Map<string, string>> {
+    const merged = new Map(await this.loadAll(storageId));
+    for (const [key, value] of changes.data) {
+      if (value === null) merged.delete(key);
+      else merged.set(key, value);
+    }
+    for (const key of merged.keys()) if (key.startsWith('~')) merged.delete(key);
+    return merged;
   }
 
   /**

@@ -2,28 +2,21 @@ import { SessionDestroyedException } from '../errors/session-destroyed.exception
 import type { SessionLock } from '../locking/session-locker.interface.js';
 import type { SessionMetadata } from './session-metadata.interface.js';
 import type { SessionStore } from './session.store.js';
-import type { SessionChangeSet, SessionChanges } from './session-change-set.js';
+import type { SessionChanges } from './session-change-set.js';
 import type { SessionBagSet } from './session-bag-set.js';
-import type { SessionLockControl } from './session-lock-control.js';
 import type { CommitDecision, CommitPlanner } from './commit-planner.js';
 import type { PreparedStorageMove, StorageMover } from './storage-move.js';
-import type { SessionCap, SessionEvictor } from './session-cap.js';
-import type { Mutable, SessionState } from './session-state.js';
+import type { SessionCap } from './session-cap.js';
+import type { SessionState } from './session-state.js';
+import { recordDevice } from './session-origin.js';
 import { handleOf, type MetadataKey } from './session-key.js';
 import { settleAll } from './settle-all.js';
 
-/** What a commit needs of the session it writes; `Session` lends it (see `Session.commit`). */
-export interface CommitTarget {
-  readonly state: SessionState;
-  readonly changes: SessionChangeSet;
-  /** The bags, if any were used; asked again after each wait, since a bag may be used meanwhile. */
-  bags(): SessionBagSet | undefined;
-  readonly locks: SessionLockControl;
-  /** Refreshes the client's device facts on metadata that the commit writes anyway. */
-  recordDevice(metadata: Mutable<SessionMetadata>): void;
-  /** Ends another session of the same user for the session cap (a remote session's `destroy('evicted')`). */
-  readonly evict: SessionEvictor;
-}
+/**
+ * Destroys the stored session `key` as a remote session (`destroy('evicted')`) named like the
+ * evicting one; `Session` provides it, which this file cannot import (it imports this one).
+ */
+export type RemoteDestroyer = (key: MetadataKey, metadata: SessionMetadata, cookieName: string) => Promise<void>;
 
 /**
  * Carries out a session's commit: it picks the cheapest safe way to write what the
@@ -38,6 +31,7 @@ export class SessionCommitter {
     private readonly planner: CommitPlanner,
     private readonly mover: StorageMover,
     private readonly cap: SessionCap,
+    private readonly destroyRemote: RemoteDestroyer,
   ) {}
 
   /**
@@ -47,16 +41,18 @@ export class SessionCommitter {
    * of the changes and then acknowledges it: a change made while it is in flight is kept
    * for the next commit.
    */
-  async commit(target: CommitTarget): Promise<void> {
-    const { state, changes, locks } = target;
+  async commit(state: SessionState): Promise<void> {
     if (!state.started || state.metadata === undefined) return;
-    const bagSet = target.bags();
+    const bagSet = state.bagsInUse;
+    const changes = state.changes;
+    const locks = state.locks;
     const changedBags = bagSet === undefined ? [] : bagSet.collectChanges(changes);
     const meta = state.metadata;
     const now = Date.now();
     const decision = this.planner.decide(changes, meta, state.storedId !== undefined, now);
     if (decision === undefined) return;
-    if (decision.writeMetadata && meta.userId !== undefined) target.recordDevice(meta);
+    if (decision.writeMetadata && meta.userId !== undefined)
+      recordDevice(state.origin, this.store.options.ipLock, meta, changes, false);
     let snapshot = changes.snapshot();
     const sessionKey = state.currentKey();
     const storageId = meta.storageId;
@@ -73,7 +69,7 @@ export class SessionCommitter {
       this.store.writesUnlocked
     ) {
       if (await this.store.writeUnlocked(storageId, this.planner.plan(sessionKey, decision, snapshot, undefined))) {
-        this.afterCommit(target, decision, sessionKey, undefined, snapshot);
+        this.afterCommit(state, decision, sessionKey, undefined, snapshot);
         return;
       }
       // Held by another request: queue for the lock like any commit.
@@ -107,7 +103,7 @@ export class SessionCommitter {
           await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
         ) {
           meta.storageId = to;
-          this.afterCommit(target, decision, sessionKey, metadata, snapshot);
+          this.afterCommit(state, decision, sessionKey, metadata, snapshot);
           return;
         }
       } else {
@@ -119,7 +115,7 @@ export class SessionCommitter {
             resumed.raw,
           )
         ) {
-          this.afterCommit(target, decision, sessionKey, metadata, snapshot);
+          this.afterCommit(state, decision, sessionKey, metadata, snapshot);
           return;
         }
       }
@@ -131,7 +127,7 @@ export class SessionCommitter {
     const reads = (fence: number | undefined) =>
       settleAll([
         this.metadataToWrite(state, decision, meta, snapshot, now),
-        this.readStorageForCommit(target, storageId, snapshot, changedBags, decision, fence),
+        this.readStorageForCommit(state, storageId, snapshot, changedBags, decision, fence),
       ]);
     let early: ReturnType<typeof reads> | undefined;
     if (lock === undefined && !decision.create) {
@@ -146,7 +142,7 @@ export class SessionCommitter {
     let userLock: SessionLock | undefined;
     try {
       // A login takes its user's lock for the session cap (maxSessionsPerUser) until it has written.
-      userLock = await this.admitLogin(target, snapshot);
+      userLock = await this.admitLogin(state, snapshot);
       const [fresh, storage] = await (early ?? reads(lock?.fence ?? 0));
       snapshot = storage.snapshot;
       const move = storage.move;
@@ -162,7 +158,7 @@ export class SessionCommitter {
         move === undefined ? undefined : { from: move.from, fence: lock?.fence ?? 0, checked: move.checked },
       );
       if (move !== undefined) this.movedTo(state, move);
-      this.afterCommit(target, decision, sessionKey, metadata, snapshot);
+      this.afterCommit(state, decision, sessionKey, metadata, snapshot);
     } finally {
       // A short commit lock is released without waiting for the reply: the response need not
       // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
@@ -175,12 +171,11 @@ export class SessionCommitter {
    * When `changes` bind the session to a user: the session cap's admission (see `SessionCap`),
    * evicting through remote sessions; undefined when they bind none or the cap is off.
    */
-  private async admitLogin(target: CommitTarget, changes: SessionChanges): Promise<SessionLock | undefined> {
+  private async admitLogin(state: SessionState, changes: SessionChanges): Promise<SessionLock | undefined> {
     const userId = changes.fields.get('userId');
     if (typeof userId !== 'string' || this.store.options.maxSessionsPerUser <= 0) return undefined;
-    const storedId = target.state.storedId;
-    const own = storedId === undefined ? [...changes.retiredIds] : [...changes.retiredIds, storedId];
-    return this.cap.admit(userId, own, target.evict);
+    const own = state.storedId === undefined ? [...changes.retiredIds] : [...changes.retiredIds, state.storedId];
+    return this.cap.admit(userId, own, (key, metadata) => this.destroyRemote(key, metadata, state.cookieName));
   }
 
   /**
@@ -189,7 +184,7 @@ export class SessionCommitter {
    * then a pending move's copy of the old storage.
    */
   private async readStorageForCommit(
-    target: CommitTarget,
+    state: SessionState,
     storageId: string,
     snapshot: SessionChanges,
     changedBags: Parameters<SessionBagSet['merge']>[1],
@@ -197,10 +192,8 @@ export class SessionCommitter {
     /** The lock's fence, for the move's guard check; undefined: not known yet (the write checks it). */
     fence: number | undefined,
   ): Promise<{ snapshot: SessionChanges; move: PreparedStorageMove | undefined }> {
-    const { state } = target;
     if (changedBags.length > 0 && state.storedId !== undefined) {
-      // Bags changed, so the bag set exists (it collected them).
-      snapshot = target.changes.amend(snapshot, await target.bags()!.merge(storageId, changedBags));
+      snapshot = state.changes.amend(snapshot, await state.bags.merge(storageId, changedBags));
     }
     const moving = state.storedId !== undefined && this.mover.isPending(snapshot) && decision.writeMetadata;
     return { snapshot, move: moving ? await this.mover.prepare(storageId, snapshot, fence) : undefined };
@@ -235,18 +228,18 @@ export class SessionCommitter {
 
   /** The state after `written` was stored under `sessionKey` (with `metadata`, if written). */
   private afterCommit(
-    target: CommitTarget,
+    state: SessionState,
     decision: CommitDecision,
     sessionKey: MetadataKey,
     metadata: SessionMetadata | undefined,
     written: SessionChanges,
   ): void {
-    const { state, changes } = target;
+    const changes = state.changes;
     // Retired entries are metadata keys (see Session.renewId()).
     const previousIds = [...new Set(written.retiredIds)];
     const bound = written.fields.get('userId');
     state.data.acknowledge(written.data);
-    target.bags()?.acknowledge(written);
+    state.bagsInUse?.acknowledge(written);
     changes.acknowledge(written);
     state.storedId = sessionKey;
     if (metadata !== undefined) state.resumedEntry = undefined;

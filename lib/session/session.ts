@@ -3,7 +3,6 @@ import { assertIdentifier } from '../cache/identifier.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
-import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { SessionNotStartedException } from '../errors/session-not-started.exception.js';
 import type { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import type { LockOptions } from '../locking/session-locker.interface.js';
@@ -11,40 +10,24 @@ import { MetadataBag } from '../bags/metadata.bag.js';
 import type { SessionBagInterface } from '../bags/session-bag.interface.js';
 import type { SessionData, SessionLockState } from './session-data.interface.js';
 import type { SessionInterface } from './session.interface.js';
-import type { SessionMetadata } from './session-metadata.interface.js';
+import type { MutableSessionMetadata, SessionMetadata } from './session-metadata.interface.js';
 import type { SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
-import { ipLockAllows, ipLockValueFor } from './ip-lock.js';
 import { checkUserId } from './session-user-id.js';
 import { isCookieName } from './cookie-name.js';
-import { SessionChangeSet } from './session-change-set.js';
-import { SessionBagSet } from './session-bag-set.js';
-import { SessionLockControl } from './session-lock-control.js';
 import { CommitPlanner } from './commit-planner.js';
-import { SessionCommitter, type CommitTarget } from './session.committer.js';
-import { SessionState, type Mutable } from './session-state.js';
+import { SessionCommitter } from './session.committer.js';
+import { SessionReader } from './session.reader.js';
+import { SessionState } from './session-state.js';
+import { originIpLock, recordDevice, type SessionOrigin } from './session-origin.js';
 import { NOT_LOCAL } from './session-stored-data.js';
 import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
 import { StorageMover } from './storage-move.js';
 import { handleOf, metadataKeyOf, type MetadataKey } from './session-key.js';
-import { assertKeyCount } from './session-key-count.js';
-import { deviceFactsOf } from './device-facts.js';
 import { SessionCap } from './session-cap.js';
 
-/** Where a session comes from. */
-export interface SessionOrigin {
-  /** Candidate ids from the request's cookies, well-formed ones only, in header order. */
-  readonly cookieIds: readonly string[];
-  /** Cookie name. */
-  readonly cookieName: string;
-  /** Remote sessions (SessionManager) write through on every change. */
-  readonly remote?: boolean;
-  /** Client address as the HTTP framework sees it (for the IP lock and the device list). */
-  readonly clientIp?: string;
-  /** The request's User-Agent header (for the device list; truncated when stored). */
-  readonly userAgent?: string;
-}
+export type { SessionOrigin } from './session-origin.js';
 
 /** A promise rejected with `error`, as an async method's throw would give. */
 async function rejection(error: unknown): Promise<never> {
@@ -56,6 +39,7 @@ interface SharedParts {
   readonly codec: SessionValueCodec;
   readonly planner: CommitPlanner;
   readonly mover: StorageMover;
+  readonly reader: SessionReader;
   readonly committer: SessionCommitter;
 }
 
@@ -66,11 +50,15 @@ function sharedPartsOf(store: SessionStore): SharedParts {
   if (parts === undefined) {
     const planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
     const mover = new StorageMover(store);
+    // The session cap evicts a user's other sessions as remote sessions.
+    const destroyRemote = (key: MetadataKey, metadata: SessionMetadata, cookieName: string) =>
+      Session.fromMetadata(store, { key }, metadata, { cookieIds: [], cookieName, remote: true }).destroy('evicted');
     parts = {
       codec: new SessionValueCodec(store.storageCache, store.options.maxEntryBytes),
       planner,
       mover,
-      committer: new SessionCommitter(store, planner, mover, new SessionCap(store)),
+      reader: new SessionReader(store, planner),
+      committer: new SessionCommitter(store, planner, mover, new SessionCap(store), destroyRemote),
     };
     sharedParts.set(store, parts);
   }
@@ -78,58 +66,36 @@ function sharedPartsOf(store: SessionStore): SharedParts {
 }
 
 /**
- * A session: the facade over its parts. It keeps the lifecycle (start, resume, renew,
- * destroy) and the API's checks; what this request knows of the session (id, metadata, the
- * data read so far) is its `SessionState`, what changed lives in a `SessionChangeSet`, the
- * bags in a `SessionBagSet`, the Aerys lock states in a `SessionLockControl`; what a commit
- * writes is decided by the `CommitPlanner` and carried out by the `SessionCommitter`. One
- * instance per request (or per remote session); never shared between requests. All
+ * A session: the facade over its parts. It holds the API and its checks and decides the
+ * lifecycle (start, resume, renew, destroy); everything the request holds of the session (id,
+ * metadata, the data read so far, the change set, the bags, the Aerys lock states) is its
+ * `SessionState`. The stateless parts work on that state: the `SessionReader` brings it in from
+ * the store, the `CommitPlanner` decides what a commit writes and the `SessionCommitter` writes
+ * it. One instance per request (or per remote session); never shared between requests. All
  * persistence goes through the store; the cookie is the HTTP layer's business.
  */
 export class Session implements SessionInterface {
   private readonly state: SessionState;
-  private cookieName: string;
   private resumeAttempt: Promise<number | undefined> | undefined;
-  /** Why this session cannot be used in this request (see `markUnavailable`). */
-  private unavailable: StoreUnavailableException | undefined;
-  /** What changed since the last commit (created on first use: most requests change nothing). */
-  private changeSet: SessionChangeSet | undefined;
-  private readonly locks = new SessionLockControl();
-  /** The bags (created on first use). */
-  private bagSet: SessionBagSet | undefined;
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
   private readonly mover: StorageMover;
+  private readonly reader: SessionReader;
   private readonly committer: SessionCommitter;
-  /** What the committer gets of this session (see `commit`). */
-  private commitTarget: CommitTarget | undefined;
 
   constructor(
     private readonly store: SessionStore,
-    private readonly origin: SessionOrigin,
+    origin: SessionOrigin,
   ) {
-    this.state = new SessionState(store);
-    this.cookieName = origin.cookieName;
     // Stateless parts, shared by every session of the store: a request that never touches its
     // session (most anonymous ones) allocates as little as possible.
     const shared = sharedPartsOf(store);
     this.codec = shared.codec;
     this.planner = shared.planner;
     this.mover = shared.mover;
+    this.reader = shared.reader;
     this.committer = shared.committer;
-  }
-
-  private get changes(): SessionChangeSet {
-    return (this.changeSet ??= new SessionChangeSet());
-  }
-
-  private get bags(): SessionBagSet {
-    return (this.bagSet ??= new SessionBagSet(
-      this.store.bags,
-      this.codec,
-      this.store.storageCache,
-      this.store.options.maxKeysPerSession,
-    ));
+    this.state = new SessionState(store, origin, shared.codec);
   }
 
   /**
@@ -152,45 +118,45 @@ export class Session implements SessionInterface {
   // ---- lifecycle -------------------------------------------------------------------------
 
   isStarted(): boolean {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.started;
   }
 
   isRemote(): boolean {
-    return this.origin.remote === true;
+    return this.state.remote;
   }
 
   start(): void {
-    this.assertAvailable();
-    this.locks.assertNotPending('start the session');
+    this.state.assertAvailable();
+    this.state.locks.assertNotPending('start the session');
     if (this.state.started) return;
     const now = Date.now();
     const id = this.store.options.idGenerator.generate();
-    const metadata: Mutable<SessionMetadata> = {
+    const metadata: MutableSessionMetadata = {
       storageId: this.store.newStorageId(),
       createdAt: now,
       lastActivity: now,
       tags: [],
     };
-    const ipLock = this.ipLockValue();
+    const ipLock = originIpLock(this.state.origin, this.store.options.ipLock);
     if (ipLock !== undefined) metadata.ipLock = ipLock;
     this.state.startNew(id, metadata);
   }
 
   async canBeResumed(): Promise<boolean> {
-    this.assertAvailable();
+    this.state.assertAvailable();
     if (this.state.started && this.state.storedId !== undefined) return true;
-    for (const id of this.origin.cookieIds) {
+    for (const id of this.state.origin.cookieIds) {
       const metadata = await this.store.loadMetadata(metadataKeyOf(id));
-      if (metadata !== undefined && this.ipAllowed(metadata)) return true;
+      if (metadata !== undefined && this.reader.mayResume(this.state, metadata)) return true;
     }
     return false;
   }
 
   resume(): Promise<number | undefined> {
-    this.locks.assertNotPending('resume the session');
+    this.state.locks.assertNotPending('resume the session');
     if (this.state.started) return Promise.resolve(this.state.metadata?.lastActivity);
-    this.resumeAttempt ??= this.doResume();
+    this.resumeAttempt ??= this.reader.resume(this.state);
     return this.resumeAttempt;
   }
 
@@ -202,40 +168,8 @@ export class Session implements SessionInterface {
    */
   resumeSync(): boolean {
     if (this.state.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
-    this.locks.assertNotPending('resume the session');
-    let lastActivity: number | undefined;
-    for (const id of this.origin.cookieIds) {
-      const key = metadataKeyOf(id);
-      const entry = this.store.loadMetadataEntrySync(key);
-      if (this.adoptLive(id, key, entry?.metadata)) {
-        this.state.resumedEntry = entry;
-        lastActivity = entry!.metadata.lastActivity;
-        break;
-      }
-    }
-    this.resumeAttempt = Promise.resolve(lastActivity);
-    return true;
-  }
-
-  private async doResume(): Promise<number | undefined> {
-    for (const id of this.origin.cookieIds) {
-      const key = metadataKeyOf(id);
-      const entry = await this.store.loadMetadataEntry(key);
-      if (this.adoptLive(id, key, entry?.metadata)) {
-        this.state.resumedEntry = entry;
-        return entry!.metadata.lastActivity;
-      }
-    }
-    // A cookie that names no live session is replaced or cleared by the next write.
-    return undefined;
-  }
-
-  /** Adopts the session `id` names if it is live and allowed here; answers whether it did. */
-  private adoptLive(id: string, key: MetadataKey, metadata: SessionMetadata | undefined): boolean {
-    // A session locked to another client address is treated as no session (IP lock).
-    if (metadata === undefined || !this.ipAllowed(metadata)) return false;
-    this.state.adopt(id, key, metadata);
-    this.lockUnlockedSession();
+    this.state.locks.assertNotPending('resume the session');
+    this.resumeAttempt = Promise.resolve(this.reader.resumeSync(this.state));
     return true;
   }
 
@@ -250,15 +184,10 @@ export class Session implements SessionInterface {
    * could change, so the response carries no Set-Cookie.
    */
   markUnavailable(error: StoreUnavailableException): void {
-    this.unavailable = error;
+    this.state.unavailable = error;
     const failed = Promise.reject(error);
     failed.catch(() => undefined);
     this.resumeAttempt = failed;
-  }
-
-  /** @throws StoreUnavailableException after `markUnavailable`. */
-  private assertAvailable(): void {
-    if (this.unavailable !== undefined) throw this.unavailable;
   }
 
   /**
@@ -296,8 +225,8 @@ export class Session implements SessionInterface {
   renewId(): string {
     this.requireLocal('renewId()');
     this.requireStarted('renew the session id');
-    this.locks.assertNotPending('renew the session id');
-    if (this.state.storedId !== undefined) this.changes.retireId(this.state.storedId);
+    this.state.locks.assertNotPending('renew the session id');
+    if (this.state.storedId !== undefined) this.state.changes.retireId(this.state.storedId);
     this.state.id = this.store.options.idGenerator.generate();
     return this.state.id;
   }
@@ -305,10 +234,10 @@ export class Session implements SessionInterface {
   async regenerate(destroy = false, lifetime?: number): Promise<boolean> {
     this.requireLocal('regenerate()');
     if (!this.state.started) this.start();
-    this.locks.assertNotPending('regenerate the session');
+    this.state.locks.assertNotPending('regenerate the session');
     if (lifetime !== undefined) this.setTTL(lifetime);
     // With `destroy`, nothing of the old storage stays addressable once committed (StorageMover).
-    if (destroy) this.mover.request(this.changes, this.meta().storageId, this.state.storedId !== undefined);
+    if (destroy) this.mover.request(this.state.changes, this.state.meta().storageId, this.state.storedId !== undefined);
     this.renewId();
     return true;
   }
@@ -321,13 +250,13 @@ export class Session implements SessionInterface {
 
   async destroy(reason?: string): Promise<void> {
     this.requireStarted('destroy the session');
-    this.locks.assertNotPending('destroy the session');
-    const meta = this.meta();
+    this.state.locks.assertNotPending('destroy the session');
+    const meta = this.state.meta();
     const handle = handleOf(this.state.storedId ?? this.state.currentKey());
-    const ids = [...this.changes.retiredIds];
+    const ids = [...this.state.changes.retiredIds];
     if (this.state.storedId !== undefined) ids.push(this.state.storedId);
     if (ids.length > 0) {
-      const held = this.locks.held;
+      const held = this.state.locks.held;
       const lock = held ?? (await this.store.lock(meta.storageId));
       try {
         // Under the lock: an id renewed away (or destroyed, expired) meanwhile no longer owns the
@@ -340,14 +269,14 @@ export class Session implements SessionInterface {
             held === undefined || this.state.storedId === undefined ? undefined : held.fence,
           );
       } finally {
-        this.locks.detach();
+        this.state.locks.detach();
         // The session is gone or the error is the caller's; a failed release only leaves the
         // lock to expire (lock.ttl), it must not hide the outcome of the destroy.
         await lock.release().catch(() => false);
       }
       this.store.events.emit({ type: 'destroyed', handle, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
-    this.reset();
+    this.state.reset();
     this.state.client.destroyed = true;
     this.state.client.idIssued = false;
     this.state.client.metadataWritten = false;
@@ -374,70 +303,38 @@ export class Session implements SessionInterface {
 
   async putData<K extends keyof SessionData & string>(key: K, value: SessionData[K]): Promise<void> {
     this.requireStarted('store session data');
-    this.locks.assertNotPending('store session data');
+    this.state.locks.assertNotPending('store session data');
     assertIdentifier(key, 'session key');
     const raw = this.codec.encode(key, value);
-    const counted = this.assertRoomForKey(key);
+    const counted = this.state.data.assertRoomFor(key, this.state.changes, this.state.storedStorageId);
     if (counted !== undefined) await counted;
-    this.changes.put(key, raw);
+    this.state.changes.put(key, raw);
     await this.writeThrough();
-  }
-
-  /**
-   * `maxKeysPerSession`: a key the session does not hold yet must fit. Answers synchronously
-   * when the answer is known (the key is held, or all data is loaded); otherwise the data is
-   * loaded first (one read, once per request).
-   * @throws SessionLimitExceededException
-   */
-  private assertRoomForKey(key: string): Promise<void> | undefined {
-    const change = this.changes.valueOf(key);
-    if (typeof change === 'string') return undefined;
-    const loaded = this.state.data.loaded;
-    if (loaded === undefined) {
-      // A backend that counts the entries in its write enforces the cap there (SessionStore): no read.
-      if (this.store.capsKeysInWrite) return undefined;
-      if (change === undefined && this.state.data.holdsSingle(key)) return undefined;
-      return this.loadedData().then((data) => assertKeyCount(data, this.changes, key, this.store.options.maxKeysPerSession));
-    }
-    assertKeyCount(loaded, this.changes, key, this.store.options.maxKeysPerSession);
-    return undefined;
   }
 
   async removeData(key: string): Promise<void> {
     this.requireStarted('remove session data');
-    this.locks.assertNotPending('remove session data');
+    this.state.locks.assertNotPending('remove session data');
     assertIdentifier(key, 'session key');
-    this.changes.put(key, null);
+    this.state.changes.put(key, null);
     await this.writeThrough();
   }
 
   async getAllData(): Promise<Partial<SessionData>> {
     this.requireStarted('read session data');
-    this.locks.assertNotPending('read session data');
+    this.state.locks.assertNotPending('read session data');
     const result: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-    for (const [key, raw] of await this.currentRaw()) result[key] = this.codec.decode(raw);
+    for (const [key, raw] of await this.state.data.withChanges(this.state.changes, this.state.storedStorageId))
+      result[key] = this.codec.decode(raw);
     return result;
   }
 
   async clear(): Promise<void> {
     this.requireStarted('clear the session');
-    this.locks.assertNotPending('clear the session');
-    for (const key of (await this.currentRaw()).keys()) this.changes.put(key, null);
+    this.state.locks.assertNotPending('clear the session');
+    for (const key of (await this.state.data.withChanges(this.state.changes, this.state.storedStorageId)).keys())
+      this.state.changes.put(key, null);
     await this.writeThrough();
-  }
-
-  /**
-   * Data as it stands with pending changes applied (serialized values). Internal keys
-   * (bags, starting with `~`) are left out.
-   */
-  private async currentRaw(): Promise<Map<string, string>> {
-    const merged = new Map(await this.loadedData());
-    for (const [key, value] of this.changes.data) {
-      if (value === null) merged.delete(key);
-      else merged.set(key, value);
-    }
-    for (const key of merged.keys()) if (key.startsWith('~')) merged.delete(key);
-    return merged;
   }
 
   /**
@@ -446,9 +343,9 @@ export class Session implements SessionInterface {
    */
   private localValue(key: string, operation: string): string | undefined | typeof NOT_LOCAL {
     this.requireStarted(operation);
-    this.locks.assertNotPending(operation);
+    this.state.locks.assertNotPending(operation);
     assertIdentifier(key, 'session key');
-    const change = this.changeSet?.valueOf(key);
+    const change = this.state.changesIfAny?.valueOf(key);
     if (change !== undefined) return change ?? undefined;
     return this.state.data.peek(key, this.state.storedStorageId);
   }
@@ -458,7 +355,7 @@ export class Session implements SessionInterface {
     const local = this.localValue(key, operation);
     // One key before the whole session is needed: one plain read of that key (a GET on Redis)
     // instead of loading every entry.
-    return local === NOT_LOCAL ? this.state.data.read(this.meta().storageId, key) : Promise.resolve(local);
+    return local === NOT_LOCAL ? this.state.data.read(this.state.meta().storageId, key) : Promise.resolve(local);
   }
 
   private loadedData(): Promise<Map<string, string>> {
@@ -468,13 +365,13 @@ export class Session implements SessionInterface {
   // ---- metadata --------------------------------------------------------------------------
 
   getLastActivityTimestamp(): number {
-    return this.meta('get the last activity').lastActivity;
+    return this.state.meta('get the last activity').lastActivity;
   }
 
   async addTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
-    const meta = this.meta('tag the session');
-    this.locks.assertNotPending('tag the session');
+    const meta = this.state.meta('tag the session');
+    this.state.locks.assertNotPending('tag the session');
     if (!meta.tags.includes(tag)) {
       // maxTagsPerSession counts custom tags: the user tag of bindToUser is the module's own.
       const own = meta.userId === undefined ? undefined : userTag(meta.userId);
@@ -482,32 +379,32 @@ export class Session implements SessionInterface {
       if (meta.tags.filter((t) => t !== own).length >= max) throw SessionLimitExceededException.tooManyTags(tag, max);
     }
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.changes.addTag(tag);
+    this.state.changes.addTag(tag);
     await this.writeThrough();
   }
 
   async removeTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
-    const meta = this.meta('untag the session');
-    this.locks.assertNotPending('untag the session');
+    const meta = this.state.meta('untag the session');
+    this.state.locks.assertNotPending('untag the session');
     meta.tags = meta.tags.filter((t) => t !== tag);
-    this.changes.removeTag(tag);
+    this.state.changes.removeTag(tag);
     await this.writeThrough();
   }
 
   getTags(): string[] {
-    return [...this.meta('get the session tags').tags];
+    return [...this.state.meta('get the session tags').tags];
   }
 
   async touch(): Promise<void> {
-    this.meta('touch the session');
-    this.locks.assertNotPending('touch the session');
-    this.changes.requestTouch();
+    this.state.meta('touch the session');
+    this.state.locks.assertNotPending('touch the session');
+    this.state.changes.requestTouch();
     await this.writeThrough();
   }
 
   getName(): string {
-    return this.cookieName;
+    return this.state.cookieName;
   }
 
   setName(name: string): void {
@@ -515,29 +412,29 @@ export class Session implements SessionInterface {
       throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
     if (!isCookieName(name))
       throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
-    this.cookieName = name;
+    this.state.cookieName = name;
   }
 
   setTTL(seconds: number): void {
     if (!Number.isFinite(seconds) || seconds <= 0)
       throw new InvalidArgumentException(`Invalid session lifetime ${seconds}: use a number of seconds > 0.`);
-    const meta = this.meta('set the session lifetime');
+    const meta = this.state.meta('set the session lifetime');
     meta.lifetime = seconds;
-    this.changes.setField('lifetime', seconds);
+    this.state.changes.setField('lifetime', seconds);
   }
 
   isNew(): boolean {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.storedId === undefined;
   }
 
   isAnonymous(): boolean {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.metadata?.userId === undefined;
   }
 
   getUserId(): string | undefined {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.metadata?.userId;
   }
 
@@ -545,30 +442,30 @@ export class Session implements SessionInterface {
     checkUserId(userId);
     this.requireLocal('bindToUser()');
     if (!this.state.started) this.start();
-    const meta = this.meta();
+    const meta = this.state.meta();
     if (meta.userId !== undefined && meta.userId !== userId) {
       const old = userTag(meta.userId);
       meta.tags = meta.tags.filter((t) => t !== old);
-      this.changes.removeTag(old);
+      this.state.changes.removeTag(old);
     }
     meta.userId = userId;
-    this.changes.setField('userId', userId);
+    this.state.changes.setField('userId', userId);
     // A login restarts the absolute lifetime and is an authentication (getAuthenticatedAt).
     const now = Date.now();
     this.setMetaField(meta, 'boundAt', now);
     this.setMetaField(meta, 'authenticatedAt', now);
-    this.recordDevice(meta, true);
-    const ipLock = this.ipLockValue();
+    recordDevice(this.state.origin, this.store.options.ipLock, meta, this.state.changes, true);
+    const ipLock = originIpLock(this.state.origin, this.store.options.ipLock);
     if (ipLock !== undefined && meta.ipLock !== ipLock) {
       meta.ipLock = ipLock;
-      this.changes.setField('ipLock', ipLock);
+      this.state.changes.setField('ipLock', ipLock);
     }
     const tag = userTag(userId);
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.changes.addTag(tag);
+    this.state.changes.addTag(tag);
     // Fixation defence: a new id and a new storage id, in the same commit. A session never
     // stored has neither to give up: nobody but this request knows its id.
-    if (this.mover.request(this.changes, meta.storageId, this.state.storedId !== undefined)) this.renewId();
+    if (this.mover.request(this.state.changes, meta.storageId, this.state.storedId !== undefined)) this.renewId();
   }
 
   /**
@@ -579,49 +476,35 @@ export class Session implements SessionInterface {
    */
   markAuthenticated(): void {
     this.requireLocal('markAuthenticated()');
-    const meta = this.meta('mark the session authenticated');
-    this.locks.assertNotPending('mark the session authenticated');
+    const meta = this.state.meta('mark the session authenticated');
+    this.state.locks.assertNotPending('mark the session authenticated');
     this.setMetaField(meta, 'authenticatedAt', Date.now());
   }
 
   /** When the user last logged in or `markAuthenticated()` was called (epoch ms); undefined if never. */
   getAuthenticatedAt(): number | undefined {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.started ? this.state.metadata?.authenticatedAt : undefined;
   }
 
-  private setMetaField<F extends 'boundAt' | 'authenticatedAt' | 'userAgent' | 'clientAddress'>(
-    meta: Mutable<SessionMetadata>,
+  private setMetaField<F extends 'boundAt' | 'authenticatedAt'>(
+    meta: MutableSessionMetadata,
     field: F,
     value: SessionMetadata[F],
   ): void {
     meta[field] = value;
-    this.changes.setField(field, value);
-  }
-
-  /**
-   * The device facts of this request's client (user agent, address prefix) onto the metadata:
-   * all of them at login (`replace`), else only those that are known and changed, so that a
-   * metadata write that happens anyway refreshes them without costing a write of its own.
-   */
-  private recordDevice(meta: Mutable<SessionMetadata>, replace: boolean): void {
-    if (this.isRemote()) return;
-    const facts = deviceFactsOf(this.origin.userAgent, this.origin.clientIp, this.store.options.ipLock);
-    for (const field of ['userAgent', 'clientAddress'] as const) {
-      const value = facts[field];
-      if (meta[field] !== value && (replace || value !== undefined)) this.setMetaField(meta, field, value);
-    }
+    this.state.changes.setField(field, value);
   }
 
   isPermanent(): boolean {
-    this.assertAvailable();
+    this.state.assertAvailable();
     return this.state.metadata?.permanent === true;
   }
 
   setPermanent(permanent: boolean): void {
-    const meta = this.meta('make the session permanent');
+    const meta = this.state.meta('make the session permanent');
     meta.permanent = permanent;
-    this.changes.setField('permanent', permanent);
+    this.state.changes.setField('permanent', permanent);
   }
 
   // ---- bags (Symfony) --------------------------------------------------------------------
@@ -632,7 +515,7 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException for a bad storage key or a taken name.
    */
   registerBag(bag: SessionBagInterface): void {
-    this.bags.register(bag);
+    this.state.bags.register(bag);
   }
 
   /**
@@ -642,27 +525,27 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException naming the registered bags when `name` is unknown.
    */
   async getBag<T = SessionBagInterface>(name: string): Promise<T> {
-    this.locks.assertNotPending('use a session bag');
+    this.state.locks.assertNotPending('use a session bag');
     if (!this.state.started) this.start();
     if (name === 'attributes') {
       await this.loadedData();
-      return this.bags.attributes(() => this.state.data.loaded ?? new Map<string, string>(), this.changes) as T;
+      return this.state.bags.attributes(() => this.state.data.loaded ?? new Map<string, string>(), this.state.changes) as T;
     }
     if (name === 'metadata') return this.getMetadataBag() as T;
-    return (await this.bags.get(name, () => this.loadedData())) as T;
+    return (await this.state.bags.get(name, () => this.loadedData())) as T;
   }
 
   /** Symfony's metadata bag: created, last used, lifetime; costs no storage entry. */
   getMetadataBag(): MetadataBag {
-    this.meta('get the metadata bag');
+    this.state.meta('get the metadata bag');
     return new MetadataBag({
-      metadata: () => this.meta(),
-      cookieLifetime: () => this.cookieLifetimeOf(this.meta()) ?? 0,
-      updateThreshold: () => this.planner.graceOf(this.meta()),
+      metadata: () => this.state.meta(),
+      cookieLifetime: () => this.cookieLifetimeOf(this.state.meta()) ?? 0,
+      updateThreshold: () => this.planner.graceOf(this.state.meta()),
       stampNew: (lifetime) => {
         const createdAt = Date.now();
-        this.meta().createdAt = createdAt;
-        this.changes.setField('createdAt', createdAt);
+        this.state.meta().createdAt = createdAt;
+        this.state.changes.setField('createdAt', createdAt);
         if (lifetime !== undefined) this.setTTL(lifetime);
       },
     });
@@ -671,62 +554,62 @@ export class Session implements SessionInterface {
   // ---- locking (Aerys) -------------------------------------------------------------------
 
   getLockState(): SessionLockState {
-    return this.locks.getState();
+    return this.state.locks.getState();
   }
 
   /** `open()` with explicit lock options (used by `@SessionLock()`). */
   async open(options?: Partial<LockOptions>): Promise<void> {
-    this.locks.assertNotPending('open the session');
-    if (this.locks.getState() === 'locked') return;
+    this.state.locks.assertNotPending('open the session');
+    if (this.state.locks.getState() === 'locked') return;
     if (!this.state.started) {
       await this.resume();
       // resume() may have started it (the compiler keeps the narrowing across the await).
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (!this.state.started) this.start();
     }
-    const meta = this.meta();
-    await this.locks.acquire(this.store.lock(meta.storageId, options));
+    const meta = this.state.meta();
+    await this.state.locks.acquire(this.store.lock(meta.storageId, options));
     if (this.state.storedId === undefined) return;
     try {
       // The new fence goes onto the guard before the re-read: a holder whose lock expired (an
       // older fence) can no longer write what this holder would not see and then overwrite.
       // Both are sent in one tick (one round trip); the store applies them in that order.
-      const held = this.locks.held;
-      if (held === undefined) await this.reload();
+      const held = this.state.locks.held;
+      if (held === undefined) await this.reader.reload(this.state);
       // Both settle before a failure is handled: reload() resets the session when it finds it gone.
-      else await settleAll([this.store.assertCurrent(meta.storageId, held.fence), this.reload()]);
+      else await settleAll([this.store.assertCurrent(meta.storageId, held.fence), this.reader.reload(this.state)]);
     } catch (error) {
-      await this.locks.release();
+      await this.state.locks.release();
       throw error;
     }
   }
 
   async read(): Promise<void> {
-    this.locks.assertNotPending('read the session');
+    this.state.locks.assertNotPending('read the session');
     if (this.state.storedId === undefined) return;
-    await this.reload();
+    await this.reader.reload(this.state);
   }
 
   async unlock(): Promise<void> {
-    await this.locks.settle();
-    await this.discardAndReread();
+    await this.state.locks.settle();
+    await this.reader.discardAndReread(this.state);
   }
 
   async save(): Promise<void> {
-    this.locks.assertNotPending('save the session');
+    this.state.locks.assertNotPending('save the session');
     try {
       await this.commit();
     } catch (error) {
       // Aerys: a failed save reloads the old contents; the caller gets the error.
-      await this.discardAndReread();
+      await this.reader.discardAndReread(this.state);
       throw error;
     }
-    await this.locks.release();
+    await this.state.locks.release();
   }
 
   /** Releases a lock still held when the request ends (never left behind). */
   async dispose(): Promise<void> {
-    await this.locks.release();
+    await this.state.locks.release();
   }
 
   // ---- commit (used by the HTTP layer, save() and remote sessions) -----------------------
@@ -741,7 +624,7 @@ export class Session implements SessionInterface {
       id: this.state.id,
       idIssued: this.state.client.idIssued,
       idIssuePending:
-        meta !== undefined && this.planner.issuesId(this.changes, meta, this.state.storedId !== undefined, Date.now()),
+        meta !== undefined && this.planner.issuesId(this.state.changes, meta, this.state.storedId !== undefined, Date.now()),
       destroyed: this.state.client.destroyed,
       metadataWritten: this.state.client.metadataWritten,
       permanent: this.state.metadata?.permanent === true,
@@ -756,10 +639,12 @@ export class Session implements SessionInterface {
    * request makes it false.
    */
   isIdle(): boolean {
-    if (!this.locks.isIdle()) return false;
+    if (!this.state.locks.isIdle()) return false;
     if (!this.state.started || this.state.metadata === undefined) return true;
-    if (this.bagSet?.isInUse() === true) return false;
-    return this.planner.decide(this.changes, this.state.metadata, this.state.storedId !== undefined, Date.now()) === undefined;
+    if (this.state.bagsInUse?.isInUse() === true) return false;
+    return (
+      this.planner.decide(this.state.changes, this.state.metadata, this.state.storedId !== undefined, Date.now()) === undefined
+    );
   }
 
   /**
@@ -767,24 +652,7 @@ export class Session implements SessionInterface {
    * acknowledged, so that a change made while the commit is in flight is kept for the next.
    */
   commit(): Promise<void> {
-    return this.committer.commit((this.commitTarget ??= this.lendToCommitter()));
-  }
-
-  /** What the committer reads and advances of this session; made on the first commit and kept. */
-  private lendToCommitter(): CommitTarget {
-    return {
-      state: this.state,
-      changes: this.changes,
-      bags: () => this.bagSet,
-      locks: this.locks,
-      recordDevice: (meta) => {
-        this.recordDevice(meta, false);
-      },
-      evict: (key, metadata) =>
-        Session.fromMetadata(this.store, { key }, metadata, { cookieIds: [], cookieName: this.cookieName, remote: true }).destroy(
-          'evicted',
-        ),
-    };
+    return this.committer.commit(this.state);
   }
 
   /**
@@ -797,91 +665,14 @@ export class Session implements SessionInterface {
     return lifetime > 0 ? lifetime : undefined;
   }
 
-  /**
-   * IP-lock value of this request's client (`UNKNOWN_ADDRESS_LOCK` when its address is unknown:
-   * the lock fails closed); undefined when the lock is off or for remote sessions.
-   */
-  private ipLockValue(): string | undefined {
-    const lock = this.store.options.ipLock;
-    return lock === undefined || this.isRemote() ? undefined : ipLockValueFor(this.origin.clientIp, lock);
-  }
-
-  /**
-   * A session stored before the IP lock was enabled has no lock value: the first request that
-   * resumes it locks it to its own client (written by this request's commit).
-   */
-  private lockUnlockedSession(): void {
-    const meta = this.state.metadata;
-    if (meta === undefined || meta.ipLock !== undefined) return;
-    const ipLock = this.ipLockValue();
-    if (ipLock === undefined) return;
-    meta.ipLock = ipLock;
-    this.changes.setField('ipLock', ipLock);
-  }
-
-  /** Whether this request's client may resume a session with `metadata` (IP lock). */
-  private ipAllowed(metadata: SessionMetadata): boolean {
-    return this.isRemote() || ipLockAllows(metadata.ipLock, this.origin.clientIp, this.store.options.ipLock);
-  }
-
   // ---- helpers ---------------------------------------------------------------------------
 
   private async writeThrough(): Promise<void> {
     if (this.isRemote()) await this.commit();
   }
 
-  /**
-   * Aerys `unlock()`, a failed `save()`: forgets this request's changes (data, tags, fields,
-   * user, bags; a pending storage move) and releases the lock, then reads the session again.
-   * The same for a session never stored: its metadata goes back to what `start()` made.
-   */
-  private async discardAndReread(): Promise<void> {
-    this.changes.discard();
-    this.bagSet?.discard();
-    await this.locks.release();
-    if (this.state.storedId !== undefined) {
-      await this.reload().catch(() => undefined);
-    } else if (this.state.started && this.state.metadata !== undefined) {
-      const { storageId, createdAt, lastActivity } = this.state.metadata;
-      this.state.metadata = { storageId, createdAt, lastActivity, tags: [] };
-      const ipLock = this.ipLockValue();
-      if (ipLock !== undefined) this.state.metadata.ipLock = ipLock;
-    }
-  }
-
-  private async reload(): Promise<void> {
-    const meta = this.meta();
-    // Metadata and data in one round trip: the storage id is this session's own (a move by
-    // another request retires this key, so the metadata read then finds nothing).
-    const [fresh, data] = await Promise.all([this.store.loadMetadata(this.state.storedId!), this.store.loadData(meta.storageId)]);
-    if (fresh === undefined) {
-      this.reset();
-      throw SessionDestroyedException.create('read the session');
-    }
-    // Local tag and field changes stay on top of the fresh state.
-    this.state.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
-    this.state.resumedEntry = undefined;
-    this.state.data.replace(data);
-    // Bag changes of this request stay on top of the fresh data, like data changes.
-    this.bagSet?.rebase(data);
-  }
-
-  private reset(): void {
-    this.changes.reset();
-    this.bagSet?.discard();
-    this.state.reset();
-  }
-
-  private meta(operation?: string): Mutable<SessionMetadata> {
-    this.assertAvailable();
-    if (!this.state.started || this.state.metadata === undefined) {
-      throw SessionNotStartedException.create(operation ?? 'use the session');
-    }
-    return this.state.metadata;
-  }
-
   private requireStarted(operation: string): void {
-    this.assertAvailable();
+    this.state.assertAvailable();
     if (!this.state.started || (this.state.id === undefined && this.state.storedId === undefined))
       throw SessionNotStartedException.create(operation);
   }
