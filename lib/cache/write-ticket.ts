@@ -32,6 +32,38 @@ export class WriteTicket {
     this.settledAs = applied;
     this.settleWith(applied);
   }
+
+  /**
+   * `answer`, which settles this ticket first: with whether it means the write `applied`, or
+   * false when it fails. For a backend that queued the write in a batch of its own.
+   */
+  follow<T>(answer: Promise<T>, applied: (answer: T) => boolean): Promise<T> {
+    return answer.then(
+      (value) => {
+        this.settle(applied(value));
+        return value;
+      },
+      (error: unknown) => {
+        this.settle(false);
+        throw error;
+      },
+    );
+  }
+}
+
+/**
+ * Where the writes `after` stand in `batch` of the queue `channel` (their positions, in order),
+ * or undefined when one of them is not queued there: a backend that chains writes inside one
+ * call can chain only onto writes of the same call, and otherwise waits for them (`runInOrder`).
+ */
+export function positionsIn(after: readonly WriteTicket[], channel: object, batch: number): number[] | undefined {
+  const positions: number[] = [];
+  for (const ticket of after) {
+    const queued = ticket.queued;
+    if (queued?.channel !== channel || queued.batch !== batch) return undefined;
+    positions.push(queued.position);
+  }
+  return positions;
 }
 
 /**

@@ -67,6 +67,16 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  */
 const GENERIC_PLANS = 'SET plan_cache_mode = force_generic_plan';
 
+/** The parameters of `write` in version 1; version 2 adds the entry cap after them (the version-1 wrapper keeps the old signature). */
+const WRITE_PARAMETERS = `p_namespace text, p_now timestamptz,
+  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
+  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
+  p_must_exist text[],
+  p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ids text[], p_tag_tags text[],
+  p_removes text[],
+  p_lock_name text`;
+
 /** The parameters of `batch` that describe its operations (versions 2 to 4; version 4 adds the chains after them). */
 const BATCH_OPERATION_PARAMETERS = `p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
   p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
@@ -220,14 +230,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${tombstones} (
 -- (p_max_entries: the guard's group would hold more entries than that; version 2).
 -- Version 3 answers the same with fewer statements on the usual paths (see the comments below).
 CREATE OR REPLACE FUNCTION ${names.fn('write')}(
-  p_namespace text, p_now timestamptz,
-  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
-  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
-  p_must_exist text[],
-  p_ids text[], p_values text[], p_expires timestamptz[],
-  p_tag_ids text[], p_tag_tags text[],
-  p_removes text[],
-  p_lock_name text,
+${WRITE_PARAMETERS},
   p_max_entries integer, p_uncounted_prefix text
 ) RETURNS text LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
@@ -398,14 +401,7 @@ $fn$;
 
 -- The version-1 signature (no entry cap), for app instances of the release before during an upgrade.
 CREATE OR REPLACE FUNCTION ${names.fn('write')}(
-  p_namespace text, p_now timestamptz,
-  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
-  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
-  p_must_exist text[],
-  p_ids text[], p_values text[], p_expires timestamptz[],
-  p_tag_ids text[], p_tag_tags text[],
-  p_removes text[],
-  p_lock_name text
+${WRITE_PARAMETERS}
 ) RETURNS text LANGUAGE sql AS $fn$
   SELECT ${names.fn('write')}(p_namespace, p_now, p_guard_id, p_guard_fence, p_guard_value, p_guard_create,
     p_guard_tags, p_guard_lifetime, p_guard_expires, p_must_exist, p_ids, p_values, p_expires,

@@ -1,4 +1,4 @@
-import { runInOrder, type WriteOrder, type WriteTicket } from '../cache/write-ticket.js';
+import { positionsIn, runInOrder, type WriteOrder, type WriteTicket } from '../cache/write-ticket.js';
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 
@@ -145,19 +145,15 @@ export class PostgresWriteBatcher {
     const required = order?.after ?? NO_TICKETS;
     let after = NO_POSITIONS;
     if (required.length > 0) {
-      const positions: number[] = [];
-      for (const ticket of required) {
-        const queued = ticket.queued;
-        if (queued?.channel !== this || queued.batch !== this.tick) {
-          // Not in this tick's queue: wait for it (and the rest), then queue alone (or skip).
-          return runInOrder(
-            order,
-            () => this.submit(operation, alone),
-            (answer) => batchedOperationApplied(operation.kind, answer),
-            SKIPPED_ANSWER,
-          );
-        }
-        positions.push(queued.position);
+      const positions = positionsIn(required, this, this.tick);
+      if (positions === undefined) {
+        // Not in this tick's queue: wait for it (and the rest), then queue alone (or skip).
+        return runInOrder(
+          order,
+          () => this.submit(operation, alone),
+          (answer) => batchedOperationApplied(operation.kind, answer),
+          SKIPPED_ANSWER,
+        );
       }
       after = positions;
     }
@@ -168,16 +164,7 @@ export class PostgresWriteBatcher {
       this.queue.push({ operation, alone, after, resolve, reject });
     });
     if (ticket === undefined) return answer;
-    return answer.then(
-      (text) => {
-        ticket.settle(batchedOperationApplied(operation.kind, text));
-        return text;
-      },
-      (error: unknown) => {
-        ticket.settle(false);
-        throw error;
-      },
-    );
+    return ticket.follow(answer, (text) => batchedOperationApplied(operation.kind, text));
   }
 
   private flush(): void {

@@ -8,6 +8,7 @@ import { rowsOf, type PostgresPool } from './postgres-client.js';
 import { AbandonRetries } from '../locking/abandon.retries.js';
 import { AcquireTracker } from '../locking/acquire.tracker.js';
 import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
+import { waitInQueue } from '../locking/queued-wait.js';
 import { PostgresLockWakeups } from './postgres-lock-wakeups.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 import { LockStatements, MAX_TTL_MS, PostgresLock, type LockQuery } from './postgres.lock.js';
@@ -192,49 +193,28 @@ export class PostgresLocker implements SessionLocker {
 
   /**
    * Queues and sleeps until a notification names this waiter or a timer runs out, then looks
-   * again. The waiter must be registered with a LISTENing connection before a look that leaves
-   * it waiting, or the release right after that look could go unheard: when the connection
-   * listens already, it joins before its first look; otherwise it starts listening after that
-   * look and looks again.
+   * again (`waitInQueue`); the LISTENing connection is started if there is none yet.
    */
-  private async wait(name: string, key: string, token: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
-    const deadline = performance.now() + waitTimeout;
+  private wait(name: string, key: string, token: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const sleeper = this.wakeups.sleeper(token);
-    let listening = this.wakeups.join(sleeper);
-    let looking = false;
-    try {
-      for (;;) {
-        if (this.isClosing()) throw lockerClosedError();
-        sleeper.reset();
-        looking = true;
-        const result = await this.attempt(name, token, ttl, true);
-        looking = false;
-        if (result.fence !== null) {
-          const lock = this.lock(name, key, token, result.fence);
-          if (!this.isClosing()) return lock;
-          await lock.release().catch(() => false);
-          throw lockerClosedError();
-        }
-        const remaining = deadline - performance.now();
-        if (remaining <= 0) break;
-        if (!listening) {
-          await this.wakeups.listen();
-          listening = true;
-          continue; // a release between that look and LISTEN went unheard
-        }
-        const retryIn = result.retryIn > 0 ? result.retryIn : this.refreshEvery;
-        await sleeper.sleep(Math.min(remaining, retryIn, this.refreshEvery));
-        // The listening connection may have broken meanwhile: listen again before the next sleep.
-        listening = this.wakeups.join(sleeper);
-      }
-    } catch (error) {
-      if (!looking) await this.cancel(name, token).catch(() => undefined);
-      throw error;
-    } finally {
-      this.wakeups.leave(sleeper);
-    }
-    await this.cancel(name, token);
-    throw LockTimeoutException.create(waitTimeout);
+    return waitInQueue(
+      {
+        look: () => this.attempt(name, token, ttl, true),
+        grant: (look) => this.lock(name, key, token, look.fence),
+        retryIn: (look) => (look.retryIn > 0 ? look.retryIn : this.refreshEvery),
+        join: () => this.wakeups.join(sleeper),
+        listen: () => this.wakeups.listen(),
+        leave: () => {
+          this.wakeups.leave(sleeper);
+        },
+        rejoinAfterSleep: true,
+        cancel: () => this.cancel(name, token),
+      },
+      sleeper,
+      waitTimeout,
+      this.refreshEvery,
+      () => this.isClosing(),
+    );
   }
 
   private async cancel(name: string, token: string): Promise<void> {

@@ -352,17 +352,11 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
  * backoff afterwards.
  */
 async function connectCluster(options: RedisSessionClusterOptions, settings: ConnectionSettings): Promise<OwnedCluster> {
-  let createCluster: (options: OwnedClusterOptions) => OwnedCluster;
-  try {
-    // node-redis' own option types are a superset of RedisSessionClusterOptions (checked by
-    // test/architecture/consumer-types.spec.ts), its cluster a superset of OwnedCluster.
-    ({ createCluster } = (await import('redis')) as unknown as { createCluster: typeof createCluster });
-  } catch (error) {
-    throw InvalidOptionException.create(
-      'redis.cluster',
-      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
-    );
-  }
+  // node-redis' own option types are a superset of RedisSessionClusterOptions (checked by
+  // test/architecture/consumer-types.spec.ts), its cluster a superset of OwnedCluster.
+  const { createCluster } = (await importRedis('redis.cluster')) as {
+    createCluster: (options: OwnedClusterOptions) => OwnedCluster;
+  };
   let connectedOnce = false;
   const cluster = createCluster({
     ...options,
@@ -452,23 +446,30 @@ interface OwnedCluster extends RedisSessionClusterClient {
   destroy(): void;
 }
 
+/**
+ * The `redis` package (node-redis v5), loaded here, not at the top: it is an optional peer
+ * dependency, and importing this package must work without it.
+ * @throws InvalidOptionException naming `option` (the one that needs it) and the install command.
+ */
+async function importRedis(option: string): Promise<unknown> {
+  try {
+    return await import('redis');
+  } catch (error) {
+    throw InvalidOptionException.create(
+      option,
+      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
+    );
+  }
+}
+
 interface ConnectionSettings {
   readonly connectTimeout: number;
   readonly maxReconnectDelay: number;
 }
 
 async function connect(url: string, extra: RedisSessionClientOptions, settings: ConnectionSettings): Promise<RedisLockerClient> {
-  let createClient: (options: OwnedClientOptions) => OwnedClient;
-  try {
-    // Loaded here, not at the top: `redis` is an optional peer dependency, and importing the
-    // package must work without it. Its option types are a superset of ours (see connectCluster).
-    ({ createClient } = (await import('redis')) as unknown as { createClient: typeof createClient });
-  } catch (error) {
-    throw InvalidOptionException.create(
-      'redis.url',
-      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
-    );
-  }
+  // Its option types are a superset of ours (see connectCluster).
+  const { createClient } = (await importRedis('redis.url')) as { createClient: (options: OwnedClientOptions) => OwnedClient };
 
   let connectedOnce = false;
   const reconnectStrategy = (retries: number): number | false =>

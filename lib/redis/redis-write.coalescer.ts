@@ -1,4 +1,4 @@
-import { runInOrder, type WriteOrder } from '../cache/write-ticket.js';
+import { positionsIn, runInOrder, type WriteOrder } from '../cache/write-ticket.js';
 import { STANDALONE_WRITE } from './redis-backend.scripts.js';
 import { RedisTransport, type RedisCommandClient } from './redis-client.adapter.js';
 
@@ -88,24 +88,21 @@ export class RedisWriteCoalescer {
     args: readonly string[],
     order?: WriteOrder,
   ): Promise<unknown> {
-    const after = order?.after ?? [];
-    const requires: number[] = [];
-    for (const ticket of after) {
-      const queued = ticket.queued;
-      if (queued?.channel !== this || queued.batch !== this.batch) {
-        // Not chainable in this call: wait for it, then queue (or skip).
-        return runInOrder(
-          order,
-          () => this.submit(kind, prefixIndex, now, key, args),
-          (reply) => unitApplied(kind, reply),
-          SKIPPED,
-        );
-      }
-      requires.push(queued.position + 1);
+    const positions = positionsIn(order?.after ?? [], this, this.batch);
+    if (positions === undefined) {
+      // Not chainable in this call: wait for it, then queue (or skip).
+      return runInOrder(
+        order,
+        () => this.submit(kind, prefixIndex, now, key, args),
+        (reply) => unitApplied(kind, reply),
+        SKIPPED,
+      );
     }
     const ticket = order?.ticket;
     if (ticket !== undefined) ticket.queued = { channel: this, batch: this.batch, position: this.queue.length };
-    const head = requires.length === 0 ? `${kind}${prefixIndex}` : `${kind}${prefixIndex}/${requires.join(',')}`;
+    // The write function numbers the units of a call from 1 (Lua).
+    const head =
+      positions.length === 0 ? `${kind}${prefixIndex}` : `${kind}${prefixIndex}/${positions.map((p) => p + 1).join(',')}`;
     const reply = new Promise<unknown>((resolve, reject) => {
       if (this.queue.length === 0) {
         this.firstKey = key;
@@ -115,16 +112,7 @@ export class RedisWriteCoalescer {
       this.queue.push({ args: [head, String(now), String(args.length), ...args], resolve, reject });
     });
     if (ticket === undefined) return reply;
-    return reply.then(
-      (value) => {
-        ticket.settle(unitApplied(kind, value));
-        return value;
-      },
-      (error: unknown) => {
-        ticket.settle(false);
-        throw error;
-      },
-    );
+    return ticket.follow(reply, (value) => unitApplied(kind, value));
   }
 
   private flush(): void {

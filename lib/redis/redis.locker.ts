@@ -12,6 +12,7 @@ import {
 import { AbandonRetries } from '../locking/abandon.retries.js';
 import { AcquireTracker } from '../locking/acquire.tracker.js';
 import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
+import { waitInQueue } from '../locking/queued-wait.js';
 import { RedisLockWakeups } from './redis-lock-wakeups.js';
 import { LOCK_SCRIPTS } from './redis-lock.scripts.js';
 import { lockKeysOf, RedisLock, tombstoneOf, type LockKeys, type ScriptRunner } from './redis.lock.js';
@@ -280,56 +281,34 @@ export class RedisLocker implements SessionLocker {
   }
 
   /**
-   * Queues and sleeps until a message names this waiter or a timer runs out, then looks again.
-   * The waiter must listen on the key's channel before a look that leaves it waiting, or the
-   * release right after that look could go unheard. When this process already listens there
-   * (other waiters on the key: the contended case), it joins before its first look, so a
-   * handoff costs one failed look, one successful one and the release. Otherwise it subscribes
-   * after the first look and looks again.
+   * Queues and sleeps until a message on the key's channel names this waiter or a timer runs
+   * out, then looks again (`waitInQueue`); it subscribes to the channel if this process does
+   * not listen there yet.
    */
-  private async wait(keys: LockKeys, token: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
-    const deadline = performance.now() + waitTimeout;
+  private wait(keys: LockKeys, token: string, ttl: number, waitTimeout: number): Promise<SessionLock> {
     const sleeper = this.wakeups.sleeper(token);
-    let listening = this.wakeups.join(keys.channel, sleeper);
-    /** A look is under way: if it fails, it has abandoned the token itself. */
-    let looking = false;
-    // Only the first look is sent before acquire() returns (SessionLock.immediate).
-    let first = true;
-    try {
-      for (;;) {
-        if (this.isClosing()) throw lockerClosedError();
-        sleeper.reset();
-        looking = true;
-        const result = await this.attempt(keys, token, ttl, true);
-        looking = false;
-        if (result.fence !== null) {
-          const lock = new RedisLock(this.runScript, keys, token, result.fence, first && result.direct);
-          if (!this.isClosing()) return lock;
-          await lock.release().catch(() => false);
-          throw lockerClosedError();
-        }
-        first = false;
-        const remaining = deadline - performance.now();
-        if (remaining <= 0) break;
-        if (!listening) {
-          await this.wakeups.subscribe(keys.channel, sleeper);
-          listening = true;
-          continue; // a release between that look and the subscription went unheard
-        }
+    return waitInQueue(
+      {
+        look: () => this.attempt(keys, token, ttl, true),
+        // Only the first look is sent before acquire() returns (SessionLock.immediate).
+        grant: (look, first) => new RedisLock(this.runScript, keys, token, look.fence, first && look.direct),
         // Expiry publishes nothing: look again when the lock's PTTL (or the first waiter's
         // ticket) runs out, and often enough to keep our own ticket alive.
         // PTTL -1 (a lock without expiry, set by hand) gives no hint: fall back to refreshing.
-        const retryIn = result.retryIn >= 0 ? Math.max(1, result.retryIn) : this.refreshEvery;
-        await sleeper.sleep(Math.min(remaining, retryIn, this.refreshEvery));
-      }
-    } catch (error) {
-      if (!looking) await this.cancel(keys, token).catch(() => undefined);
-      throw error;
-    } finally {
-      this.wakeups.leave(keys.channel, sleeper);
-    }
-    await this.cancel(keys, token);
-    throw LockTimeoutException.create(waitTimeout);
+        retryIn: (look) => (look.retryIn >= 0 ? Math.max(1, look.retryIn) : this.refreshEvery),
+        join: () => this.wakeups.join(keys.channel, sleeper),
+        listen: () => this.wakeups.subscribe(keys.channel, sleeper),
+        leave: () => {
+          this.wakeups.leave(keys.channel, sleeper);
+        },
+        rejoinAfterSleep: false,
+        cancel: () => this.cancel(keys, token),
+      },
+      sleeper,
+      waitTimeout,
+      this.refreshEvery,
+      () => this.isClosing(),
+    );
   }
 
   private async cancel(keys: LockKeys, token: string): Promise<void> {

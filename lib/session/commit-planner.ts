@@ -1,9 +1,7 @@
-import type { SessionMetadata } from './session-metadata.interface.js';
+import type { MutableSessionMetadata, SessionMetadata } from './session-metadata.interface.js';
 import type { CommitPlan } from './session.store.js';
 import type { MetadataKey } from './session-key.js';
 import { changesMetadata, type SessionChanges } from './session-change-set.js';
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** What a commit of some changes has to write; see `CommitPlanner.decide`. */
 export interface CommitDecision {
@@ -88,7 +86,7 @@ export class CommitPlanner {
     const tags = new Set(fresh.tags);
     for (const tag of changes.removedTags) tags.delete(tag);
     for (const tag of changes.addedTags) tags.add(tag);
-    const merged: Mutable<SessionMetadata> = { ...fresh, tags: [...tags], lastActivity };
+    const merged: MutableSessionMetadata = { ...fresh, tags: [...tags], lastActivity };
     for (const [field, value] of changes.fields) {
       if (value === undefined) Reflect.deleteProperty(merged, field);
       else (merged as Record<string, unknown>)[field] = value;

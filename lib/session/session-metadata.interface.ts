@@ -28,3 +28,6 @@ export interface SessionMetadata {
   /** The device's address as an IP-lock prefix (e.g. `203.0.113.7`, `2001:db8:0:1::/64`), like `userAgent`. */
   readonly clientAddress?: string;
 }
+
+/** The session's own copy of its metadata, which it changes as the API is used (the stored entry's fields are readonly to users). */
+export type MutableSessionMetadata = { -readonly [K in keyof SessionMetadata]: SessionMetadata[K] };

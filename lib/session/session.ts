@@ -3,7 +3,6 @@ import { assertIdentifier } from '../cache/identifier.js';
 import { InvalidArgumentException } from '../errors/invalid-argument.exception.js';
 import { SessionLimitExceededException } from '../errors/session-limit-exceeded.exception.js';
 import { OperationNotSupportedException } from '../errors/operation-not-supported.exception.js';
-import { SessionDestroyedException } from '../errors/session-destroyed.exception.js';
 import { SessionNotStartedException } from '../errors/session-not-started.exception.js';
 import type { StoreUnavailableException } from '../errors/store-unavailable.exception.js';
 import type { LockOptions } from '../locking/session-locker.interface.js';
@@ -11,55 +10,37 @@ import { MetadataBag } from '../bags/metadata.bag.js';
 import type { SessionBagInterface } from '../bags/session-bag.interface.js';
 import type { SessionData, SessionLockState } from './session-data.interface.js';
 import type { SessionInterface } from './session.interface.js';
-import type { SessionMetadata } from './session-metadata.interface.js';
+import type { MutableSessionMetadata, SessionMetadata } from './session-metadata.interface.js';
 import type { SessionStore } from './session.store.js';
 import { userTag } from './user-tag.js';
-import { ipLockAllows, ipLockValueFor } from './ip-lock.js';
 import { checkUserId } from './session-user-id.js';
 import { isCookieName } from './cookie-name.js';
-import { SessionChangeSet, type SessionChanges } from './session-change-set.js';
-import { SessionBagSet } from './session-bag-set.js';
-import { SessionLockControl } from './session-lock-control.js';
-import { CommitPlanner, type CommitDecision } from './commit-planner.js';
+import { CommitPlanner } from './commit-planner.js';
+import { SessionCommitter } from './session.committer.js';
+import { SessionReader } from './session.reader.js';
+import { SessionState } from './session-state.js';
+import { originIpLock, recordDevice, type SessionOrigin } from './session-origin.js';
+import { NOT_LOCAL } from './session-stored-data.js';
 import type { SessionCookieFacts } from './session-cookie-facts.js';
 import { SessionValueCodec } from './session-value.codec.js';
-import { StorageMover, type PreparedStorageMove } from './storage-move.js';
+import { StorageMover } from './storage-move.js';
 import { handleOf, metadataKeyOf, type MetadataKey } from './session-key.js';
-import { assertKeyCount } from './session-key-count.js';
-import { deviceFactsOf } from './device-facts.js';
 import { SessionCap } from './session-cap.js';
-import type { SessionLock } from '../locking/session-locker.interface.js';
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-/** Where a session comes from. */
-export interface SessionOrigin {
-  /** Candidate ids from the request's cookies, well-formed ones only, in header order. */
-  readonly cookieIds: readonly string[];
-  /** Cookie name. */
-  readonly cookieName: string;
-  /** Remote sessions (SessionManager) write through on every change. */
-  readonly remote?: boolean;
-  /** Client address as the HTTP framework sees it (for the IP lock and the device list). */
-  readonly clientIp?: string;
-  /** The request's User-Agent header (for the device list; truncated when stored). */
-  readonly userAgent?: string;
-}
+export type { SessionOrigin } from './session-origin.js';
 
 /** A promise rejected with `error`, as an async method's throw would give. */
 async function rejection(error: unknown): Promise<never> {
   throw error;
 }
 
-/** `Session.localValue`: not known without reading the store asynchronously. */
-const NOT_LOCAL = Symbol('not local');
-
 /** The parts of a session that hold no per-request state, built once per store. */
 interface SharedParts {
   readonly codec: SessionValueCodec;
   readonly planner: CommitPlanner;
   readonly mover: StorageMover;
-  readonly cap: SessionCap;
+  readonly reader: SessionReader;
+  readonly committer: SessionCommitter;
 }
 
 const sharedParts = new WeakMap<SessionStore, SharedParts>();
@@ -67,92 +48,54 @@ const sharedParts = new WeakMap<SessionStore, SharedParts>();
 function sharedPartsOf(store: SessionStore): SharedParts {
   let parts = sharedParts.get(store);
   if (parts === undefined) {
+    const planner = new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout);
+    const mover = new StorageMover(store);
+    // The session cap evicts a user's other sessions as remote sessions.
+    const destroyRemote = (key: MetadataKey, metadata: SessionMetadata, cookieName: string) =>
+      Session.fromMetadata(store, { key }, metadata, { cookieIds: [], cookieName, remote: true }).destroy('evicted');
     parts = {
       codec: new SessionValueCodec(store.storageCache, store.options.maxEntryBytes),
-      planner: new CommitPlanner(store.options.updateGracePeriod, store.options.inactivityTimeout),
-      mover: new StorageMover(store),
-      cap: new SessionCap(store),
+      planner,
+      mover,
+      reader: new SessionReader(store, planner),
+      committer: new SessionCommitter(store, planner, mover, new SessionCap(store), destroyRemote),
     };
     sharedParts.set(store, parts);
   }
   return parts;
 }
 
-/** What happened to the client's id in this request; reported as `SessionCookieFacts`. */
-interface ClientIdHistory {
-  idIssued: boolean;
-  destroyed: boolean;
-  metadataWritten: boolean;
-}
-
 /**
- * A session: the facade over its parts. It keeps the lifecycle (start, resume, renew,
- * destroy), the metadata and the lazily loaded data as this request sees them; what changed
- * lives in a `SessionChangeSet`, the bags in a `SessionBagSet`, the Aerys lock states in a
- * `SessionLockControl`, and what a commit writes is decided by the `CommitPlanner`. One
- * instance per request (or per remote session); never shared between requests. All
+ * A session: the facade over its parts. It holds the API and its checks and decides the
+ * lifecycle (start, resume, renew, destroy); everything the request holds of the session (id,
+ * metadata, the data read so far, the change set, the bags, the Aerys lock states) is its
+ * `SessionState`. The stateless parts work on that state: the `SessionReader` brings it in from
+ * the store, the `CommitPlanner` decides what a commit writes and the `SessionCommitter` writes
+ * it. One instance per request (or per remote session); never shared between requests. All
  * persistence goes through the store; the cookie is the HTTP layer's business.
  */
 export class Session implements SessionInterface {
-  private started = false;
-  /** The public id (cookie value); undefined for a remote session found by key (a listing). */
-  private id: string | undefined;
-  /**
-   * Metadata key (`metadataKeyOf` the id, session-key.ts) the session is stored under; undefined
-   * until first stored. The store knows sessions by this key only (ids are hashed at rest).
-   */
-  private storedId: MetadataKey | undefined;
-  private metadata: Mutable<SessionMetadata> | undefined;
-  /**
-   * The metadata entry as this request resumed it (`raw` as stored, `metadata` decoded), while
-   * the local metadata is built on it: what a storage move without the lock requires unchanged
-   * (`SessionStore.moveUnlocked`). Undefined once the metadata was written or read again.
-   */
-  private resumedEntry: { readonly raw: string; readonly metadata: SessionMetadata } | undefined;
-  /** Stored data (serialized), loaded lazily when all of it is needed. */
-  private data: Map<string, string> | undefined;
-  /** Keys read one at a time before `data` was loaded (undefined value = not stored). */
-  private singles: Map<string, string | undefined> | undefined;
-  private cookieName: string;
+  private readonly state: SessionState;
   private resumeAttempt: Promise<number | undefined> | undefined;
-  /** Why this session cannot be used in this request (see `markUnavailable`). */
-  private unavailable: StoreUnavailableException | undefined;
-  /** What changed since the last commit (created on first use: most requests change nothing). */
-  private changeSet: SessionChangeSet | undefined;
-  private readonly locks = new SessionLockControl();
-  /** The bags (created on first use). */
-  private bagSet: SessionBagSet | undefined;
   private readonly planner: CommitPlanner;
   private readonly codec: SessionValueCodec;
   private readonly mover: StorageMover;
-  private readonly cap: SessionCap;
-  private readonly client: ClientIdHistory = { idIssued: false, destroyed: false, metadataWritten: false };
+  private readonly reader: SessionReader;
+  private readonly committer: SessionCommitter;
 
   constructor(
     private readonly store: SessionStore,
-    private readonly origin: SessionOrigin,
+    origin: SessionOrigin,
   ) {
-    this.cookieName = origin.cookieName;
     // Stateless parts, shared by every session of the store: a request that never touches its
     // session (most anonymous ones) allocates as little as possible.
     const shared = sharedPartsOf(store);
     this.codec = shared.codec;
     this.planner = shared.planner;
     this.mover = shared.mover;
-    this.cap = shared.cap;
-  }
-
-  private get changes(): SessionChangeSet {
-    return (this.changeSet ??= new SessionChangeSet());
-  }
-
-  private get bags(): SessionBagSet {
-    return (this.bagSet ??= new SessionBagSet(
-      this.store.bags,
-      this.codec,
-      this.store.storageCache,
-      this.store.options.maxKeysPerSession,
-    ));
+    this.reader = shared.reader;
+    this.committer = shared.committer;
+    this.state = new SessionState(store, origin, shared.codec);
   }
 
   /**
@@ -167,50 +110,53 @@ export class Session implements SessionInterface {
     origin: SessionOrigin,
   ): Session {
     const session = new Session(store, origin);
-    if (typeof address === 'string') session.adopt(address, metadataKeyOf(address), metadata);
-    else session.adopt(undefined, address.key, metadata);
+    if (typeof address === 'string') session.state.adopt(address, metadataKeyOf(address), metadata);
+    else session.state.adopt(undefined, address.key, metadata);
     return session;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------
 
   isStarted(): boolean {
-    this.assertAvailable();
-    return this.started;
+    this.state.assertAvailable();
+    return this.state.started;
   }
 
   isRemote(): boolean {
-    return this.origin.remote === true;
+    return this.state.remote;
   }
 
   start(): void {
-    this.assertAvailable();
-    this.locks.assertNotPending('start the session');
-    if (this.started) return;
+    this.state.assertAvailable();
+    this.state.locks.assertNotPending('start the session');
+    if (this.state.started) return;
     const now = Date.now();
-    this.id = this.store.options.idGenerator.generate();
-    this.metadata = { storageId: this.store.newStorageId(), createdAt: now, lastActivity: now, tags: [] };
-    const ipLock = this.ipLockValue();
-    if (ipLock !== undefined) this.metadata.ipLock = ipLock;
-    this.storedId = undefined;
-    this.data = new Map();
-    this.started = true;
+    const id = this.store.options.idGenerator.generate();
+    const metadata: MutableSessionMetadata = {
+      storageId: this.store.newStorageId(),
+      createdAt: now,
+      lastActivity: now,
+      tags: [],
+    };
+    const ipLock = originIpLock(this.state.origin, this.store.options.ipLock);
+    if (ipLock !== undefined) metadata.ipLock = ipLock;
+    this.state.startNew(id, metadata);
   }
 
   async canBeResumed(): Promise<boolean> {
-    this.assertAvailable();
-    if (this.started && this.storedId !== undefined) return true;
-    for (const id of this.origin.cookieIds) {
+    this.state.assertAvailable();
+    if (this.state.started && this.state.storedId !== undefined) return true;
+    for (const id of this.state.origin.cookieIds) {
       const metadata = await this.store.loadMetadata(metadataKeyOf(id));
-      if (metadata !== undefined && this.ipAllowed(metadata)) return true;
+      if (metadata !== undefined && this.reader.mayResume(this.state, metadata)) return true;
     }
     return false;
   }
 
   resume(): Promise<number | undefined> {
-    this.locks.assertNotPending('resume the session');
-    if (this.started) return Promise.resolve(this.metadata?.lastActivity);
-    this.resumeAttempt ??= this.doResume();
+    this.state.locks.assertNotPending('resume the session');
+    if (this.state.started) return Promise.resolve(this.state.metadata?.lastActivity);
+    this.resumeAttempt ??= this.reader.resume(this.state);
     return this.resumeAttempt;
   }
 
@@ -221,41 +167,9 @@ export class Session implements SessionInterface {
    * @throws what `resume()` rejects with.
    */
   resumeSync(): boolean {
-    if (this.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
-    this.locks.assertNotPending('resume the session');
-    let lastActivity: number | undefined;
-    for (const id of this.origin.cookieIds) {
-      const key = metadataKeyOf(id);
-      const entry = this.store.loadMetadataEntrySync(key);
-      if (this.adoptLive(id, key, entry?.metadata)) {
-        this.resumedEntry = entry;
-        lastActivity = entry!.metadata.lastActivity;
-        break;
-      }
-    }
-    this.resumeAttempt = Promise.resolve(lastActivity);
-    return true;
-  }
-
-  private async doResume(): Promise<number | undefined> {
-    for (const id of this.origin.cookieIds) {
-      const key = metadataKeyOf(id);
-      const entry = await this.store.loadMetadataEntry(key);
-      if (this.adoptLive(id, key, entry?.metadata)) {
-        this.resumedEntry = entry;
-        return entry!.metadata.lastActivity;
-      }
-    }
-    // A cookie that names no live session is replaced or cleared by the next write.
-    return undefined;
-  }
-
-  /** Adopts the session `id` names if it is live and allowed here; answers whether it did. */
-  private adoptLive(id: string, key: MetadataKey, metadata: SessionMetadata | undefined): boolean {
-    // A session locked to another client address is treated as no session (IP lock).
-    if (metadata === undefined || !this.ipAllowed(metadata)) return false;
-    this.adopt(id, key, metadata);
-    this.lockUnlockedSession();
+    if (this.state.started || this.resumeAttempt !== undefined || !this.store.readsSync) return false;
+    this.state.locks.assertNotPending('resume the session');
+    this.resumeAttempt = Promise.resolve(this.reader.resumeSync(this.state));
     return true;
   }
 
@@ -270,26 +184,10 @@ export class Session implements SessionInterface {
    * could change, so the response carries no Set-Cookie.
    */
   markUnavailable(error: StoreUnavailableException): void {
-    this.unavailable = error;
+    this.state.unavailable = error;
     const failed = Promise.reject(error);
     failed.catch(() => undefined);
     this.resumeAttempt = failed;
-  }
-
-  /** @throws StoreUnavailableException after `markUnavailable`. */
-  private assertAvailable(): void {
-    if (this.unavailable !== undefined) throw this.unavailable;
-  }
-
-  private adopt(id: string | undefined, key: MetadataKey, metadata: SessionMetadata): void {
-    this.id = id;
-    this.storedId = key;
-    if (id !== undefined) this.keyOfId = { id, key };
-    this.metadata = { ...metadata, tags: [...metadata.tags] };
-    this.resumedEntry = undefined;
-    this.data = undefined;
-    this.singles = undefined;
-    this.started = true;
   }
 
   /**
@@ -300,13 +198,13 @@ export class Session implements SessionInterface {
    */
   getId(): string {
     this.requireStarted('get the session id');
-    if (this.id === undefined) {
+    if (this.state.id === undefined) {
       throw OperationNotSupportedException.create(
         'getId()',
         'this remote session was found by a listing, and the store keeps only a digest of session ids; name it by getHandle()',
       );
     }
-    return this.id;
+    return this.state.id;
   }
 
   /**
@@ -316,83 +214,72 @@ export class Session implements SessionInterface {
    */
   getHandle(): string {
     this.requireStarted('get the session handle');
-    return handleOf(this.currentKey());
+    return handleOf(this.state.currentKey());
   }
 
   /** @internal The metadata key the session is stored under (undefined until stored). */
   getStoredKey(): MetadataKey | undefined {
-    return this.started ? this.storedId : undefined;
+    return this.state.started ? this.state.storedId : undefined;
   }
-
-  /** The metadata key of the current id (the stored one for a session known by key only). */
-  private currentKey(): MetadataKey {
-    if (this.id === undefined) return this.storedId!;
-    // Two SHA-256 digests per key: a commit asks several times for the same id.
-    if (this.keyOfId?.id !== this.id) this.keyOfId = { id: this.id, key: metadataKeyOf(this.id) };
-    return this.keyOfId.key;
-  }
-
-  /** The last id `currentKey()` digested, and its key. */
-  private keyOfId: { readonly id: string; readonly key: MetadataKey } | undefined;
 
   renewId(): string {
     this.requireLocal('renewId()');
     this.requireStarted('renew the session id');
-    this.locks.assertNotPending('renew the session id');
-    if (this.storedId !== undefined) this.changes.retireId(this.storedId);
-    this.id = this.store.options.idGenerator.generate();
-    return this.id;
+    this.state.locks.assertNotPending('renew the session id');
+    if (this.state.storedId !== undefined) this.state.changes.retireId(this.state.storedId);
+    this.state.id = this.store.options.idGenerator.generate();
+    return this.state.id;
   }
 
   async regenerate(destroy = false, lifetime?: number): Promise<boolean> {
     this.requireLocal('regenerate()');
-    if (!this.started) this.start();
-    this.locks.assertNotPending('regenerate the session');
+    if (!this.state.started) this.start();
+    this.state.locks.assertNotPending('regenerate the session');
     if (lifetime !== undefined) this.setTTL(lifetime);
     // With `destroy`, nothing of the old storage stays addressable once committed (StorageMover).
-    if (destroy) this.mover.request(this.changes, this.meta().storageId, this.storedId !== undefined);
+    if (destroy) this.mover.request(this.state.changes, this.state.meta().storageId, this.state.storedId !== undefined);
     this.renewId();
     return true;
   }
 
   async close(): Promise<void> {
-    if (!this.started) return;
+    if (!this.state.started) return;
     await this.save();
-    this.started = false;
+    this.state.started = false;
   }
 
   async destroy(reason?: string): Promise<void> {
     this.requireStarted('destroy the session');
-    this.locks.assertNotPending('destroy the session');
-    const meta = this.meta();
-    const handle = handleOf(this.storedId ?? this.currentKey());
-    const ids = [...this.changes.retiredIds];
-    if (this.storedId !== undefined) ids.push(this.storedId);
+    this.state.locks.assertNotPending('destroy the session');
+    const meta = this.state.meta();
+    const handle = handleOf(this.state.storedId ?? this.state.currentKey());
+    const ids = [...this.state.changes.retiredIds];
+    if (this.state.storedId !== undefined) ids.push(this.state.storedId);
     if (ids.length > 0) {
-      const held = this.locks.held;
+      const held = this.state.locks.held;
       const lock = held ?? (await this.store.lock(meta.storageId));
       try {
         // Under the lock: an id renewed away (or destroyed, expired) meanwhile no longer owns the
         // storage, which a renewal keeps for the live id: flushing it would empty a live session.
         // A held lock may have expired and been overtaken: its fence is checked (a fresh one is current).
-        if (this.storedId === undefined || (await this.store.loadMetadata(this.storedId)) !== undefined)
+        if (this.state.storedId === undefined || (await this.store.loadMetadata(this.state.storedId)) !== undefined)
           await this.store.destroy(
             ids,
             meta.storageId,
-            held === undefined || this.storedId === undefined ? undefined : held.fence,
+            held === undefined || this.state.storedId === undefined ? undefined : held.fence,
           );
       } finally {
-        this.locks.detach();
+        this.state.locks.detach();
         // The session is gone or the error is the caller's; a failed release only leaves the
         // lock to expire (lock.ttl), it must not hide the outcome of the destroy.
         await lock.release().catch(() => false);
       }
       this.store.events.emit({ type: 'destroyed', handle, reason, remote: this.isRemote(), timestamp: Date.now() });
     }
-    this.reset();
-    this.client.destroyed = true;
-    this.client.idIssued = false;
-    this.client.metadataWritten = false;
+    this.state.reset();
+    this.state.client.destroyed = true;
+    this.state.client.idIssued = false;
+    this.state.client.metadataWritten = false;
   }
 
   // ---- data ------------------------------------------------------------------------------
@@ -416,120 +303,75 @@ export class Session implements SessionInterface {
 
   async putData<K extends keyof SessionData & string>(key: K, value: SessionData[K]): Promise<void> {
     this.requireStarted('store session data');
-    this.locks.assertNotPending('store session data');
+    this.state.locks.assertNotPending('store session data');
     assertIdentifier(key, 'session key');
     const raw = this.codec.encode(key, value);
-    const counted = this.assertRoomForKey(key);
+    const counted = this.state.data.assertRoomFor(key, this.state.changes, this.state.storedStorageId);
     if (counted !== undefined) await counted;
-    this.changes.put(key, raw);
+    this.state.changes.put(key, raw);
     await this.writeThrough();
-  }
-
-  /**
-   * `maxKeysPerSession`: a key the session does not hold yet must fit. Answers synchronously
-   * when the answer is known (the key is held, or all data is loaded); otherwise the data is
-   * loaded first (one read, once per request).
-   * @throws SessionLimitExceededException
-   */
-  private assertRoomForKey(key: string): Promise<void> | undefined {
-    const change = this.changes.valueOf(key);
-    if (typeof change === 'string') return undefined;
-    if (this.data === undefined) {
-      // A backend that counts the entries in its write enforces the cap there (SessionStore): no read.
-      if (this.store.capsKeysInWrite) return undefined;
-      if (change === undefined && this.singles?.get(key) !== undefined) return undefined;
-      return this.loadedData().then((data) => assertKeyCount(data, this.changes, key, this.store.options.maxKeysPerSession));
-    }
-    assertKeyCount(this.data, this.changes, key, this.store.options.maxKeysPerSession);
-    return undefined;
   }
 
   async removeData(key: string): Promise<void> {
     this.requireStarted('remove session data');
-    this.locks.assertNotPending('remove session data');
+    this.state.locks.assertNotPending('remove session data');
     assertIdentifier(key, 'session key');
-    this.changes.put(key, null);
+    this.state.changes.put(key, null);
     await this.writeThrough();
   }
 
   async getAllData(): Promise<Partial<SessionData>> {
     this.requireStarted('read session data');
-    this.locks.assertNotPending('read session data');
+    this.state.locks.assertNotPending('read session data');
     const result: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-    for (const [key, raw] of await this.currentRaw()) result[key] = this.codec.decode(raw);
+    for (const [key, raw] of await this.state.data.withChanges(this.state.changes, this.state.storedStorageId))
+      result[key] = this.codec.decode(raw);
     return result;
   }
 
   async clear(): Promise<void> {
     this.requireStarted('clear the session');
-    this.locks.assertNotPending('clear the session');
-    for (const key of (await this.currentRaw()).keys()) this.changes.put(key, null);
+    this.state.locks.assertNotPending('clear the session');
+    for (const key of (await this.state.data.withChanges(this.state.changes, this.state.storedStorageId)).keys())
+      this.state.changes.put(key, null);
     await this.writeThrough();
   }
 
   /**
-   * Data as it stands with pending changes applied (serialized values). Internal keys
-   * (bags, starting with `~`) are left out.
-   */
-  private async currentRaw(): Promise<Map<string, string>> {
-    const merged = new Map(await this.loadedData());
-    for (const [key, value] of this.changes.data) {
-      if (value === null) merged.delete(key);
-      else merged.set(key, value);
-    }
-    for (const key of merged.keys()) if (key.startsWith('~')) merged.delete(key);
-    return merged;
-  }
-
-  /**
-   * The raw value of `key` as far as it is known without waiting: a change, the loaded data, a
-   * key read before, or a synchronous read (memory); else `NOT_LOCAL`.
+   * The raw value of `key` as far as it is known without waiting: a change, or what the stored
+   * data knows (`SessionStoredData.peek`); else `NOT_LOCAL`.
    */
   private localValue(key: string, operation: string): string | undefined | typeof NOT_LOCAL {
     this.requireStarted(operation);
-    this.locks.assertNotPending(operation);
+    this.state.locks.assertNotPending(operation);
     assertIdentifier(key, 'session key');
-    const change = this.changeSet?.valueOf(key);
+    const change = this.state.changesIfAny?.valueOf(key);
     if (change !== undefined) return change ?? undefined;
-    if (this.data !== undefined) return this.data.get(key);
-    if (this.storedId === undefined) return undefined;
-    if (this.singles?.has(key) === true) return this.singles.get(key);
-    if (!this.store.readsSync) return NOT_LOCAL;
-    const raw = this.store.loadValueSync(this.meta().storageId, key);
-    (this.singles ??= new Map<string, string | undefined>()).set(key, raw);
-    return raw;
+    return this.state.data.peek(key, this.state.storedStorageId);
   }
 
-  private async rawValue(key: string, operation: string): Promise<string | undefined> {
+  // Not async: the read's promise is handed on as it is, without a step of its own.
+  private rawValue(key: string, operation: string): Promise<string | undefined> {
     const local = this.localValue(key, operation);
-    if (local !== NOT_LOCAL) return local;
     // One key before the whole session is needed: one plain read of that key (a GET on Redis)
     // instead of loading every entry.
-    const singles = (this.singles ??= new Map<string, string | undefined>());
-    const raw = await this.store.loadValue(this.meta().storageId, key);
-    // Another call may have loaded all data meanwhile.
-    if (this.data === undefined) singles.set(key, raw);
-    return raw;
+    return local === NOT_LOCAL ? this.state.data.read(this.state.meta().storageId, key) : Promise.resolve(local);
   }
 
-  private async loadedData(): Promise<Map<string, string>> {
-    if (this.data === undefined) {
-      this.singles = undefined;
-      this.data = this.storedId === undefined ? new Map() : await this.store.loadData(this.meta().storageId);
-    }
-    return this.data;
+  private loadedData(): Promise<Map<string, string>> {
+    return this.state.data.loadAll(this.state.storedStorageId);
   }
 
   // ---- metadata --------------------------------------------------------------------------
 
   getLastActivityTimestamp(): number {
-    return this.meta('get the last activity').lastActivity;
+    return this.state.meta('get the last activity').lastActivity;
   }
 
   async addTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
-    const meta = this.meta('tag the session');
-    this.locks.assertNotPending('tag the session');
+    const meta = this.state.meta('tag the session');
+    this.state.locks.assertNotPending('tag the session');
     if (!meta.tags.includes(tag)) {
       // maxTagsPerSession counts custom tags: the user tag of bindToUser is the module's own.
       const own = meta.userId === undefined ? undefined : userTag(meta.userId);
@@ -537,93 +379,93 @@ export class Session implements SessionInterface {
       if (meta.tags.filter((t) => t !== own).length >= max) throw SessionLimitExceededException.tooManyTags(tag, max);
     }
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.changes.addTag(tag);
+    this.state.changes.addTag(tag);
     await this.writeThrough();
   }
 
   async removeTag(tag: string): Promise<void> {
     assertIdentifier(tag, 'session tag');
-    const meta = this.meta('untag the session');
-    this.locks.assertNotPending('untag the session');
+    const meta = this.state.meta('untag the session');
+    this.state.locks.assertNotPending('untag the session');
     meta.tags = meta.tags.filter((t) => t !== tag);
-    this.changes.removeTag(tag);
+    this.state.changes.removeTag(tag);
     await this.writeThrough();
   }
 
   getTags(): string[] {
-    return [...this.meta('get the session tags').tags];
+    return [...this.state.meta('get the session tags').tags];
   }
 
   async touch(): Promise<void> {
-    this.meta('touch the session');
-    this.locks.assertNotPending('touch the session');
-    this.changes.requestTouch();
+    this.state.meta('touch the session');
+    this.state.locks.assertNotPending('touch the session');
+    this.state.changes.requestTouch();
     await this.writeThrough();
   }
 
   getName(): string {
-    return this.cookieName;
+    return this.state.cookieName;
   }
 
   setName(name: string): void {
-    if (this.started)
+    if (this.state.started)
       throw new InvalidArgumentException('The session name (cookie name) cannot change after the session has started.');
     if (!isCookieName(name))
       throw new InvalidArgumentException(`Invalid session name ${JSON.stringify(name)}: use cookie token characters.`);
-    this.cookieName = name;
+    this.state.cookieName = name;
   }
 
   setTTL(seconds: number): void {
     if (!Number.isFinite(seconds) || seconds <= 0)
       throw new InvalidArgumentException(`Invalid session lifetime ${seconds}: use a number of seconds > 0.`);
-    const meta = this.meta('set the session lifetime');
+    const meta = this.state.meta('set the session lifetime');
     meta.lifetime = seconds;
-    this.changes.setField('lifetime', seconds);
+    this.state.changes.setField('lifetime', seconds);
   }
 
   isNew(): boolean {
-    this.assertAvailable();
-    return this.storedId === undefined;
+    this.state.assertAvailable();
+    return this.state.storedId === undefined;
   }
 
   isAnonymous(): boolean {
-    this.assertAvailable();
-    return this.metadata?.userId === undefined;
+    this.state.assertAvailable();
+    return this.state.metadata?.userId === undefined;
   }
 
   getUserId(): string | undefined {
-    this.assertAvailable();
-    return this.metadata?.userId;
+    this.state.assertAvailable();
+    return this.state.metadata?.userId;
   }
 
   bindToUser(userId: string): void {
     checkUserId(userId);
     this.requireLocal('bindToUser()');
-    if (!this.started) this.start();
-    const meta = this.meta();
+    if (!this.state.started) this.start();
+    const meta = this.state.meta();
     if (meta.userId !== undefined && meta.userId !== userId) {
       const old = userTag(meta.userId);
       meta.tags = meta.tags.filter((t) => t !== old);
-      this.changes.removeTag(old);
+      this.state.changes.removeTag(old);
     }
     meta.userId = userId;
-    this.changes.setField('userId', userId);
+    this.state.changes.setField('userId', userId);
     // A login restarts the absolute lifetime and is an authentication (getAuthenticatedAt).
     const now = Date.now();
     this.setMetaField(meta, 'boundAt', now);
     this.setMetaField(meta, 'authenticatedAt', now);
-    this.recordDevice(meta, true);
-    const ipLock = this.ipLockValue();
+    recordDevice(this.state.origin, this.store.options.ipLock, meta, this.state.changes, true);
+    const ipLock = originIpLock(this.state.origin, this.store.options.ipLock);
     if (ipLock !== undefined && meta.ipLock !== ipLock) {
       meta.ipLock = ipLock;
-      this.changes.setField('ipLock', ipLock);
+      this.state.changes.setField('ipLock', ipLock);
     }
     const tag = userTag(userId);
     if (!meta.tags.includes(tag)) meta.tags = [...meta.tags, tag];
-    this.changes.addTag(tag);
+    this.state.changes.addTag(tag);
     // Fixation defence: a new id and a new storage id, in the same commit. A session never
     // stored has neither to give up: nobody but this request knows its id.
-    if (this.mover.request(this.changes, meta.storageId, this.storedId !== undefined)) this.renewId();
+    if (this.mover.request(this.state.changes, meta.storageId, this.state.storedId !== undefined)) this.renewId();
   }
 
   /**
@@ -634,49 +476,35 @@ export class Session implements SessionInterface {
    */
   markAuthenticated(): void {
     this.requireLocal('markAuthenticated()');
-    const meta = this.meta('mark the session authenticated');
-    this.locks.assertNotPending('mark the session authenticated');
+    const meta = this.state.meta('mark the session authenticated');
+    this.state.locks.assertNotPending('mark the session authenticated');
     this.setMetaField(meta, 'authenticatedAt', Date.now());
   }
 
   /** When the user last logged in or `markAuthenticated()` was called (epoch ms); undefined if never. */
   getAuthenticatedAt(): number | undefined {
-    this.assertAvailable();
-    return this.started ? this.metadata?.authenticatedAt : undefined;
+    this.state.assertAvailable();
+    return this.state.started ? this.state.metadata?.authenticatedAt : undefined;
   }
 
-  private setMetaField<F extends 'boundAt' | 'authenticatedAt' | 'userAgent' | 'clientAddress'>(
-    meta: Mutable<SessionMetadata>,
+  private setMetaField<F extends 'boundAt' | 'authenticatedAt'>(
+    meta: MutableSessionMetadata,
     field: F,
     value: SessionMetadata[F],
   ): void {
     meta[field] = value;
-    this.changes.setField(field, value);
-  }
-
-  /**
-   * The device facts of this request's client (user agent, address prefix) onto the metadata:
-   * all of them at login (`replace`), else only those that are known and changed, so that a
-   * metadata write that happens anyway refreshes them without costing a write of its own.
-   */
-  private recordDevice(meta: Mutable<SessionMetadata>, replace: boolean): void {
-    if (this.isRemote()) return;
-    const facts = deviceFactsOf(this.origin.userAgent, this.origin.clientIp, this.store.options.ipLock);
-    for (const field of ['userAgent', 'clientAddress'] as const) {
-      const value = facts[field];
-      if (meta[field] !== value && (replace || value !== undefined)) this.setMetaField(meta, field, value);
-    }
+    this.state.changes.setField(field, value);
   }
 
   isPermanent(): boolean {
-    this.assertAvailable();
-    return this.metadata?.permanent === true;
+    this.state.assertAvailable();
+    return this.state.metadata?.permanent === true;
   }
 
   setPermanent(permanent: boolean): void {
-    const meta = this.meta('make the session permanent');
+    const meta = this.state.meta('make the session permanent');
     meta.permanent = permanent;
-    this.changes.setField('permanent', permanent);
+    this.state.changes.setField('permanent', permanent);
   }
 
   // ---- bags (Symfony) --------------------------------------------------------------------
@@ -687,7 +515,7 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException for a bad storage key or a taken name.
    */
   registerBag(bag: SessionBagInterface): void {
-    this.bags.register(bag);
+    this.state.bags.register(bag);
   }
 
   /**
@@ -697,27 +525,27 @@ export class Session implements SessionInterface {
    * @throws InvalidArgumentException naming the registered bags when `name` is unknown.
    */
   async getBag<T = SessionBagInterface>(name: string): Promise<T> {
-    this.locks.assertNotPending('use a session bag');
-    if (!this.started) this.start();
+    this.state.locks.assertNotPending('use a session bag');
+    if (!this.state.started) this.start();
     if (name === 'attributes') {
       await this.loadedData();
-      return this.bags.attributes(() => this.data ?? new Map<string, string>(), this.changes) as T;
+      return this.state.bags.attributes(() => this.state.data.loaded ?? new Map<string, string>(), this.state.changes) as T;
     }
     if (name === 'metadata') return this.getMetadataBag() as T;
-    return (await this.bags.get(name, () => this.loadedData())) as T;
+    return (await this.state.bags.get(name, () => this.loadedData())) as T;
   }
 
   /** Symfony's metadata bag: created, last used, lifetime; costs no storage entry. */
   getMetadataBag(): MetadataBag {
-    this.meta('get the metadata bag');
+    this.state.meta('get the metadata bag');
     return new MetadataBag({
-      metadata: () => this.meta(),
-      cookieLifetime: () => this.cookieLifetimeOf(this.meta()) ?? 0,
-      updateThreshold: () => this.planner.graceOf(this.meta()),
+      metadata: () => this.state.meta(),
+      cookieLifetime: () => this.cookieLifetimeOf(this.state.meta()) ?? 0,
+      updateThreshold: () => this.planner.graceOf(this.state.meta()),
       stampNew: (lifetime) => {
         const createdAt = Date.now();
-        this.meta().createdAt = createdAt;
-        this.changes.setField('createdAt', createdAt);
+        this.state.meta().createdAt = createdAt;
+        this.state.changes.setField('createdAt', createdAt);
         if (lifetime !== undefined) this.setTTL(lifetime);
       },
     });
@@ -726,62 +554,62 @@ export class Session implements SessionInterface {
   // ---- locking (Aerys) -------------------------------------------------------------------
 
   getLockState(): SessionLockState {
-    return this.locks.getState();
+    return this.state.locks.getState();
   }
 
   /** `open()` with explicit lock options (used by `@SessionLock()`). */
   async open(options?: Partial<LockOptions>): Promise<void> {
-    this.locks.assertNotPending('open the session');
-    if (this.locks.getState() === 'locked') return;
-    if (!this.started) {
+    this.state.locks.assertNotPending('open the session');
+    if (this.state.locks.getState() === 'locked') return;
+    if (!this.state.started) {
       await this.resume();
       // resume() may have started it (the compiler keeps the narrowing across the await).
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      if (!this.started) this.start();
+      if (!this.state.started) this.start();
     }
-    const meta = this.meta();
-    await this.locks.acquire(this.store.lock(meta.storageId, options));
-    if (this.storedId === undefined) return;
+    const meta = this.state.meta();
+    await this.state.locks.acquire(this.store.lock(meta.storageId, options));
+    if (this.state.storedId === undefined) return;
     try {
       // The new fence goes onto the guard before the re-read: a holder whose lock expired (an
       // older fence) can no longer write what this holder would not see and then overwrite.
       // Both are sent in one tick (one round trip); the store applies them in that order.
-      const held = this.locks.held;
-      if (held === undefined) await this.reload();
+      const held = this.state.locks.held;
+      if (held === undefined) await this.reader.reload(this.state);
       // Both settle before a failure is handled: reload() resets the session when it finds it gone.
-      else await settleAll([this.store.assertCurrent(meta.storageId, held.fence), this.reload()]);
+      else await settleAll([this.store.assertCurrent(meta.storageId, held.fence), this.reader.reload(this.state)]);
     } catch (error) {
-      await this.locks.release();
+      await this.state.locks.release();
       throw error;
     }
   }
 
   async read(): Promise<void> {
-    this.locks.assertNotPending('read the session');
-    if (this.storedId === undefined) return;
-    await this.reload();
+    this.state.locks.assertNotPending('read the session');
+    if (this.state.storedId === undefined) return;
+    await this.reader.reload(this.state);
   }
 
   async unlock(): Promise<void> {
-    await this.locks.settle();
-    await this.discardAndReread();
+    await this.state.locks.settle();
+    await this.reader.discardAndReread(this.state);
   }
 
   async save(): Promise<void> {
-    this.locks.assertNotPending('save the session');
+    this.state.locks.assertNotPending('save the session');
     try {
       await this.commit();
     } catch (error) {
       // Aerys: a failed save reloads the old contents; the caller gets the error.
-      await this.discardAndReread();
+      await this.reader.discardAndReread(this.state);
       throw error;
     }
-    await this.locks.release();
+    await this.state.locks.release();
   }
 
   /** Releases a lock still held when the request ends (never left behind). */
   async dispose(): Promise<void> {
-    await this.locks.release();
+    await this.state.locks.release();
   }
 
   // ---- commit (used by the HTTP layer, save() and remote sessions) -----------------------
@@ -799,15 +627,16 @@ export class Session implements SessionInterface {
   }
 
   getCookieFacts(): SessionCookieFacts {
-    const meta = this.started ? this.metadata : undefined;
+    const meta = this.state.started ? this.state.metadata : undefined;
     return {
-      id: this.id,
-      idIssued: this.client.idIssued,
-      idIssuePending: meta !== undefined && this.planner.issuesId(this.changes, meta, this.storedId !== undefined, Date.now()),
-      destroyed: this.client.destroyed,
-      metadataWritten: this.client.metadataWritten,
-      permanent: this.metadata?.permanent === true,
-      cookieLifetime: this.metadata === undefined ? undefined : this.cookieLifetimeOf(this.metadata),
+      id: this.state.id,
+      idIssued: this.state.client.idIssued,
+      idIssuePending:
+        meta !== undefined && this.planner.issuesId(this.state.changes, meta, this.state.storedId !== undefined, Date.now()),
+      destroyed: this.state.client.destroyed,
+      metadataWritten: this.state.client.metadataWritten,
+      permanent: this.state.metadata?.permanent === true,
+      cookieLifetime: this.state.metadata === undefined ? undefined : this.cookieLifetimeOf(this.state.metadata),
     };
   }
 
@@ -818,258 +647,20 @@ export class Session implements SessionInterface {
    * request makes it false.
    */
   isIdle(): boolean {
-    if (!this.locks.isIdle()) return false;
-    if (!this.started || this.metadata === undefined) return true;
-    if (this.bagSet?.isInUse() === true) return false;
-    return this.planner.decide(this.changes, this.metadata, this.storedId !== undefined, Date.now()) === undefined;
-  }
-
-  /**
-   * Writes what changed, under the session lock (the held one, or a short critical section).
-   * Does nothing (no I/O) when nothing changed and the grace period has not passed; a new
-   * anonymous session without data, tags or user is not stored at all. It writes a snapshot
-   * of the changes and then acknowledges it: a change made while it is in flight is kept
-   * for the next commit.
-   */
-  async commit(): Promise<void> {
-    if (!this.started || this.metadata === undefined) return;
-    const changedBags = this.bagSet === undefined ? [] : this.bagSet.collectChanges(this.changes);
-    const meta = this.metadata;
-    const now = Date.now();
-    const decision = this.planner.decide(this.changes, meta, this.storedId !== undefined, now);
-    if (decision === undefined) return;
-    if (decision.writeMetadata && meta.userId !== undefined) this.recordDevice(meta, false);
-    let snapshot = this.changes.snapshot();
-    const sessionKey = this.currentKey();
-    const storageId = meta.storageId;
-
-    // A data-only commit of a stored session on a store whose backend checks locks in its
-    // write: one atomic step while nobody holds the lock, no lock round trips. Bags merge
-    // onto what is stored, which needs the lock; so do metadata writes (merged onto a fresh copy).
-    if (
-      this.locks.held === undefined &&
-      !decision.create &&
-      !decision.writeMetadata &&
-      changedBags.length === 0 &&
-      !this.mover.isPending(snapshot) &&
-      this.store.writesUnlocked
-    ) {
-      if (await this.store.writeUnlocked(storageId, this.planner.plan(sessionKey, decision, snapshot, undefined))) {
-        this.afterCommit(decision, sessionKey, undefined, snapshot);
-        return;
-      }
-      // Held by another request: queue for the lock like any commit.
-    }
-
-    // A new session's storage id has never left this request, so nobody can contend for it:
-    // it is written without a lock (fence 0 is below every fence a locker hands out later).
-    // A storage move runs under the lock of the storage it leaves (still `storageId`).
-    // A commit that writes metadata (tags, fields, a touch, a renewal, a storage move: login,
-    // regenerate(true)) while nobody holds the lock, on a store that can check the metadata and
-    // move storage inside one atomic call: that call instead of the lock, the reads under it, the
-    // write and the release. It applies only while nobody holds the lock and the metadata is
-    // still what this request resumed (so what is built on it loses nothing); else nothing is
-    // written and the commit runs under the lock below.
-    const resumed = this.resumedEntry;
-    if (
-      resumed !== undefined &&
-      this.locks.held === undefined &&
-      !decision.create &&
-      decision.writeMetadata &&
-      changedBags.length === 0 &&
-      (snapshot.retiredIds.length === 0 || (snapshot.retiredIds.length === 1 && snapshot.retiredIds[0] === this.storedId)) &&
-      (this.store.options.maxSessionsPerUser <= 0 || !snapshot.fields.has('userId')) &&
-      this.store.commitsUnlocked
-    ) {
-      const merged = this.planner.merge(resumed.metadata, snapshot, now);
-      if (this.mover.isPending(snapshot)) {
-        const to = this.store.newStorageId();
-        const metadata = { ...merged, storageId: to };
-        if (
-          await this.store.moveUnlocked(storageId, to, this.planner.plan(sessionKey, decision, snapshot, metadata), resumed.raw)
-        ) {
-          meta.storageId = to;
-          this.afterCommit(decision, sessionKey, metadata, snapshot);
-          return;
-        }
-      } else {
-        const metadata = { ...merged, storageId };
-        if (
-          await this.store.commitMetadataUnlocked(
-            storageId,
-            this.planner.plan(sessionKey, decision, snapshot, metadata),
-            resumed.raw,
-          )
-        ) {
-          this.afterCommit(decision, sessionKey, metadata, snapshot);
-          return;
-        }
-      }
-    }
-
-    let lock = this.locks.held;
-    // The fresh metadata and the storage reads (bags, a move's copy) are independent reads
-    // under the lock: they go out in the same tick.
-    const reads = (fence: number | undefined) =>
-      settleAll([
-        this.metadataToWrite(decision, meta, snapshot, now),
-        this.readStorageForCommit(storageId, snapshot, changedBags, decision, fence),
-      ]);
-    let early: ReturnType<typeof reads> | undefined;
-    if (lock === undefined && !decision.create) {
-      if (changedBags.length === 0) {
-        // Where the store allows, the reads ride behind the lock's acquire (one round trip, not
-        // two); the move's guard check, whose fence is not known yet, then goes into the write.
-        const taken = await this.store.lockWith(storageId, () => reads(undefined));
-        lock = taken.lock;
-        early = taken.reads;
-      } else lock = await this.store.lock(storageId);
-    }
-    let userLock: SessionLock | undefined;
-    try {
-      // A login takes its user's lock for the session cap (maxSessionsPerUser) until it has written.
-      userLock = await this.admitLogin(snapshot);
-      const [fresh, storage] = await (early ?? reads(lock?.fence ?? 0));
-      snapshot = storage.snapshot;
-      const move = storage.move;
-      // A move always writes metadata (it changes it): metadataToWrite answered it or threw.
-      const metadata = move === undefined || fresh === undefined ? fresh : { ...fresh, storageId: move.to };
-      const plan = this.planner.plan(sessionKey, decision, snapshot, metadata, move?.entries);
-      // The fresh storage of a move, like a new session's, is known to nobody yet: fence 0. The
-      // old storage is flushed once the old id is gone, beside the new metadata's write.
-      await this.store.write(
-        move?.to ?? storageId,
-        plan,
-        move === undefined ? (lock?.fence ?? 0) : 0,
-        move === undefined ? undefined : { from: move.from, fence: lock?.fence ?? 0, checked: move.checked },
-      );
-      if (move !== undefined) this.movedTo(move);
-      this.afterCommit(decision, sessionKey, metadata, snapshot);
-    } finally {
-      // A short commit lock is released without waiting for the reply: the response need not
-      // wait a round trip for it, and a release that fails leaves the lock to expire (lock.ttl).
-      if (lock !== undefined && lock !== this.locks.held) void lock.release().catch(() => false);
-      if (userLock !== undefined) void userLock.release().catch(() => false);
-    }
-  }
-
-  /**
-   * When `changes` bind the session to a user: the session cap's admission (see `SessionCap`),
-   * evicting through remote sessions; undefined when they bind none or the cap is off.
-   */
-  private async admitLogin(changes: SessionChanges): Promise<SessionLock | undefined> {
-    const userId = changes.fields.get('userId');
-    if (typeof userId !== 'string' || this.store.options.maxSessionsPerUser <= 0) return undefined;
-    const own = this.storedId === undefined ? [...changes.retiredIds] : [...changes.retiredIds, this.storedId];
-    return this.cap.admit(userId, own, (key, metadata) =>
-      Session.fromMetadata(this.store, { key }, metadata, { cookieIds: [], cookieName: this.cookieName, remote: true }).destroy(
-        'evicted',
-      ),
+    if (!this.state.locks.isIdle()) return false;
+    if (!this.state.started || this.state.metadata === undefined) return true;
+    if (this.state.bagsInUse?.isInUse() === true) return false;
+    return (
+      this.planner.decide(this.state.changes, this.state.metadata, this.state.storedId !== undefined, Date.now()) === undefined
     );
   }
 
   /**
-   * What a commit under the lock reads from the storage: the bags' merges onto the stored
-   * entries (while a move is pending they merge onto the old storage, where the data still is),
-   * then a pending move's copy of the old storage.
+   * Writes what changed (see `SessionCommitter.commit`): a snapshot of the changes, then
+   * acknowledged, so that a change made while the commit is in flight is kept for the next.
    */
-  private async readStorageForCommit(
-    storageId: string,
-    snapshot: SessionChanges,
-    changedBags: Parameters<SessionBagSet['merge']>[1],
-    decision: CommitDecision,
-    /** The lock's fence, for the move's guard check; undefined: not known yet (the write checks it). */
-    fence: number | undefined,
-  ): Promise<{ snapshot: SessionChanges; move: PreparedStorageMove | undefined }> {
-    if (changedBags.length > 0 && this.storedId !== undefined) {
-      snapshot = this.changes.amend(snapshot, await this.bags.merge(storageId, changedBags));
-    }
-    const moving = this.storedId !== undefined && this.mover.isPending(snapshot) && decision.writeMetadata;
-    return { snapshot, move: moving ? await this.mover.prepare(storageId, snapshot, fence) : undefined };
-  }
-
-  /**
-   * The metadata a commit writes: the local copy in full (a first write), fresh metadata with
-   * this request's changes on top (also for a storage move: a session destroyed meanwhile is
-   * not brought back), or none.
-   */
-  private async metadataToWrite(
-    decision: CommitDecision,
-    local: SessionMetadata,
-    changes: SessionChanges,
-    now: number,
-  ): Promise<SessionMetadata | undefined> {
-    if (decision.create) return { ...local, lastActivity: now };
-    if (!decision.writeMetadata) return undefined;
-    const fresh = await this.store.loadMetadata(this.storedId!);
-    if (fresh !== undefined) return this.planner.merge(fresh, changes, now);
-    if (decision.metadataChanged) throw SessionDestroyedException.create('save the session');
-    // Only a touch is lost; data writes are still guarded by the storage guard.
-    return undefined;
-  }
-
-  /** After a committed storage move: the session lives in the new storage, whose entries this commit wrote in full. */
-  private movedTo(move: PreparedStorageMove): void {
-    if (this.metadata !== undefined) this.metadata.storageId = move.to;
-    this.data = new Map(move.entries);
-    this.singles = undefined;
-  }
-
-  /** The state after `written` was stored under `sessionKey` (with `metadata`, if written). */
-  private afterCommit(
-    decision: CommitDecision,
-    sessionKey: MetadataKey,
-    metadata: SessionMetadata | undefined,
-    written: SessionChanges,
-  ): void {
-    // Retired entries are metadata keys (see renewId()).
-    const previousIds = [...new Set(written.retiredIds)];
-    const bound = written.fields.get('userId');
-    const data = this.data;
-    const singles = this.singles;
-    for (const [key, value] of written.data) {
-      if (data !== undefined) {
-        if (value === null) data.delete(key);
-        else data.set(key, value);
-      } else if (singles !== undefined) {
-        singles.set(key, value ?? undefined);
-      }
-    }
-    this.bagSet?.acknowledge(written);
-    this.changes.acknowledge(written);
-    this.storedId = sessionKey;
-    if (metadata !== undefined) this.resumedEntry = undefined;
-    // Renewed while the commit was in flight: the id just written dies with the next commit.
-    if (this.id !== undefined && this.currentKey() !== sessionKey) this.changes.retireId(sessionKey);
-    if (metadata !== undefined && this.metadata !== undefined) {
-      // Changes made while the commit was in flight stay on top of what was written.
-      this.metadata = {
-        ...this.planner.merge(metadata, this.changes, metadata.lastActivity),
-        storageId: this.metadata.storageId,
-      };
-    }
-    if (decision.create) this.client.destroyed = false;
-    if (decision.create || previousIds.length > 0) this.client.idIssued = true;
-    if (metadata !== undefined) this.client.metadataWritten = true;
-    this.emitCommitEvents(
-      handleOf(sessionKey),
-      decision.create ? metadata : undefined,
-      previousIds,
-      typeof bound === 'string' ? bound : undefined,
-    );
-  }
-
-  private emitCommitEvents(
-    handle: string,
-    created: SessionMetadata | undefined,
-    previousKeys: readonly string[],
-    boundUser: string | undefined,
-  ): void {
-    const events = this.store.events;
-    const timestamp = Date.now();
-    if (created !== undefined) events.emit({ type: 'started', handle, userId: created.userId, timestamp });
-    if (previousKeys.length > 0) events.emit({ type: 'renewed', handle, previousHandles: previousKeys.map(handleOf), timestamp });
-    if (boundUser !== undefined) events.emit({ type: 'userBound', handle, userId: boundUser, timestamp });
+  commit(): Promise<void> {
+    return this.committer.commit(this.state);
   }
 
   /**
@@ -1082,99 +673,15 @@ export class Session implements SessionInterface {
     return lifetime > 0 ? lifetime : undefined;
   }
 
-  /**
-   * IP-lock value of this request's client (`UNKNOWN_ADDRESS_LOCK` when its address is unknown:
-   * the lock fails closed); undefined when the lock is off or for remote sessions.
-   */
-  private ipLockValue(): string | undefined {
-    const lock = this.store.options.ipLock;
-    return lock === undefined || this.isRemote() ? undefined : ipLockValueFor(this.origin.clientIp, lock);
-  }
-
-  /**
-   * A session stored before the IP lock was enabled has no lock value: the first request that
-   * resumes it locks it to its own client (written by this request's commit).
-   */
-  private lockUnlockedSession(): void {
-    const meta = this.metadata;
-    if (meta === undefined || meta.ipLock !== undefined) return;
-    const ipLock = this.ipLockValue();
-    if (ipLock === undefined) return;
-    meta.ipLock = ipLock;
-    this.changes.setField('ipLock', ipLock);
-  }
-
-  /** Whether this request's client may resume a session with `metadata` (IP lock). */
-  private ipAllowed(metadata: SessionMetadata): boolean {
-    return this.isRemote() || ipLockAllows(metadata.ipLock, this.origin.clientIp, this.store.options.ipLock);
-  }
-
   // ---- helpers ---------------------------------------------------------------------------
 
   private async writeThrough(): Promise<void> {
     if (this.isRemote()) await this.commit();
   }
 
-  /**
-   * Aerys `unlock()`, a failed `save()`: forgets this request's changes (data, tags, fields,
-   * user, bags; a pending storage move) and releases the lock, then reads the session again.
-   * The same for a session never stored: its metadata goes back to what `start()` made.
-   */
-  private async discardAndReread(): Promise<void> {
-    this.changes.discard();
-    this.bagSet?.discard();
-    await this.locks.release();
-    if (this.storedId !== undefined) {
-      await this.reload().catch(() => undefined);
-    } else if (this.started && this.metadata !== undefined) {
-      const { storageId, createdAt, lastActivity } = this.metadata;
-      this.metadata = { storageId, createdAt, lastActivity, tags: [] };
-      const ipLock = this.ipLockValue();
-      if (ipLock !== undefined) this.metadata.ipLock = ipLock;
-    }
-  }
-
-  private async reload(): Promise<void> {
-    const meta = this.meta();
-    // Metadata and data in one round trip: the storage id is this session's own (a move by
-    // another request retires this key, so the metadata read then finds nothing).
-    const [fresh, data] = await Promise.all([this.store.loadMetadata(this.storedId!), this.store.loadData(meta.storageId)]);
-    if (fresh === undefined) {
-      this.reset();
-      throw SessionDestroyedException.create('read the session');
-    }
-    // Local tag and field changes stay on top of the fresh state.
-    this.metadata = { ...this.planner.merge(fresh, this.changes, fresh.lastActivity), storageId: meta.storageId };
-    this.resumedEntry = undefined;
-    this.singles = undefined;
-    this.data = data;
-    // Bag changes of this request stay on top of the fresh data, like data changes.
-    this.bagSet?.rebase(this.data);
-  }
-
-  private reset(): void {
-    this.changes.reset();
-    this.bagSet?.discard();
-    this.started = false;
-    this.id = undefined;
-    this.storedId = undefined;
-    this.metadata = undefined;
-    this.resumedEntry = undefined;
-    this.data = undefined;
-    this.singles = undefined;
-  }
-
-  private meta(operation?: string): Mutable<SessionMetadata> {
-    this.assertAvailable();
-    if (!this.started || this.metadata === undefined) {
-      throw SessionNotStartedException.create(operation ?? 'use the session');
-    }
-    return this.metadata;
-  }
-
   private requireStarted(operation: string): void {
-    this.assertAvailable();
-    if (!this.started || (this.id === undefined && this.storedId === undefined))
+    this.state.assertAvailable();
+    if (!this.state.started || (this.state.id === undefined && this.state.storedId === undefined))
       throw SessionNotStartedException.create(operation);
   }
 
