@@ -5,7 +5,9 @@ import { Cluster, Redis } from 'ioredis';
 import { Cluster as Cluster6, Redis as Redis6 } from 'ioredis6';
 import { createClient as createClient6, createCluster as createCluster6 } from 'redis6';
 import { InvalidArgumentException, InvalidOptionException } from 'nest-session';
-import { createRedisSessionStores, fromIoRedis, RedisBackend, RedisLocker } from 'nest-session/redis';
+import { createRedisSessionStores, fromIoRedis, RedisBackend, RedisLocker, type RedisSessionStores } from 'nest-session/redis';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
+import { SessionStore } from '../../lib/session/session.store.js';
 import type {
   RedisClusterCommandClient,
   RedisCommandClient,
@@ -14,6 +16,8 @@ import type {
 } from 'nest-session/redis';
 import { backendContract } from '../contract/backend.contract.js';
 import { lockerContract } from '../contract/locker.contract.js';
+import { guardOf, movesGroupsContract } from '../contract/moves-groups.contract.js';
+import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js';
 import { sessionManagerContract } from '../contract/session-manager.contract.js';
 import { RedisClusterServer } from '../support/redis-cluster.js';
 import { connectTestRedis, TEST_REDIS_URL, type TestRedisClient } from '../support/redis.js';
@@ -21,7 +25,8 @@ import { connectTestRedis, TEST_REDIS_URL, type TestRedisClient } from '../suppo
 /*
  * The Redis engine on every supported client: node-redis 6 (`redis6`, next to node-redis 5 that
  * the other Redis specs use), ioredis 5 and ioredis 6 (`ioredis6`), standalone and on a Redis Cluster. The same backend,
- * locker and SessionManager contract suites as node-redis 5 must pass on each.
+ * locker, SessionManager and unlocked-commit contract suites as node-redis 5 must pass on each,
+ * and the moving-groups suite on each standalone client.
  */
 
 const uniquePrefix = (name: string): string => `test:clients:${name}:${randomBytes(4).toString('hex')}:`;
@@ -180,7 +185,59 @@ for (const target of CLIENTS) {
     },
     { realTime: true },
   );
+
+  // Moving groups (mustMatch, copyFrom) is a unit of the standalone write coalescer's script: a
+  // cluster backend has no `movesGroups` (checked below), so the suite runs standalone only.
+  if (!target.cluster) {
+    describe(`TaggableBackend ${target.name}`, () => {
+      const prefixes: string[] = [];
+      afterAll(async () => {
+        for (const prefix of prefixes) await cleanupOf(target, prefix);
+      });
+      movesGroupsContract(target.name, async () => {
+        const prefix = uniquePrefix('moves');
+        prefixes.push(prefix);
+        return new RedisBackend({ client: target.client(), prefix });
+      });
+    });
+  }
+
+  describe(`Unlocked commits on ${target.name} (WriteGuard.unlocked, checked in the write script)`, () => {
+    const prefix = uniquePrefix('unlocked');
+    let stores: RedisSessionStores;
+    let store: SessionStore;
+    beforeAll(async () => {
+      stores = await createRedisSessionStores({ client: target.raw(), prefix });
+      const { metadataBackend, storageBackend, locker } = stores;
+      store = new SessionStore(
+        resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 5000, ttl: 5000 } }),
+      );
+    });
+    afterAll(async () => {
+      await stores.close();
+      await cleanupOf(target, prefix);
+    });
+    // On a cluster, commits that write metadata or move storage take the lock (no movesGroups).
+    unlockedCommitContract(
+      `Redis on ${target.name}`,
+      () => stores,
+      () => store,
+      () => new RedisBackend({ client: target.client(), prefix: `${prefix}bare:` }),
+      !target.cluster,
+    );
+  });
 }
+
+describe('moving groups on a cluster', () => {
+  it('a cluster backend does not move groups, and refuses mustMatch and copyFrom', async () => {
+    for (const target of CLIENTS.filter((c) => c.cluster)) {
+      const backend = new RedisBackend({ client: target.client(), prefix: uniquePrefix('nomoves') });
+      expect(backend.movesGroups).toBe(false);
+      await expect(backend.write({ mustMatch: [{ id: 'a.b', data: 'x' }] })).rejects.toThrow(InvalidArgumentException);
+      await expect(backend.write({}, guardOf('dst', { copyFrom: 'src' }))).rejects.toThrow(InvalidArgumentException);
+    }
+  });
+});
 
 describe('client checks', () => {
   it('wakes an ioredis waiter by Pub/Sub, standalone and on the cluster, not by its timer', async () => {
