@@ -11,14 +11,18 @@ export function instrumentOptions(options: ResolvedSessionOptions): ResolvedSess
   const hooks = options.instrumentation;
   if (hooks === undefined) return options;
   const storeError = hooks.storeError?.bind(hooks);
+  const locker = instrumentLocker(options.locker, {
+    storeError,
+    lockAcquired: hooks.lockAcquired?.bind(hooks),
+    lockTimedOut: hooks.lockTimedOut?.bind(hooks),
+  });
+  // The backends keep naming the locker they check (unlocked commits) and follow (reads with the
+  // lock): as the wrapped one, which is the store's.
+  const standIn = { locker: options.locker, wrapper: locker };
   return {
     ...options,
-    metadataBackend: instrumentBackend(options.metadataBackend, 'metadata', { storeError }),
-    storageBackend: instrumentBackend(options.storageBackend, 'storage', { storeError }),
-    locker: instrumentLocker(options.locker, {
-      storeError,
-      lockAcquired: hooks.lockAcquired?.bind(hooks),
-      lockTimedOut: hooks.lockTimedOut?.bind(hooks),
-    }),
+    metadataBackend: instrumentBackend(options.metadataBackend, 'metadata', { storeError }, standIn),
+    storageBackend: instrumentBackend(options.storageBackend, 'storage', { storeError }, standIn),
+    locker,
   };
 }

@@ -65,8 +65,8 @@ function isOpen(status: string): boolean {
 
 /**
  * An ioredis 5 or 6 client (standalone or cluster) as the node-redis client the backends and the
- * locker take: `createRedisSessionStores({ client })` does this by itself; for a hand-built
- * `RedisBackend` / `RedisLocker` pass `fromIoRedis(client)` as their `client`. Raw commands go
+ * locker take: `createRedisSessionStores({ client })`, `new RedisBackend({ client })` and
+ * `new RedisLocker({ client })` do this by themselves when given the ioredis client as it is. Raw commands go
  * through `call` (ioredis routes a cluster command by its keys, EVALSHA included), scripts
  * through `evalsha`/`eval`, and the locker's Pub/Sub through a duplicated connection
  * (standalone) or the cluster's sharded subscribers.
@@ -77,8 +77,20 @@ function isOpen(status: string): boolean {
 export function fromIoRedis(
   client: IoRedisClient | IoRedisClusterClient,
 ): RedisLockerClient | (RedisClusterCommandClient & RedisLockerClusterClient) {
+  return adaptIoRedis(client, true);
+}
+
+/**
+ * `fromIoRedis` for the engine's own use. `pubSub: false` (a backend, which never subscribes)
+ * also takes a cluster created without `shardedSubscribers: true`.
+ * @internal
+ */
+export function adaptIoRedis(
+  client: IoRedisClient | IoRedisClusterClient,
+  pubSub: boolean,
+): RedisLockerClient | (RedisClusterCommandClient & RedisLockerClusterClient) {
   assertConnected(client);
-  if (isIoRedisCluster(client)) return lockerCluster(client);
+  if (isIoRedisCluster(client)) return lockerCluster(client, pubSub);
   // The engine uses exactly these members of a node-redis client (sendCommand, scripts, isOpen,
   // duplicate, connect, on, subscribe, unsubscribe, close, destroy); this object provides them.
   return new IoRedisConnection(client) as unknown as RedisLockerClient;
@@ -174,8 +186,8 @@ class IoRedisConnection implements RedisCommandClient {
 }
 
 /** An ioredis cluster shaped as the node-redis cluster client the backend and the locker use (sharded Pub/Sub). */
-function lockerCluster(cluster: IoRedisClusterClient): RedisClusterCommandClient & RedisLockerClusterClient {
-  if (cluster.options.shardedSubscribers !== true) {
+function lockerCluster(cluster: IoRedisClusterClient, pubSub: boolean): RedisClusterCommandClient & RedisLockerClusterClient {
+  if (pubSub && cluster.options.shardedSubscribers !== true) {
     throw InvalidOptionException.create(
       'redis.client',
       'must be an ioredis Cluster created with { shardedSubscribers: true }: the locker wakes waiters with sharded Pub/Sub (SSUBSCRIBE)',

@@ -78,6 +78,14 @@ export interface RedisLockerClusterClient extends RedisScriptClient {
   sUnsubscribe(channel: string, listener?: RedisShardedListener): Promise<void>;
 }
 
+/**
+ * The clients the engine takes and how each is passed, for the messages that refuse anything
+ * else (a client of another library, a wrapper, something that is no client at all).
+ */
+export const SUPPORTED_REDIS_CLIENTS =
+  'a node-redis 5 or 6 client (createClient() or createCluster(), passed as it is) or an ioredis 5 or 6 client ' +
+  '(new Redis() or new Redis.Cluster(nodes, { shardedSubscribers: true }), passed as it is or through fromIoRedis())';
+
 /** Whether a client is a cluster client (`createCluster()`): only those have `masters`. */
 export function isRedisClusterClient(client: unknown): client is { readonly masters: readonly unknown[] } {
   return typeof client === 'object' && client !== null && 'masters' in client;

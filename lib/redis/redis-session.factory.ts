@@ -5,11 +5,16 @@ import { StoreUnavailableException } from '../errors/store-unavailable.exception
 import { RedisLocker, type RedisLockerClient, type RedisLockerClusterClient, type RedisLockerOptions } from './redis.locker.js';
 import { RedisBackend } from './redis.backend.js';
 import { assertRedisPrefix } from './redis-backend.keys.js';
-import { isRedisClusterClient, type RedisClusterCommandClient, type RedisCommandClient } from './redis-client.adapter.js';
+import {
+  isRedisClusterClient,
+  SUPPORTED_REDIS_CLIENTS,
+  type RedisClusterCommandClient,
+  type RedisCommandClient,
+} from './redis-client.adapter.js';
 import { fromIoRedis, isIoRedisClient, type IoRedisClient, type IoRedisClusterClient } from './ioredis-client.adapter.js';
 
 /**
- * What the backends and the locker need of a node-redis v5 Redis Cluster client: every
+ * What the backends and the locker need of a node-redis 5 or 6 Redis Cluster client: every
  * `createCluster()` client fits.
  */
 export type RedisSessionClusterClient = RedisClusterCommandClient & RedisLockerClusterClient;
@@ -123,7 +128,7 @@ export interface RedisSessionStoresOptions {
   /**
    * A connected client, owned by you: never closed here. node-redis 5 or 6, or ioredis 5 or 6
    * (`new Redis()`, or `new Redis.Cluster(nodes, { shardedSubscribers: true })`, adapted with
-   * `fromIoRedis`). Either `createClient()`
+   * `fromIoRedis` here). Either `createClient()`
    * (a standalone Redis or Valkey) or `createCluster()` (a Redis Cluster >= 7). Its reconnect,
    * offline-queue and timeout settings decide what a request does while Redis is unreachable
    * (see README "Running on many instances").
@@ -259,7 +264,7 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
   if ([url, clusterOptions, given].filter((o) => o !== undefined).length !== 1) {
     throw InvalidOptionException.create(
       'redis',
-      'needs exactly one of `url` (a redis:// URL), `cluster` (createCluster() options with rootNodes) and `client` (a connected node-redis client)',
+      'needs exactly one of `url` (a redis:// URL), `cluster` (createCluster() options with rootNodes) and `client` (a connected node-redis or ioredis client)',
     );
   }
   const prefix = options.prefix ?? DEFAULT_PREFIX;
@@ -278,10 +283,7 @@ export async function createRedisSessionStores(options: RedisSessionStoresOption
         ? typeof given.nodeClient !== 'function' || typeof given.sSubscribe !== 'function'
         : typeof given.duplicate !== 'function')
     ) {
-      throw InvalidOptionException.create(
-        'redis.client',
-        'must be a node-redis 5 or 6 client (createClient() or createCluster()) or an ioredis 5 or 6 client (new Redis() or new Redis.Cluster())',
-      );
+      throw InvalidOptionException.create('redis.client', `must be ${SUPPORTED_REDIS_CLIENTS}`);
     }
     if (!given.isOpen) {
       throw InvalidOptionException.create('redis.client', 'must be connected: await client.connect() first');
@@ -457,7 +459,7 @@ async function importRedis(option: string): Promise<unknown> {
   } catch (error) {
     throw InvalidOptionException.create(
       option,
-      `needs the "redis" package (node-redis v5): npm install redis (${(error as Error).message})`,
+      `needs the "redis" package (node-redis 5 or 6): npm install redis (${(error as Error).message})`,
     );
   }
 }

@@ -21,6 +21,7 @@ import {
   isRedisClusterClient,
   RedisTransport,
   settleAll,
+  SUPPORTED_REDIS_CLIENTS,
   type RedisClusterCommandClient,
   type RedisCommandClient,
 } from './redis-client.adapter.js';
@@ -36,20 +37,23 @@ import {
 import { IndexUpkeep, IndexWork } from './redis-index.upkeep.js';
 import { RedisWriteCoalescer, SKIPPED } from './redis-write.coalescer.js';
 import type { RedisLocker } from './redis.locker.js';
+import { adaptIoRedis, isIoRedisClient, type IoRedisClient, type IoRedisClusterClient } from './ioredis-client.adapter.js';
 
-// The client types are part of the options; they belong to the client adapter.
+// The client types are part of the options; they belong to the client adapters.
 export type { RedisClusterCommandClient, RedisCommandClient } from './redis-client.adapter.js';
+export type { IoRedisClient, IoRedisClusterClient } from './ioredis-client.adapter.js';
 
 /** Options of {@link RedisBackend}. */
 export interface RedisBackendOptions {
   /**
-   * A connected node-redis v5 client: `createClient()` (standalone Redis or Valkey) or
-   * `createCluster()` (Redis Cluster >= 7, told apart by its `masters`). Not a
-   * `createSentinel()` client. The backend never connects or closes it. The client's reconnect
+   * A connected client: node-redis 5 or 6 `createClient()` (standalone Redis or Valkey) or
+   * `createCluster()` (Redis Cluster >= 7, told apart by its `masters`), or ioredis 5 or 6
+   * `new Redis()` or `new Redis.Cluster()`, as it is (adapted here, as `fromIoRedis` does). Not
+   * a `createSentinel()` client. The backend never connects or closes it. The client's reconnect
    * and offline-queue settings decide how long an operation waits while Redis is unreachable;
    * an operation that fails throws `StoreUnavailableException`.
    */
-  client: RedisCommandClient | RedisClusterCommandClient;
+  client: RedisCommandClient | RedisClusterCommandClient | IoRedisClient | IoRedisClusterClient;
   /**
    * Prepended to every key, so several applications (and the metadata and storage caches of
    * one application, e.g. `sess:m:` and `sess:s:`) can share one Redis database. It must not
@@ -95,7 +99,7 @@ export interface RedisBackendShared {
 
 /** The options as a JavaScript caller may pass them: the constructor checks what the types above promise. */
 type UntypedRedisBackendOptions = Omit<RedisBackendOptions, 'client'> & {
-  client?: Partial<RedisCommandClient> | Partial<RedisClusterCommandClient> | null;
+  client?: Partial<RedisCommandClient> | Partial<RedisClusterCommandClient> | IoRedisClient | IoRedisClusterClient | null;
 };
 
 /*
@@ -142,7 +146,7 @@ interface EncodedWrite {
 }
 
 /**
- * Cache backend on Redis or Redis Cluster (node-redis v5), for sessions shared by many
+ * Cache backend on Redis or Redis Cluster (node-redis 5 or 6, ioredis 5 or 6), for sessions shared by many
  * processes. Key layout, atomicity and cost: see the comments above and in the files they name. In short: reads are one
  * GET, MGET or GETRANGE (a `getByTag` of a group's own tag one script), a write is one script
  * per group plus its index upkeep in the same round trip, tag look-ups O(matches),
@@ -202,24 +206,30 @@ export class RedisBackend implements TaggableBackend {
 
   /**
    * @param shared what backends built together share (internal; `createRedisSessionStores`).
-   * @throws InvalidOptionException for a missing client, a prefix with braces or a negative margin.
+   * @throws InvalidOptionException for a missing or unsupported client (the message names the
+   *   supported ones), an ioredis client that is not connected, a prefix with braces or a
+   *   negative margin.
    */
   constructor(options: RedisBackendOptions, shared?: RedisBackendShared) {
-    if (typeof (options as UntypedRedisBackendOptions | null | undefined)?.client?.sendCommand !== 'function') {
+    const raw = (options as UntypedRedisBackendOptions | null | undefined)?.client;
+    // ioredis (checked first: its clients have a `sendCommand` of another shape) is adapted here.
+    const client = isIoRedisClient(raw) ? adaptIoRedis(raw, false) : raw;
+    if (typeof client?.sendCommand !== 'function') {
+      throw InvalidOptionException.create('redis.client', `must be ${SUPPORTED_REDIS_CLIENTS}, connected`);
+    }
+    if (isRedisClusterClient(client) && typeof (client as Partial<RedisClusterCommandClient>).nodeClient !== 'function') {
       throw InvalidOptionException.create(
         'redis.client',
-        'must be a connected node-redis v5 client (createClient() or createCluster())',
+        `is a cluster client of no supported kind: it must be ${SUPPORTED_REDIS_CLIENTS}`,
       );
     }
-    if (isRedisClusterClient(options.client) && typeof options.client.nodeClient !== 'function') {
-      throw InvalidOptionException.create('redis.client', 'a cluster client must be a node-redis v5 createCluster() client');
-    }
+    const commands = client as RedisCommandClient | RedisClusterCommandClient;
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     assertRedisPrefix('redis.prefix', prefix);
     const margin = secondsOption('redis.safetyTtlMargin', options.safetyTtlMargin ?? DEFAULT_SAFETY_TTL_MARGIN, true);
-    if (isRedisClusterClient(options.client)) this.transport = new RedisTransport(options.client);
+    if (isRedisClusterClient(commands)) this.transport = new RedisTransport(commands);
     else {
-      this.writes = shared?.writes ?? new RedisWriteCoalescer(options.client);
+      this.writes = shared?.writes ?? new RedisWriteCoalescer(commands);
       this.prefixIndex = this.writes.register(prefix);
       this.transport = new RedisTransport(this.writes.ordered());
     }

@@ -6,9 +6,11 @@ import type { LockOptions, SessionLock, SessionLocker } from '../locking/session
 import {
   evalScript,
   isRedisClusterClient,
+  SUPPORTED_REDIS_CLIENTS,
   type RedisLockerClient,
   type RedisLockerClusterClient,
 } from './redis-client.adapter.js';
+import { adaptIoRedis, isIoRedisClient, type IoRedisClient, type IoRedisClusterClient } from './ioredis-client.adapter.js';
 import { AbandonRetries } from '../locking/abandon.retries.js';
 import { AcquireTracker } from '../locking/acquire.tracker.js';
 import { checkTtl, checkWaitTimeout, lockerClosedError } from '../locking/lock-options.check.js';
@@ -28,12 +30,14 @@ export type {
 /** Options of {@link RedisLocker}. */
 export interface RedisLockerOptions {
   /**
-   * A connected node-redis client for the lock commands: `createClient()` (standalone Redis or
-   * Valkey >= 6.2) or `createCluster()` (Redis Cluster >= 7; waiters then listen with sharded
-   * Pub/Sub, SSUBSCRIBE, on the node that holds their key). The locker never closes it: close
-   * it yourself after `locker.close()`.
+   * A connected client for the lock commands: node-redis 5 or 6 `createClient()` (standalone
+   * Redis or Valkey >= 6.2) or `createCluster()` (Redis Cluster >= 7; waiters then listen with
+   * sharded Pub/Sub, SSUBSCRIBE, on the node that holds their key), or ioredis 5 or 6
+   * `new Redis()` or `new Redis.Cluster(nodes, { shardedSubscribers: true })`, as it is (adapted
+   * here, as `fromIoRedis` does). The locker never closes it: close it yourself after
+   * `locker.close()`.
    */
-  client: RedisLockerClient | RedisLockerClusterClient;
+  client: RedisLockerClient | RedisLockerClusterClient | IoRedisClient | IoRedisClusterClient;
   /**
    * Prepended to every key and channel the locker uses; lock keys look like
    * `<prefix>lock:{<key>}` (the hash tag keeps a key's lock, fence and queue in one slot).
@@ -48,7 +52,7 @@ export interface RedisLockerOptions {
    * Pub/Sub runs on connections of its own).
    * @default a duplicate of `client`, created on first contention (a cluster: `client`)
    */
-  subscriber?: RedisLockerClient | RedisLockerClusterClient;
+  subscriber?: RedisLockerClient | RedisLockerClusterClient | IoRedisClient | IoRedisClusterClient;
   /**
    * Lifetime of a key's fence counter (its last fence), refreshed on every acquire. Fences do
    * not rely on it to grow: each is at least the Redis server time in microseconds, so it
@@ -131,19 +135,29 @@ export class RedisLocker implements SessionLocker {
   private readonly abandons = new AbandonRetries();
   private closing: Promise<void> | null = null;
 
-  /** @throws InvalidArgumentException when `client` is missing or a duration is invalid. */
+  /**
+   * @throws InvalidArgumentException when `client` is missing or of no supported kind (the
+   *   message names the supported ones), or a duration is invalid.
+   * @throws InvalidOptionException for an ioredis client that is not connected, or an ioredis
+   *   cluster without `shardedSubscribers: true`.
+   */
   constructor(options: RedisLockerOptions) {
     // Checked at run time too: JavaScript callers can pass anything.
     const given = (options as Partial<RedisLockerOptions> | null | undefined)?.client as unknown;
     if (given === undefined || given === null) {
-      throw new InvalidArgumentException('RedisLocker: `client` (a connected node-redis client) is required.');
+      throw new InvalidArgumentException(`RedisLocker: \`client\` is required: ${SUPPORTED_REDIS_CLIENTS}, connected.`);
     }
-    this.client = options.client;
-    this.cluster = isRedisClusterClient(options.client);
+    const client = lockerClient(given, 'client');
+    const subscriber = options.subscriber === undefined ? undefined : lockerClient(options.subscriber, 'subscriber');
+    if (!isRedisClusterClient(client) && subscriber === undefined && typeof client.duplicate !== 'function') {
+      throw unsupportedClient('client');
+    }
+    this.client = client;
+    this.cluster = isRedisClusterClient(client);
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.fenceTtl = options.fenceTtl ?? DEFAULT_FENCE_TTL_MS;
     this.waiterTtl = options.waiterTtl ?? DEFAULT_WAITER_TTL_MS;
-    this.wakeups = new RedisLockWakeups(options.client, options.subscriber);
+    this.wakeups = new RedisLockWakeups(client, subscriber);
     if (!(Number.isSafeInteger(this.fenceTtl) && this.fenceTtl >= 0)) {
       throw new InvalidArgumentException(`RedisLocker: fenceTtl must be an integer >= 0 ms, got ${this.fenceTtl}.`);
     }
@@ -328,4 +342,27 @@ export class RedisLocker implements SessionLocker {
     await this.abandons.stopAll();
     await this.wakeups.close();
   }
+}
+
+/**
+ * A `client` or `subscriber` option as the locker speaks to it: an ioredis client adapted, a
+ * node-redis client as it is.
+ * @throws InvalidArgumentException for anything that is neither (a client without the script
+ *   calls, or a cluster client without sharded Pub/Sub).
+ */
+function lockerClient(given: unknown, option: 'client' | 'subscriber'): RedisLockerClient | RedisLockerClusterClient {
+  const client = isIoRedisClient(given) ? adaptIoRedis(given, true) : given;
+  if (typeof client !== 'object' || client === null) throw unsupportedClient(option);
+  const candidate = client as Partial<RedisLockerClient & RedisLockerClusterClient>;
+  const scripts = typeof candidate.evalSha === 'function' && typeof candidate.eval === 'function';
+  // A cluster listens with sharded Pub/Sub; a standalone subscriber with SUBSCRIBE.
+  const listens = isRedisClusterClient(client)
+    ? typeof candidate.sSubscribe === 'function'
+    : option === 'client' || typeof candidate.subscribe === 'function';
+  if (!(option === 'subscriber' || scripts) || !listens) throw unsupportedClient(option);
+  return candidate as RedisLockerClient | RedisLockerClusterClient;
+}
+
+function unsupportedClient(option: 'client' | 'subscriber'): InvalidArgumentException {
+  return new InvalidArgumentException(`RedisLocker: \`${option}\` must be ${SUPPORTED_REDIS_CLIENTS}, connected.`);
 }

@@ -623,7 +623,7 @@ export class Session implements SessionInterface {
    * parallel request): the response sets the cookie as for a new session.
    */
   issueIdToClient(): void {
-    this.client.idIssued = true;
+    this.state.client.idIssued = true;
   }
 
   getCookieFacts(): SessionCookieFacts {

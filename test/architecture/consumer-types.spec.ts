@@ -209,6 +209,14 @@ export const stores: Promise<RedisSessionStores> = createRedisSessionStores({ cl
 export const onCluster = createRedisSessionStores({ client: new Cluster([{ host: '127.0.0.1', port: 7000 }], { shardedSubscribers: true }) });
 const adapted = fromIoRedis(client);
 export const parts = [new RedisBackend({ client: adapted, prefix: 'own:' }), new RedisLocker({ client: adapted })] as const;
+// The raw clients, as the factory takes them.
+const raw = new Cluster([{ host: '127.0.0.1', port: 7000 }], { shardedSubscribers: true });
+export const rawParts = [
+  new RedisBackend({ client, prefix: 'raw:' }),
+  new RedisLocker({ client, subscriber: client.duplicate() }),
+  new RedisBackend({ client: raw }),
+  new RedisLocker({ client: raw }),
+] as const;
 `;
 
 /** node-redis' own option and client types fit the engine's (checked with the node-redis the repository has). */

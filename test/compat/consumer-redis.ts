@@ -1,4 +1,4 @@
-// The Redis side of test/compat/consumer-app.ts with ioredis 5: the app creates the client and
+// The Redis side of test/compat/consumer-app.ts with ioredis (5 or 6): the app creates the client and
 // hands it over. Compiled in a consumer that has ioredis and not `redis` installed, so the
 // declarations of 'nest-session/redis' are checked to name no node-redis type.
 import { Redis } from 'ioredis';

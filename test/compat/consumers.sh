@@ -50,7 +50,7 @@ combo() {
   esac
   local absent=("${OTHER_PEERS[@]}")
   case "$client" in
-    # Plain `ioredis`: the peer range (^5) makes npm pick 5.x although 6 is the latest.
+    # Plain `ioredis`: the peer range (^5 || ^6) lets npm pick the latest 6.x.
     ioredis) packages+=(ioredis); absent+=(redis @redis/client) ;;
     node-redis) packages+=(redis@latest); absent+=(ioredis) ;;
     *) echo "unknown combo $name" >&2; return 1 ;;

@@ -10,7 +10,7 @@ import type {
   ObservableGauge,
 } from '@opentelemetry/api';
 import request from 'supertest';
-import { MemoryBackend, MemoryLocker, type SessionModuleOptions } from 'nest-session';
+import { MemoryBackend, type SessionModuleOptions } from 'nest-session';
 import { OpenTelemetrySessionMetrics } from 'nest-session/opentelemetry';
 import { createRedisSessionStores } from 'nest-session/redis';
 import { createSampleApp } from '../../sample-app/app.factory.js';
@@ -56,6 +56,16 @@ class RecordingMeterProvider implements MeterProvider {
     return this.measurements
       .filter((m) => m.name === name && Object.entries(where).every(([k, v]) => m.attributes[k] === v))
       .reduce((total, m) => total + m.value, 0);
+  }
+
+  /** The measurements of `name`, in order, as `{ value, attributes }`. */
+  of(name: string): Array<{ value: number; attributes: Attributes }> {
+    return this.measurements.filter((m) => m.name === name).map(({ value, attributes }) => ({ value, attributes }));
+  }
+
+  /** The attributes of each measurement of `name` (histograms: their values are times). */
+  attributesOf(name: string): Attributes[] {
+    return this.measurements.filter((m) => m.name === name).map((m) => m.attributes);
   }
 
   count(name: string, where: Attributes = {}): number {
@@ -131,40 +141,49 @@ describe('OpenTelemetry metrics (nest-session/opentelemetry)', () => {
     expect(provider.sum('session.store.errors')).toBe(0);
   });
 
-  it('measures lock waits and timeouts', async () => {
+  it('measures lock waits and timeouts: one acquisition per locked request, one timeout, nothing for unlocked commits', async () => {
     const provider = new RecordingMeterProvider();
-    const app = await start(provider, {
-      metadataBackend: new MemoryBackend(),
-      storageBackend: new MemoryBackend(),
-      locker: new MemoryLocker(),
-      lock: { waitTimeout: 100, ttl: 5000 },
-    });
+    // The module's default stores: the storage checks the default locker's locks in its writes,
+    // so a plain commit takes no lock (and measuring must not change that).
+    const app = await start(provider, { lock: { waitTimeout: 100, ttl: 5000 } });
     const browser = new Browser(app);
-    await browser.post('/counter/n/increment');
-    const before = provider.sum('session.lock.acquired');
+    await browser.post('/counter/n/increment'); // a new session: stored without a lock
+    await browser.post('/counter/n/increment'); // an unlocked commit
+    await browser.put('/session/data/a', { value: 1 }); // another
+    expect(provider.of('session.lock.acquired')).toEqual([]);
+    expect(provider.of('session.commits')).toEqual(Array(3).fill({ value: 1, attributes: { outcome: 'ok' } }));
+
     const [slow, late] = await Promise.all([
       browser.post('/counter/n/increment?lock=1&delay=400'),
       new Promise((resolve) => setTimeout(resolve, 50)).then(() => browser.post('/counter/n/increment?lock=1')),
     ]);
     expect(slow.status).toBe(200);
+    expect(slow.body).toEqual({ key: 'n', value: 3 });
     expect(late.status).toBe(423);
-    expect(provider.sum('session.lock.timeouts')).toBe(1);
-    expect(provider.count('session.lock.wait', { outcome: 'timeout' })).toBe(1);
-    expect(provider.sum('session.lock.acquired')).toBeGreaterThan(before);
-    const waits = provider.measurements.filter((m) => m.name === 'session.lock.wait' && m.attributes.outcome === 'timeout');
-    expect(waits[0]!.value).toBeGreaterThanOrEqual(90);
+    // The slow request's lock (its commit runs under it: no second acquisition), the late one's timeout.
+    expect(provider.of('session.lock.acquired')).toEqual([{ value: 1, attributes: {} }]);
+    expect(provider.of('session.lock.timeouts')).toEqual([{ value: 1, attributes: {} }]);
+    expect(provider.attributesOf('session.lock.wait')).toEqual([{}, { outcome: 'timeout' }]);
+    const [acquiredWait, timeoutWait] = provider.of('session.lock.wait').map((m) => m.value);
+    expect(acquiredWait).toBeLessThan(50); // the lock was free
+    expect(timeoutWait).toBeGreaterThanOrEqual(90); // waitTimeout 100 ms
+    expect(timeoutWait).toBeLessThan(1000);
+    // The late request answered 423 before its handler ran: it committed nothing.
+    expect(provider.of('session.commits')).toEqual(Array(4).fill({ value: 1, attributes: { outcome: 'ok' } }));
+    expect(provider.of('session.store.errors')).toEqual([]);
   });
 
   describe('on Redis', () => {
     let server: RedisServer;
     beforeAll(async () => {
-      server = await RedisServer.start();
+      // Persistent (append-only, fsync always): the sessions written before the outage survive the restart.
+      server = await RedisServer.start({ appendonly: true });
     });
     afterAll(async () => {
       await server.stop();
     });
 
-    it('counts store errors by part and operation', async () => {
+    it('counts store errors by part and operation, one per failed operation, and takes no lock for unlocked commits', async () => {
       const provider = new RecordingMeterProvider();
       const { metadataBackend, storageBackend, locker } = await createRedisSessionStores({
         url: server.url,
@@ -172,18 +191,59 @@ describe('OpenTelemetry metrics (nest-session/opentelemetry)', () => {
         commandTimeout: 300,
       });
       const app = await start(provider, { metadataBackend, storageBackend, locker });
+      app.useLogger(['error']); // every 503 is also logged as a warning
       const browser = new Browser(app);
-      await browser.put('/session/data/a', { value: 1 });
-      expect(provider.sum('session.store.errors')).toBe(0);
+      await browser.put('/session/data/a', { value: 1 }); // new session
+      await browser.put('/session/data/a', { value: 2 }); // unlocked commit: the lock is checked inside the write script
+      expect((await browser.post('/counter/n/increment?lock=1')).body).toEqual({ key: 'n', value: 1 });
+      expect(provider.of('session.started')).toEqual([{ value: 1, attributes: { user_bound: false } }]);
+      expect(provider.of('session.commits')).toEqual(Array(3).fill({ value: 1, attributes: { outcome: 'ok' } }));
+      expect(provider.of('session.lock.acquired')).toEqual([{ value: 1, attributes: {} }]);
+      expect(provider.of('session.store.errors')).toEqual([]);
+
       await server.kill();
       try {
-        const res = await browser.put('/session/data/a', { value: 2 });
-        expect(res.status).toBe(503);
+        // An existing session: its resume reads the metadata, which fails; nothing is committed.
+        expect((await browser.put('/session/data/a', { value: 3 })).status).toBe(503);
+        expect(provider.of('session.store.errors')).toEqual([{ value: 1, attributes: { part: 'metadata', operation: 'get' } }]);
+        // A locked route resumes first too: the same single error, no lock measured.
+        expect((await browser.post('/counter/n/increment?lock=1')).status).toBe(503);
+        expect(provider.of('session.store.errors')).toEqual(
+          Array(2).fill({ value: 1, attributes: { part: 'metadata', operation: 'get' } }),
+        );
+        // A new session's commit writes both parts at once: one error each, and a failed commit.
+        expect((await new Browser(app).put('/session/data/b', { value: 1 })).status).toBe(503);
+        const errors = provider.of('session.store.errors');
+        expect(errors).toHaveLength(4);
+        expect(errors.slice(2).sort((x, y) => String(x.attributes.part).localeCompare(String(y.attributes.part)))).toEqual([
+          { value: 1, attributes: { part: 'metadata', operation: 'write' } },
+          { value: 1, attributes: { part: 'storage', operation: 'write' } },
+        ]);
+        expect(provider.of('session.commits').slice(3)).toEqual([
+          { value: 1, attributes: { outcome: 'error', error: 'StoreUnavailableException' } },
+        ]);
       } finally {
         await server.launch();
       }
-      expect(provider.sum('session.store.errors', { part: 'metadata', operation: 'get' })).toBeGreaterThanOrEqual(1);
-      expect(provider.sum('session.store.errors')).toBeGreaterThanOrEqual(1);
+      expect(provider.of('session.lock.acquired')).toHaveLength(1);
+
+      // Until the client has reconnected each request fails once more, and is counted once.
+      let refused = 0;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const res = await browser.get('/session');
+        if (res.status === 200) break;
+        expect(res.status).toBe(503);
+        refused++;
+        if (Date.now() > deadline) throw new Error('Redis did not come back within 10 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(provider.of('session.store.errors')).toHaveLength(4 + refused);
+      expect(provider.of('session.store.errors').slice(4)).toEqual(
+        Array(refused).fill({ value: 1, attributes: { part: 'metadata', operation: 'get' } }),
+      );
+      expect((await browser.get('/session')).body).toMatchObject({ data: { a: 2, n: 1 } });
+      expect(provider.of('session.store.errors')).toHaveLength(4 + refused);
     });
   });
 });

@@ -2,12 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { RedisBackend, type RedisClusterCommandClient } from '../../lib/redis/redis.backend.js';
-import { createRedisSessionStores } from '../../lib/redis/redis-session.factory.js';
+import { createRedisSessionStores, type RedisSessionStores } from '../../lib/redis/redis-session.factory.js';
 import { InvalidArgumentException } from '../../lib/errors/invalid-argument.exception.js';
 import { RedisLocker } from '../../lib/redis/redis.locker.js';
 import { backendContract } from '../contract/backend.contract.js';
 import { lockerContract } from '../contract/locker.contract.js';
 import { sessionManagerContract } from '../contract/session-manager.contract.js';
+import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js';
+import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
+import { SessionStore } from '../../lib/session/session.store.js';
 import { connectTestCluster, RedisClusterServer, type TestRedisCluster } from '../support/redis-cluster.js';
 
 /**
@@ -118,6 +121,32 @@ sessionManagerContract(
   },
   { realTime: true },
 );
+
+describe('Unlocked commits on a cluster (WriteGuard.unlocked, checked in the write script)', () => {
+  const prefix = uniquePrefix('unlocked');
+  let stores: RedisSessionStores;
+  let store: SessionStore;
+  beforeAll(async () => {
+    stores = await createRedisSessionStores({ client: cluster, prefix });
+    const { metadataBackend, storageBackend, locker } = stores;
+    store = new SessionStore(
+      resolveSessionOptions({ metadataBackend, storageBackend, locker, lock: { waitTimeout: 5000, ttl: 5000 } }),
+    );
+  });
+  afterAll(async () => {
+    await stores.close();
+    await deleteKeys(`${prefix}*`);
+  });
+  // Data-only commits go without the lock; commits that write metadata or move storage take it
+  // (a cluster backend has no movesGroups).
+  unlockedCommitContract(
+    'Redis cluster',
+    () => stores,
+    () => store,
+    () => makeBackend('bare'),
+    false,
+  );
+});
 
 describe('RedisBackend on a cluster', () => {
   it('keeps a session in one slot, while its metadata tags and the expiry index live elsewhere', async () => {
