@@ -449,7 +449,7 @@ interface OwnedCluster extends RedisSessionClusterClient {
 }
 
 /**
- * The `redis` package (node-redis v5), loaded here, not at the top: it is an optional peer
+ * The `redis` package (node-redis 5 or 6), loaded here, not at the top: it is an optional peer
  * dependency, and importing this package must work without it.
  * @throws InvalidOptionException naming `option` (the one that needs it) and the install command.
  */

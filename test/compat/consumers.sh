@@ -50,8 +50,10 @@ combo() {
   esac
   local absent=("${OTHER_PEERS[@]}")
   case "$client" in
-    # Plain `ioredis`: the peer range (^5 || ^6) lets npm pick the latest 6.x.
-    ioredis) packages+=(ioredis); absent+=(redis @redis/client) ;;
+    # Plain `ioredis`: the peer range (^5 || ^6) lets npm pick the latest 6.x. ioredis 6.1's own
+    # declarations import `redis-errors`, which ships no types: with skipLibCheck: false an app
+    # needs @types/redis-errors (ioredis' problem, not ours; README "Redis clients").
+    ioredis) packages+=(ioredis @types/redis-errors); absent+=(redis @redis/client) ;;
     node-redis) packages+=(redis@latest); absent+=(ioredis) ;;
     *) echo "unknown combo $name" >&2; return 1 ;;
   esac
