@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', '.bench-out/', 'dist-bench/', 'coverage/'] },
+  { ignores: ['dist/', '.bench-out/', 'dist-bench/', 'coverage/', 'test/compat/nest11/node_modules/'] },
   { linterOptions: { reportUnusedDisableDirectives: 'error' } },
   eslint.configs.recommended,
   tseslint.configs.strictTypeChecked,
