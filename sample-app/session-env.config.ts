@@ -18,15 +18,22 @@ export interface SessionEnvConfig {
  *   `sess:`), so several apps or test runs can share one Redis.
  * - `SESSION_GC=manual`: no probabilistic and no scheduled garbage collection, only
  *   `POST /admin/gc` (e.g. one cron job for a whole fleet of instances).
+ * - `SESSION_GC_MAX_PER_RUN` (n >= 1): `garbageCollection.maximumPerRun`, the sessions one run
+ *   removes at most (also what `sessions gc` of the CLI does per run).
  * - `SESSION_ABSOLUTE_TIMEOUT`, `SESSION_MAX_PER_USER`: see user-session.env.ts.
  * - `SESSION_INACTIVITY_TIMEOUT`, `SESSION_COOKIE_NAME`, `SESSION_ID_HEADER`, `TRUST_PROXY`: see security.env.ts.
- * @throws Error for an unknown SESSION_BACKEND or SESSION_GC.
+ * @throws Error for an unknown SESSION_BACKEND or SESSION_GC, or a SESSION_GC_MAX_PER_RUN that is not a whole number >= 1.
  */
 export function sessionConfigFromEnv(env: NodeJS.ProcessEnv): SessionEnvConfig {
   const gc = env.SESSION_GC ?? 'auto';
   if (gc !== 'auto' && gc !== 'manual') throw new Error(`SESSION_GC must be auto or manual, not ${JSON.stringify(gc)}`);
+  const perRun = gcMaximumPerRunFromEnv(env);
+  const garbageCollection = {
+    ...(gc === 'manual' ? { probability: 0, cron: false as const } : {}),
+    ...(perRun !== undefined ? { maximumPerRun: perRun } : {}),
+  };
   const session = {
-    ...(gc === 'manual' ? { garbageCollection: { probability: 0, cron: false as const } } : {}),
+    ...(Object.keys(garbageCollection).length > 0 ? { garbageCollection } : {}),
     ...userSessionOptionsFromEnv(env),
     ...securitySessionOptionsFromEnv(env),
   };
@@ -63,6 +70,17 @@ export function sessionConfigFromEnv(env: NodeJS.ProcessEnv): SessionEnvConfig {
     config: { session, trustProxy, redis: { url, prefix }, redisClient: redisClientFromEnv(env) },
     description: `in Redis at ${redactUrl(url)} (key prefix ${JSON.stringify(prefix)})`,
   };
+}
+
+/** `SESSION_GC_MAX_PER_RUN`: a whole number >= 1, or unset (the module's default). */
+function gcMaximumPerRunFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.SESSION_GC_MAX_PER_RUN;
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`SESSION_GC_MAX_PER_RUN must be a whole number >= 1, not ${JSON.stringify(raw)}`);
+  }
+  return value;
 }
 
 /** The URL with its password replaced by `***`, for logs. */
