@@ -11,9 +11,12 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * subtransaction instead of one per operation, and the entries and lock tables leave room in
  * their pages for HOT updates (fillfactor). Version 4 adds chains to `batch` (two more
  * arguments: operations that apply only if earlier ones of the call applied), so a login's
- * dependent writes are one statement; the version-3 signature stays, as a wrapper.
+ * dependent writes are one statement; the version-3 signature stays, as a wrapper. Version 5
+ * adds `mustMatch` and `copyFrom` to `write` and `batch` (the answer 'changed'), so logins and
+ * metadata commits can go without the lock, and `batch` creates the lock rows of its unlocked
+ * writes before it locks them; the version-4 signatures stay, as wrappers.
  */
-export const POSTGRES_SCHEMA_VERSION = 4;
+export const POSTGRES_SCHEMA_VERSION = 5;
 
 /*
  * Design of the schema (see README "PostgreSQL"):
@@ -54,7 +57,18 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  *   dependency order, e.g. storage, metadata, storage again) first takes every lock its
  *   operations will wait for, in that order, outside the blocks that may roll back: each
  *   operation then only takes locks it already holds, rows of a group whose advisory lock it
- *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows).
+ *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows). A lock row that
+ *   does not exist yet (a session whose lock was never taken) is created up front too, before
+ *   it is locked (version 5): otherwise the unlocked write inside the chain would insert it
+ *   after taking its group's advisory lock, while a lone unlocked write of the same session
+ *   that inserted it first waits for that advisory lock: each waits for the other (what the
+ *   model test found when a tag commit went without the lock beside a data commit of a fresh
+ *   session).
+ * - A write with `copyFrom` (version 5) reads the source group's rows: it takes the source's
+ *   advisory lock with its own, in lock-key order (batch's up-front locks count the source
+ *   among the groups), so it fits the order above; it locks no source row (the source's
+ *   guarded writes and destroys wait for its advisory lock), and its copies are fresh rows of
+ *   its own group. `mustMatch` rows are locked with the `mustExist` rows, in byte order.
  */
 
 /**
@@ -67,7 +81,7 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  */
 const GENERIC_PLANS = 'SET plan_cache_mode = force_generic_plan';
 
-/** The parameters of `batch` that describe its operations (versions 2 to 4; version 4 adds the chains after them). */
+/** The parameters of `batch` that describe its operations (versions 2 to 5; version 4 adds the chains after them, version 5 mustMatch and copyFrom). */
 const BATCH_OPERATION_PARAMETERS = `p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
   p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
   p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
@@ -150,7 +164,10 @@ v_applied := v_applied || CASE p_kinds[i]
     p_tag_ids[coalesce(p_tag_ends[i - 1], 0) + 1 : p_tag_ends[i]],
     p_tag_tags[coalesce(p_tag_ends[i - 1], 0) + 1 : p_tag_ends[i]],
     p_removes[coalesce(p_remove_ends[i - 1], 0) + 1 : p_remove_ends[i]],
-    p_lock_names[i], p_max_entries[i], p_uncounted_prefixes[i]);
+    p_lock_names[i], p_max_entries[i], p_uncounted_prefixes[i],
+    coalesce(p_must_match_ids[coalesce(p_must_match_ends[i - 1], 0) + 1 : p_must_match_ends[i]], '{}'),
+    coalesce(p_must_match_values[coalesce(p_must_match_ends[i - 1], 0) + 1 : p_must_match_ends[i]], '{}'),
+    p_copy_froms[i]);
 ELSIF p_kinds[i] = 'remove' THEN
   v_live := NULL;
   DELETE FROM ${entries} e WHERE e.namespace = p_namespaces[i] AND e.id = p_keys[i]
@@ -219,6 +236,10 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${tombstones} (
 -- (a newer fence has written), 'locked' (an unlocked write found the lock held) or 'full'
 -- (p_max_entries: the guard's group would hold more entries than that; version 2).
 -- Version 3 answers the same with fewer statements on the usual paths (see the comments below).
+-- Version 5 adds 'changed': p_must_match_ids/p_must_match_values (WriteBatch.mustMatch: each
+-- entry live and holding exactly that value) and p_copy_from (WriteGuard.copyFrom: a created
+-- group starts with the live entries of group p_copy_from, under its own ids); the signature of
+-- versions 2 to 4 stays, as a wrapper.
 CREATE OR REPLACE FUNCTION ${names.fn('write')}(
   p_namespace text, p_now timestamptz,
   p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
@@ -228,9 +249,14 @@ CREATE OR REPLACE FUNCTION ${names.fn('write')}(
   p_tag_ids text[], p_tag_tags text[],
   p_removes text[],
   p_lock_name text,
-  p_max_entries integer, p_uncounted_prefix text
+  p_max_entries integer, p_uncounted_prefix text,
+  p_must_match_ids text[], p_must_match_values text[], p_copy_from text
 ) RETURNS text LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
+  v_key integer;
+  v_suffix text;
+  v_copy_ids text[];
+  v_copy_values text[];
   v_fence double precision;
   v_found boolean := false;
   v_live boolean := false;
@@ -272,9 +298,61 @@ BEGIN
     p_guard_fence := v_drawn;
     p_guard_value := v_drawn::text;
   END IF;
-  IF p_guard_id IS NOT NULL THEN
+  IF p_guard_id IS NOT NULL AND p_copy_from IS NULL THEN
     -- Serialises the guarded writes and destroys (flush_by_tag) of one group.
     PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+  ELSIF p_guard_id IS NOT NULL THEN
+    -- A copy reads the source group's rows, so it holds the source's advisory lock too (no
+    -- guarded write or destroy of the source runs meanwhile: the copy is what the source holds
+    -- at this moment). Both are taken here, after the lock rows (a copying write is never
+    -- unlocked) and before any entry row, in the order of the lock keys, which is the order
+    -- every other taker of several advisory locks uses (batch's up-front locks, which include
+    -- the source group): so no cycle. The source's rows are only read, not locked; the copies
+    -- are rows of the new group, under its advisory lock.
+    v_group := split_part(p_guard_id, '.', 1);
+    FOR v_key IN SELECT DISTINCT k.k FROM unnest(ARRAY[hashtext(p_namespace || ' ' || v_group),
+        hashtext(p_namespace || ' ' || p_copy_from)]) AS k(k) ORDER BY 1 LOOP
+      PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), v_key);
+    END LOOP;
+    v_suffix := substr(p_guard_id, length(v_group) + 1);
+    -- What cannot be copied as such (an id outside the group, or, unless it is the guard or the
+    -- write sets or removes it, an expiry or a tag of its own) refuses the whole write.
+    IF EXISTS (SELECT 1 FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
+        WHERE t.namespace = p_namespace AND t.tag = p_copy_from AND ${live('e', 'p_now')}
+          AND (left(e.id, length(p_copy_from) + 1) <> p_copy_from || '.'
+            OR (substr(e.id, length(p_copy_from) + 1) <> v_suffix
+              AND NOT (v_group || substr(e.id, length(p_copy_from) + 1)) = ANY (p_ids || p_removes)
+              AND (e.expires_at IS NOT NULL
+                OR EXISTS (SELECT 1 FROM ${tags} o WHERE o.namespace = p_namespace AND o.id = e.id AND o.tag <> p_copy_from))))) THEN
+      RETURN 'changed';
+    END IF;
+    SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.value ORDER BY c.id), '{}')
+      INTO v_copy_ids, v_copy_values
+      FROM (SELECT v_group || substr(e.id, length(p_copy_from) + 1) AS id, e.value
+              FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
+              WHERE t.namespace = p_namespace AND t.tag = p_copy_from AND ${live('e', 'p_now')}
+                AND substr(e.id, length(p_copy_from) + 1) <> v_suffix) c
+      WHERE NOT c.id = ANY (p_ids || p_removes);
+    -- The copies join the sets (no expiry, the group's tag): counted, created and tagged with them.
+    IF cardinality(v_copy_ids) > 0 THEN
+      p_ids := p_ids || v_copy_ids;
+      p_values := p_values || v_copy_values;
+      p_expires := p_expires || array_fill(NULL::timestamptz, ARRAY[cardinality(v_copy_ids)]);
+      p_tag_ids := p_tag_ids || v_copy_ids;
+      p_tag_tags := p_tag_tags || array_fill(v_group, ARRAY[cardinality(v_copy_ids)]);
+    END IF;
+  END IF;
+  IF cardinality(p_must_match_ids) > 0 THEN
+    -- Locked with the mustExist rows in one statement, in byte order (see above), so that the
+    -- entries checked stay as checked until this transaction ends.
+    PERFORM 1 FROM ${entries} e
+      WHERE e.namespace = p_namespace AND e.id = ANY (p_must_match_ids || p_must_exist)
+      ORDER BY e.id FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM unnest(p_must_match_ids, p_must_match_values) AS m(id, value)
+        WHERE NOT EXISTS (SELECT 1 FROM ${entries} e
+          WHERE e.namespace = p_namespace AND e.id = m.id AND ${live('e', 'p_now')} AND e.value = m.value)) THEN
+      RETURN 'changed';
+    END IF;
   END IF;
   IF cardinality(p_must_exist) > 0 THEN
     PERFORM 1 FROM ${entries} e
@@ -394,6 +472,25 @@ ${retag(
   END IF;
   RETURN 'ok';
 END
+$fn$;
+
+-- The signature of versions 2 to 4 (no mustMatch, no copyFrom), for app instances of the
+-- releases before during an upgrade; also what the version-1 signature below calls.
+CREATE OR REPLACE FUNCTION ${names.fn('write')}(
+  p_namespace text, p_now timestamptz,
+  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
+  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
+  p_must_exist text[],
+  p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ids text[], p_tag_tags text[],
+  p_removes text[],
+  p_lock_name text,
+  p_max_entries integer, p_uncounted_prefix text
+) RETURNS text LANGUAGE sql AS $fn$
+  SELECT ${names.fn('write')}(p_namespace, p_now, p_guard_id, p_guard_fence, p_guard_value, p_guard_create,
+    p_guard_tags, p_guard_lifetime, p_guard_expires, p_must_exist, p_ids, p_values, p_expires,
+    p_tag_ids, p_tag_tags, p_removes, p_lock_name, p_max_entries, p_uncounted_prefix,
+    '{}'::text[], '{}'::text[], NULL::text)
 $fn$;
 
 -- The version-1 signature (no entry cap), for app instances of the release before during an upgrade.
@@ -571,7 +668,10 @@ $do$;
 ALTER TABLE ${entries} SET (fillfactor = 80);
 ALTER TABLE ${locks} SET (fillfactor = 70);
 
--- Version 4 --------------------------------------------------------------------------------
+-- Versions 4 and 5 --------------------------------------------------------------------------
+
+-- Version 5 changes no table: write (above) and batch (below) take mustMatch and copyFrom,
+-- and batch's up-front locks create missing lock rows; the older signatures stay, as wrappers.
 
 -- Several operations in one transaction, in the order given; answers one text per operation:
 -- a write's result, 'true'/'false' for a remove (whether a live entry was removed), the live
@@ -585,9 +685,13 @@ ALTER TABLE ${locks} SET (fillfactor = 70);
 -- applied (a write answered 'ok', a remove removed a live entry, a flush ran), else it writes
 -- nothing and answers 'skipped'; a position that is not an earlier operation counts as not
 -- applied. An operation that raised did not apply, so what requires it is skipped.
+-- Version 5: a write's mustMatch entries are slices of p_must_match_ids/p_must_match_values
+-- (ends in p_must_match_ends), its copyFrom group p_copy_froms[i] (NULL: none); NULL arrays:
+-- none at all.
 CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
 ${BATCH_OPERATION_PARAMETERS},
-  p_after_ends integer[], p_after integer[]
+  p_after_ends integer[], p_after integer[],
+  p_must_match_ends integer[], p_must_match_ids text[], p_must_match_values text[], p_copy_froms text[]
 ) RETURNS text[] LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
   v_count integer := coalesce(cardinality(p_kinds), 0);
@@ -622,8 +726,11 @@ BEGIN
             v_ids := v_ids || p_keys[j];
           END IF;
           IF p_lock_names[j] IS NOT NULL THEN v_lock_names := v_lock_names || p_lock_names[j]; END IF;
+          -- A copy's source group: its advisory lock with the others, in key order (see write).
+          IF p_copy_froms[j] IS NOT NULL THEN v_groups := v_groups || p_copy_froms[j]; END IF;
           v_ids := v_ids
             || p_must_exist[coalesce(p_must_exist_ends[j - 1], 0) + 1 : p_must_exist_ends[j]]
+            || coalesce(p_must_match_ids[coalesce(p_must_match_ends[j - 1], 0) + 1 : p_must_match_ends[j]], '{}')
             || p_ids[coalesce(p_set_ends[j - 1], 0) + 1 : p_set_ends[j]]
             || p_removes[coalesce(p_remove_ends[j - 1], 0) + 1 : p_remove_ends[j]];
         ELSIF p_kinds[j] = 'remove' THEN
@@ -634,6 +741,12 @@ BEGIN
         END IF;
       END LOOP;
       IF cardinality(v_lock_names) > 0 THEN
+        -- Missing lock rows first (free, as lock_acquire creates them), so that all are locked
+        -- here, before the advisory locks (see the design notes; version 5).
+        INSERT INTO ${locks} AS l (name, token, expires_at, fence)
+          SELECT DISTINCT n.name COLLATE "C", NULL::text, '-infinity'::timestamptz, 0::bigint
+            FROM unnest(v_lock_names) AS n(name) ORDER BY 1
+          ON CONFLICT (name) DO NOTHING;
         PERFORM 1 FROM ${locks} l WHERE l.name = ANY (v_lock_names) ORDER BY l.name FOR UPDATE;
       END IF;
       -- In the order of the lock keys themselves (two groups whose hashes collide share a lock).
@@ -687,7 +800,22 @@ ${record('    ')}
 END
 $fn$;
 
--- The version-2 signature, for app instances of the release before during a rolling upgrade.
+-- The version-4 signature (chains, no mustMatch, no copyFrom), for app instances of the release
+-- before during a rolling upgrade: they commit metadata and move storage under the lock, so
+-- their calls run and answer exactly as in version 4. Restarted, such an instance refuses this
+-- database in migrate() (newer than it knows).
+CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
+${BATCH_OPERATION_PARAMETERS},
+  p_after_ends integer[], p_after integer[]
+) RETURNS text[] LANGUAGE sql AS $fn$
+  SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
+    p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,
+    p_guard_tag_ends, p_guard_tags, p_must_exist_ends, p_must_exist, p_set_ends, p_ids, p_values, p_expires,
+    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, p_after_ends, p_after,
+    NULL::integer[], NULL::text[], NULL::text[], NULL::text[])
+$fn$;
+
+-- The version-2 signature, for app instances of releases before version 4 during a rolling upgrade.
 -- Such an instance sends no chains (its backends leave a chain to its frontend, which sends
 -- each step once the ones before it applied) and at most one operation per namespace, in
 -- namespace order: no lock is taken up front and each operation runs and answers exactly as in
@@ -698,7 +826,8 @@ ${BATCH_OPERATION_PARAMETERS}
   SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
     p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,
     p_guard_tag_ends, p_guard_tags, p_must_exist_ends, p_must_exist, p_set_ends, p_ids, p_values, p_expires,
-    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, NULL::integer[], NULL::integer[])
+    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, NULL::integer[], NULL::integer[],
+    NULL::integer[], NULL::text[], NULL::text[], NULL::text[])
 $fn$;
 
 INSERT INTO ${names.versions()} (version) VALUES (${POSTGRES_SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;

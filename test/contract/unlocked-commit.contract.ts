@@ -29,8 +29,6 @@ export function unlockedCommitContract(
   s: () => UnlockedCommitStores,
   store: () => SessionStore,
   bare: () => TaggableBackend,
-  /** Whether the engine also commits metadata and moves storage without the lock (`SessionStore.commitsUnlocked`). */
-  lockFree = true,
 ): void {
   const storageIdOf = async (id: string): Promise<string> => (await store().loadMetadata(metadataKeyOf(id)))!.storageId;
   const guardFence = async (storageId: string): Promise<number> => Number(await s().storageBackend.get(`${storageId}.~guard`));
@@ -143,13 +141,6 @@ export function unlockedCommitContract(
     await fourth.commit();
     expect(await (await resumed(capped, id)).getAllData()).toEqual({ a: 1, c: 3 });
   });
-
-  if (!lockFree) {
-    it(`${name}: commits that write metadata and logins take the lock (the engine does not commit them without it)`, () => {
-      expect(store().commitsUnlocked).toBe(false);
-    });
-    return;
-  }
 
   it(`${name}: commits that write metadata, renewals and logins take no lock while nobody holds it`, async () => {
     expect(store().commitsUnlocked).toBe(true);
