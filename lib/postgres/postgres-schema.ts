@@ -14,7 +14,10 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * dependent writes are one statement; the version-3 signature stays, as a wrapper. Version 5
  * adds `mustMatch` and `copyFrom` to `write` and `batch` (the answer 'changed'), so logins and
  * metadata commits can go without the lock, and `batch` creates the lock rows of its unlocked
- * writes before it locks them; the version-4 signatures stay, as wrappers.
+ * writes before it locks them; the version-4 signatures stay, as wrappers. Version 5's `write`
+ * also runs fewer statements: an unlocked write's fence and its group's advisory lock are one
+ * (the lock row created in it if missing), the guard and the sets one, and a fresh entry's tag
+ * rows come with it (only entries that existed are retagged).
  */
 export const POSTGRES_SCHEMA_VERSION = 5;
 
@@ -262,45 +265,47 @@ DECLARE
   v_live boolean := false;
   v_created boolean := false;
   v_done boolean := false;
+  v_sets_done boolean := false;
+  v_updated integer := 0;
   v_guard_written boolean;
   v_guard_pending boolean := false;
   v_count integer;
   v_group text;
   v_skip text;
-  v_lock_token text;
-  v_lock_expires timestamptz;
   v_drawn bigint;
+  v_advised boolean;
 BEGIN
   -- An unlocked write (the caller holds no lock): it applies only while nobody holds the lock
   -- named p_lock_name, and draws the fence as lock_acquire would, so the lock's next holder
-  -- gets a greater one and a holder whose lock expired before is fenced off. The usual case
-  -- (the lock row exists and is free) is one UPDATE, which waits for a concurrent holder of
-  -- the row and re-checks the free condition on the row it then finds.
+  -- gets a greater one and a holder whose lock expired before is fenced off. One statement
+  -- (version 5; before, an UPDATE, and four more statements when it found nothing): the row is
+  -- created free if missing, else locked (waiting for a concurrent holder of the row) and its
+  -- free condition re-checked on the row it then finds; no row answered: the lock is held.
+  -- The same statement takes the guard's group advisory lock (below) once the fence is drawn
+  -- (the lock order: the lock row, then the advisory lock; a copying write is never unlocked).
   IF p_lock_name IS NOT NULL THEN
-    UPDATE ${locks} l SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
-      WHERE l.name = p_lock_name AND (l.token IS NULL OR l.expires_at <= clock_timestamp())
-      RETURNING l.fence INTO v_drawn;
-    IF NOT FOUND THEN
-      -- Held, or no row yet: look under the row lock (created free if missing).
-      SELECT l.token, l.expires_at INTO v_lock_token, v_lock_expires
-        FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
-      IF NOT FOUND THEN
-        INSERT INTO ${locks} AS l (name, token, expires_at, fence) VALUES (p_lock_name, NULL, clock_timestamp(), 0)
-          ON CONFLICT (name) DO NOTHING;
-        SELECT l.token, l.expires_at INTO v_lock_token, v_lock_expires
-          FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
-      END IF;
-      IF v_lock_token IS NOT NULL AND v_lock_expires > clock_timestamp() THEN RETURN 'locked'; END IF;
-      UPDATE ${locks} l SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
-        WHERE l.name = p_lock_name
-        RETURNING l.fence INTO v_drawn;
-    END IF;
+    WITH drawn AS (
+      INSERT INTO ${locks} AS l (name, token, expires_at, fence)
+        VALUES (p_lock_name, NULL, clock_timestamp(), floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+        ON CONFLICT (name) DO UPDATE SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+          WHERE l.token IS NULL OR l.expires_at <= clock_timestamp()
+        RETURNING l.fence
+    )
+    SELECT d.fence, a.taken INTO v_drawn, v_advised FROM drawn d
+      LEFT JOIN LATERAL (
+        SELECT true AS taken, pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)))
+          WHERE p_guard_id IS NOT NULL AND p_copy_from IS NULL AND d.fence IS NOT NULL
+      ) a ON true;
+    IF NOT FOUND THEN RETURN 'locked'; END IF;
     p_guard_fence := v_drawn;
     p_guard_value := v_drawn::text;
   END IF;
   IF p_guard_id IS NOT NULL AND p_copy_from IS NULL THEN
-    -- Serialises the guarded writes and destroys (flush_by_tag) of one group.
-    PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+    -- Serialises the guarded writes and destroys (flush_by_tag) of one group (an unlocked write
+    -- took it with its fence, above).
+    IF v_advised IS NULL THEN
+      PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+    END IF;
   ELSIF p_guard_id IS NOT NULL THEN
     -- A copy reads the source group's rows, so it holds the source's advisory lock too (no
     -- guarded write or destroy of the source runs meanwhile: the copy is what the source holds
@@ -374,14 +379,34 @@ BEGIN
   -- to do: those read the guard first and go on as version 2 did.
   v_guard_written := p_guard_id = ANY (p_ids) OR p_guard_id = ANY (p_removes);
   IF p_guard_id IS NOT NULL AND NOT v_guard_written AND NOT p_guard_create THEN
-    -- Skipped when it would change nothing (the same fence, no new lifetime): no dead row per commit.
-    UPDATE ${entries} e
-      SET value = p_guard_value, fence = p_guard_fence,
-          expires_at = CASE WHEN p_guard_lifetime THEN p_guard_expires ELSE e.expires_at END
-      WHERE e.namespace = p_namespace AND e.id = p_guard_id AND ${live('e', 'p_now')}
-        AND (e.fence IS NULL OR e.fence <= p_guard_fence)
-        AND (p_guard_lifetime OR e.fence IS DISTINCT FROM p_guard_fence);
-    v_done := FOUND;
+    -- Skipped when it would change nothing (the same fence, no new lifetime): no dead row per
+    -- commit. The sets go in the same statement, only if the guard was written (version 5;
+    -- their tag rows follow in a statement of its own, which sees what others committed before
+    -- these rows were locked).
+    WITH guard AS (
+      UPDATE ${entries} e
+        SET value = p_guard_value, fence = p_guard_fence,
+            expires_at = CASE WHEN p_guard_lifetime THEN p_guard_expires ELSE e.expires_at END
+        WHERE e.namespace = p_namespace AND e.id = p_guard_id AND ${live('e', 'p_now')}
+          AND (e.fence IS NULL OR e.fence <= p_guard_fence)
+          AND (p_guard_lifetime OR e.fence IS DISTINCT FROM p_guard_fence)
+        RETURNING 1
+    ), up AS (
+      INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+        SELECT p_namespace, s.id, s.value, s.expires_at, NULL
+          FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at)
+          WHERE EXISTS (SELECT 1 FROM guard) ORDER BY s.id
+        ON CONFLICT (namespace, id) DO UPDATE
+          SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL
+        RETURNING e.id, e.xmax = 0 AS inserted
+    ), born AS (
+      INSERT INTO ${tags} (namespace, tag, id)
+        SELECT DISTINCT p_namespace, n.tag, n.id
+          FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) JOIN up ON up.id = n.id AND up.inserted
+        ON CONFLICT DO NOTHING
+    )
+    SELECT EXISTS (SELECT 1 FROM guard), (SELECT count(*) FROM up WHERE NOT up.inserted) INTO v_done, v_updated;
+    v_sets_done := v_done;
   END IF;
   IF p_guard_id IS NOT NULL AND NOT v_done THEN
     SELECT true, e.fence, ${live('e', 'p_now')} INTO v_found, v_fence, v_live
@@ -418,13 +443,30 @@ BEGIN
   END IF;
   IF cardinality(p_ids) > 0 AND NOT v_guard_pending THEN
     -- Row locks in byte order (see above); the entries before their tag rows, as flush_by_tag.
-    INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
-      SELECT p_namespace, s.id, s.value, s.expires_at, NULL
-        FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at) ORDER BY s.id
-      ON CONFLICT (namespace, id) DO UPDATE
-        SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL;
-    -- Memberships the sets no longer carry go, new ones come, in one statement (disjoint rows).
-${retag('    ', '')}
+    -- The tag rows of entries the statement inserted come with it (an entry that did not exist
+    -- has none: its memberships went with it); only entries that existed are retagged, in a
+    -- statement of its own, which sees what others committed before their rows were locked
+    -- (version 5; before, every set was retagged so).
+    IF NOT v_sets_done THEN
+      WITH up AS (
+        INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+          SELECT p_namespace, s.id, s.value, s.expires_at, NULL
+            FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at) ORDER BY s.id
+          ON CONFLICT (namespace, id) DO UPDATE
+            SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL
+          RETURNING e.id, e.xmax = 0 AS inserted
+      ), born AS (
+        INSERT INTO ${tags} (namespace, tag, id)
+          SELECT DISTINCT p_namespace, n.tag, n.id
+            FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) JOIN up ON up.id = n.id AND up.inserted
+          ON CONFLICT DO NOTHING
+      )
+      SELECT count(*) FILTER (WHERE NOT up.inserted) INTO v_updated FROM up;
+    END IF;
+    IF v_updated > 0 THEN
+      -- Memberships the sets no longer carry go, new ones come, in one statement (disjoint rows).
+${retag('      ', '')}
+    END IF;
   ELSIF v_guard_pending THEN
     WITH s AS (
       SELECT s.id, s.value, s.expires_at, NULL::double precision AS fence
