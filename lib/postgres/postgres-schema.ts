@@ -11,9 +11,15 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * subtransaction instead of one per operation, and the entries and lock tables leave room in
  * their pages for HOT updates (fillfactor). Version 4 adds chains to `batch` (two more
  * arguments: operations that apply only if earlier ones of the call applied), so a login's
- * dependent writes are one statement; the version-3 signature stays, as a wrapper.
+ * dependent writes are one statement; the version-3 signature stays, as a wrapper. Version 5
+ * adds `mustMatch` and `copyFrom` to `write` and `batch` (the answer 'changed'), so logins and
+ * metadata commits can go without the lock, and `batch` creates the lock rows of its unlocked
+ * writes before it locks them; the version-4 signatures stay, as wrappers. Version 5's `write`
+ * also runs fewer statements: an unlocked write's fence and its group's advisory lock are one
+ * (the lock row created in it if missing), the guard and the sets one, and a fresh entry's tag
+ * rows come with it (only entries that existed are retagged).
  */
-export const POSTGRES_SCHEMA_VERSION = 4;
+export const POSTGRES_SCHEMA_VERSION = 5;
 
 /*
  * Design of the schema (see README "PostgreSQL"):
@@ -54,7 +60,18 @@ export const POSTGRES_SCHEMA_VERSION = 4;
  *   dependency order, e.g. storage, metadata, storage again) first takes every lock its
  *   operations will wait for, in that order, outside the blocks that may roll back: each
  *   operation then only takes locks it already holds, rows of a group whose advisory lock it
- *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows).
+ *   holds, or rows nobody else can hold yet (its fresh ids, their tag rows). A lock row that
+ *   does not exist yet (a session whose lock was never taken) is created up front too, before
+ *   it is locked (version 5): otherwise the unlocked write inside the chain would insert it
+ *   after taking its group's advisory lock, while a lone unlocked write of the same session
+ *   that inserted it first waits for that advisory lock: each waits for the other (what the
+ *   model test found when a tag commit went without the lock beside a data commit of a fresh
+ *   session).
+ * - A write with `copyFrom` (version 5) reads the source group's rows: it takes the source's
+ *   advisory lock with its own, in lock-key order (batch's up-front locks count the source
+ *   among the groups), so it fits the order above; it locks no source row (the source's
+ *   guarded writes and destroys wait for its advisory lock), and its copies are fresh rows of
+ *   its own group. `mustMatch` rows are locked with the `mustExist` rows, in byte order.
  */
 
 /**
@@ -77,7 +94,7 @@ const WRITE_PARAMETERS = `p_namespace text, p_now timestamptz,
   p_removes text[],
   p_lock_name text`;
 
-/** The parameters of `batch` that describe its operations (versions 2 to 4; version 4 adds the chains after them). */
+/** The parameters of `batch` that describe its operations (versions 2 to 5; version 4 adds the chains after them, version 5 mustMatch and copyFrom). */
 const BATCH_OPERATION_PARAMETERS = `p_kinds text[], p_namespaces text[], p_nows timestamptz[], p_keys text[],
   p_guard_fences double precision[], p_guard_values text[], p_guard_creates boolean[],
   p_guard_lifetimes boolean[], p_guard_expires timestamptz[], p_lock_names text[],
@@ -160,7 +177,10 @@ v_applied := v_applied || CASE p_kinds[i]
     p_tag_ids[coalesce(p_tag_ends[i - 1], 0) + 1 : p_tag_ends[i]],
     p_tag_tags[coalesce(p_tag_ends[i - 1], 0) + 1 : p_tag_ends[i]],
     p_removes[coalesce(p_remove_ends[i - 1], 0) + 1 : p_remove_ends[i]],
-    p_lock_names[i], p_max_entries[i], p_uncounted_prefixes[i]);
+    p_lock_names[i], p_max_entries[i], p_uncounted_prefixes[i],
+    coalesce(p_must_match_ids[coalesce(p_must_match_ends[i - 1], 0) + 1 : p_must_match_ends[i]], '{}'),
+    coalesce(p_must_match_values[coalesce(p_must_match_ends[i - 1], 0) + 1 : p_must_match_ends[i]], '{}'),
+    p_copy_froms[i]);
 ELSIF p_kinds[i] = 'remove' THEN
   v_live := NULL;
   DELETE FROM ${entries} e WHERE e.namespace = p_namespaces[i] AND e.id = p_keys[i]
@@ -229,55 +249,118 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${tombstones} (
 -- (a newer fence has written), 'locked' (an unlocked write found the lock held) or 'full'
 -- (p_max_entries: the guard's group would hold more entries than that; version 2).
 -- Version 3 answers the same with fewer statements on the usual paths (see the comments below).
+-- Version 5 adds 'changed': p_must_match_ids/p_must_match_values (WriteBatch.mustMatch: each
+-- entry live and holding exactly that value) and p_copy_from (WriteGuard.copyFrom: a created
+-- group starts with the live entries of group p_copy_from, under its own ids); the signature of
+-- versions 2 to 4 stays, as a wrapper.
 CREATE OR REPLACE FUNCTION ${names.fn('write')}(
 ${WRITE_PARAMETERS},
-  p_max_entries integer, p_uncounted_prefix text
+  p_max_entries integer, p_uncounted_prefix text,
+  p_must_match_ids text[], p_must_match_values text[], p_copy_from text
 ) RETURNS text LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
+  v_key integer;
+  v_suffix text;
+  v_copy_ids text[];
+  v_copy_values text[];
   v_fence double precision;
   v_found boolean := false;
   v_live boolean := false;
   v_created boolean := false;
   v_done boolean := false;
+  v_sets_done boolean := false;
+  v_updated integer := 0;
   v_guard_written boolean;
   v_guard_pending boolean := false;
   v_count integer;
   v_group text;
   v_skip text;
-  v_lock_token text;
-  v_lock_expires timestamptz;
   v_drawn bigint;
+  v_advised boolean;
 BEGIN
   -- An unlocked write (the caller holds no lock): it applies only while nobody holds the lock
   -- named p_lock_name, and draws the fence as lock_acquire would, so the lock's next holder
-  -- gets a greater one and a holder whose lock expired before is fenced off. The usual case
-  -- (the lock row exists and is free) is one UPDATE, which waits for a concurrent holder of
-  -- the row and re-checks the free condition on the row it then finds.
+  -- gets a greater one and a holder whose lock expired before is fenced off. One statement
+  -- (version 5; before, an UPDATE, and four more statements when it found nothing): the row is
+  -- created free if missing, else locked (waiting for a concurrent holder of the row) and its
+  -- free condition re-checked on the row it then finds; no row answered: the lock is held.
+  -- The same statement takes the guard's group advisory lock (below) once the fence is drawn
+  -- (the lock order: the lock row, then the advisory lock; a copying write is never unlocked).
   IF p_lock_name IS NOT NULL THEN
-    UPDATE ${locks} l SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
-      WHERE l.name = p_lock_name AND (l.token IS NULL OR l.expires_at <= clock_timestamp())
-      RETURNING l.fence INTO v_drawn;
-    IF NOT FOUND THEN
-      -- Held, or no row yet: look under the row lock (created free if missing).
-      SELECT l.token, l.expires_at INTO v_lock_token, v_lock_expires
-        FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
-      IF NOT FOUND THEN
-        INSERT INTO ${locks} AS l (name, token, expires_at, fence) VALUES (p_lock_name, NULL, clock_timestamp(), 0)
-          ON CONFLICT (name) DO NOTHING;
-        SELECT l.token, l.expires_at INTO v_lock_token, v_lock_expires
-          FROM ${locks} l WHERE l.name = p_lock_name FOR UPDATE;
-      END IF;
-      IF v_lock_token IS NOT NULL AND v_lock_expires > clock_timestamp() THEN RETURN 'locked'; END IF;
-      UPDATE ${locks} l SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
-        WHERE l.name = p_lock_name
-        RETURNING l.fence INTO v_drawn;
-    END IF;
+    WITH drawn AS (
+      INSERT INTO ${locks} AS l (name, token, expires_at, fence)
+        VALUES (p_lock_name, NULL, clock_timestamp(), floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+        ON CONFLICT (name) DO UPDATE SET fence = greatest(l.fence + 1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+          WHERE l.token IS NULL OR l.expires_at <= clock_timestamp()
+        RETURNING l.fence
+    )
+    SELECT d.fence, a.taken INTO v_drawn, v_advised FROM drawn d
+      LEFT JOIN LATERAL (
+        SELECT true AS taken, pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)))
+          WHERE p_guard_id IS NOT NULL AND p_copy_from IS NULL AND d.fence IS NOT NULL
+      ) a ON true;
+    IF NOT FOUND THEN RETURN 'locked'; END IF;
     p_guard_fence := v_drawn;
     p_guard_value := v_drawn::text;
   END IF;
-  IF p_guard_id IS NOT NULL THEN
-    -- Serialises the guarded writes and destroys (flush_by_tag) of one group.
-    PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+  IF p_guard_id IS NOT NULL AND p_copy_from IS NULL THEN
+    -- Serialises the guarded writes and destroys (flush_by_tag) of one group (an unlocked write
+    -- took it with its fence, above).
+    IF v_advised IS NULL THEN
+      PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
+    END IF;
+  ELSIF p_guard_id IS NOT NULL THEN
+    -- A copy reads the source group's rows, so it holds the source's advisory lock too (no
+    -- guarded write or destroy of the source runs meanwhile: the copy is what the source holds
+    -- at this moment). Both are taken here, after the lock rows (a copying write is never
+    -- unlocked) and before any entry row, in the order of the lock keys, which is the order
+    -- every other taker of several advisory locks uses (batch's up-front locks, which include
+    -- the source group): so no cycle. The source's rows are only read, not locked; the copies
+    -- are rows of the new group, under its advisory lock.
+    v_group := split_part(p_guard_id, '.', 1);
+    FOR v_key IN SELECT DISTINCT k.k FROM unnest(ARRAY[hashtext(p_namespace || ' ' || v_group),
+        hashtext(p_namespace || ' ' || p_copy_from)]) AS k(k) ORDER BY 1 LOOP
+      PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), v_key);
+    END LOOP;
+    v_suffix := substr(p_guard_id, length(v_group) + 1);
+    -- What cannot be copied as such (an id outside the group, or, unless it is the guard or the
+    -- write sets or removes it, an expiry or a tag of its own) refuses the whole write.
+    IF EXISTS (SELECT 1 FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
+        WHERE t.namespace = p_namespace AND t.tag = p_copy_from AND ${live('e', 'p_now')}
+          AND (left(e.id, length(p_copy_from) + 1) <> p_copy_from || '.'
+            OR (substr(e.id, length(p_copy_from) + 1) <> v_suffix
+              AND NOT (v_group || substr(e.id, length(p_copy_from) + 1)) = ANY (p_ids || p_removes)
+              AND (e.expires_at IS NOT NULL
+                OR EXISTS (SELECT 1 FROM ${tags} o WHERE o.namespace = p_namespace AND o.id = e.id AND o.tag <> p_copy_from))))) THEN
+      RETURN 'changed';
+    END IF;
+    SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'), coalesce(array_agg(c.value ORDER BY c.id), '{}')
+      INTO v_copy_ids, v_copy_values
+      FROM (SELECT v_group || substr(e.id, length(p_copy_from) + 1) AS id, e.value
+              FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
+              WHERE t.namespace = p_namespace AND t.tag = p_copy_from AND ${live('e', 'p_now')}
+                AND substr(e.id, length(p_copy_from) + 1) <> v_suffix) c
+      WHERE NOT c.id = ANY (p_ids || p_removes);
+    -- The copies join the sets (no expiry, the group's tag): counted, created and tagged with them.
+    IF cardinality(v_copy_ids) > 0 THEN
+      p_ids := p_ids || v_copy_ids;
+      p_values := p_values || v_copy_values;
+      p_expires := p_expires || array_fill(NULL::timestamptz, ARRAY[cardinality(v_copy_ids)]);
+      p_tag_ids := p_tag_ids || v_copy_ids;
+      p_tag_tags := p_tag_tags || array_fill(v_group, ARRAY[cardinality(v_copy_ids)]);
+    END IF;
+  END IF;
+  IF cardinality(p_must_match_ids) > 0 THEN
+    -- Locked with the mustExist rows in one statement, in byte order (see above), so that the
+    -- entries checked stay as checked until this transaction ends.
+    PERFORM 1 FROM ${entries} e
+      WHERE e.namespace = p_namespace AND e.id = ANY (p_must_match_ids || p_must_exist)
+      ORDER BY e.id FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM unnest(p_must_match_ids, p_must_match_values) AS m(id, value)
+        WHERE NOT EXISTS (SELECT 1 FROM ${entries} e
+          WHERE e.namespace = p_namespace AND e.id = m.id AND ${live('e', 'p_now')} AND e.value = m.value)) THEN
+      RETURN 'changed';
+    END IF;
   END IF;
   IF cardinality(p_must_exist) > 0 THEN
     PERFORM 1 FROM ${entries} e
@@ -299,14 +382,34 @@ BEGIN
   -- to do: those read the guard first and go on as version 2 did.
   v_guard_written := p_guard_id = ANY (p_ids) OR p_guard_id = ANY (p_removes);
   IF p_guard_id IS NOT NULL AND NOT v_guard_written AND NOT p_guard_create THEN
-    -- Skipped when it would change nothing (the same fence, no new lifetime): no dead row per commit.
-    UPDATE ${entries} e
-      SET value = p_guard_value, fence = p_guard_fence,
-          expires_at = CASE WHEN p_guard_lifetime THEN p_guard_expires ELSE e.expires_at END
-      WHERE e.namespace = p_namespace AND e.id = p_guard_id AND ${live('e', 'p_now')}
-        AND (e.fence IS NULL OR e.fence <= p_guard_fence)
-        AND (p_guard_lifetime OR e.fence IS DISTINCT FROM p_guard_fence);
-    v_done := FOUND;
+    -- Skipped when it would change nothing (the same fence, no new lifetime): no dead row per
+    -- commit. The sets go in the same statement, only if the guard was written (version 5;
+    -- their tag rows follow in a statement of its own, which sees what others committed before
+    -- these rows were locked).
+    WITH guard AS (
+      UPDATE ${entries} e
+        SET value = p_guard_value, fence = p_guard_fence,
+            expires_at = CASE WHEN p_guard_lifetime THEN p_guard_expires ELSE e.expires_at END
+        WHERE e.namespace = p_namespace AND e.id = p_guard_id AND ${live('e', 'p_now')}
+          AND (e.fence IS NULL OR e.fence <= p_guard_fence)
+          AND (p_guard_lifetime OR e.fence IS DISTINCT FROM p_guard_fence)
+        RETURNING 1
+    ), up AS (
+      INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+        SELECT p_namespace, s.id, s.value, s.expires_at, NULL
+          FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at)
+          WHERE EXISTS (SELECT 1 FROM guard) ORDER BY s.id
+        ON CONFLICT (namespace, id) DO UPDATE
+          SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL
+        RETURNING e.id, e.xmax = 0 AS inserted
+    ), born AS (
+      INSERT INTO ${tags} (namespace, tag, id)
+        SELECT DISTINCT p_namespace, n.tag, n.id
+          FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) JOIN up ON up.id = n.id AND up.inserted
+        ON CONFLICT DO NOTHING
+    )
+    SELECT EXISTS (SELECT 1 FROM guard), (SELECT count(*) FROM up WHERE NOT up.inserted) INTO v_done, v_updated;
+    v_sets_done := v_done;
   END IF;
   IF p_guard_id IS NOT NULL AND NOT v_done THEN
     SELECT true, e.fence, ${live('e', 'p_now')} INTO v_found, v_fence, v_live
@@ -343,13 +446,30 @@ BEGIN
   END IF;
   IF cardinality(p_ids) > 0 AND NOT v_guard_pending THEN
     -- Row locks in byte order (see above); the entries before their tag rows, as flush_by_tag.
-    INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
-      SELECT p_namespace, s.id, s.value, s.expires_at, NULL
-        FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at) ORDER BY s.id
-      ON CONFLICT (namespace, id) DO UPDATE
-        SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL;
-    -- Memberships the sets no longer carry go, new ones come, in one statement (disjoint rows).
-${retag('    ', '')}
+    -- The tag rows of entries the statement inserted come with it (an entry that did not exist
+    -- has none: its memberships went with it); only entries that existed are retagged, in a
+    -- statement of its own, which sees what others committed before their rows were locked
+    -- (version 5; before, every set was retagged so).
+    IF NOT v_sets_done THEN
+      WITH up AS (
+        INSERT INTO ${entries} AS e (namespace, id, value, expires_at, fence)
+          SELECT p_namespace, s.id, s.value, s.expires_at, NULL
+            FROM unnest(p_ids, p_values, p_expires) AS s(id, value, expires_at) ORDER BY s.id
+          ON CONFLICT (namespace, id) DO UPDATE
+            SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, fence = NULL
+          RETURNING e.id, e.xmax = 0 AS inserted
+      ), born AS (
+        INSERT INTO ${tags} (namespace, tag, id)
+          SELECT DISTINCT p_namespace, n.tag, n.id
+            FROM unnest(p_tag_ids, p_tag_tags) AS n(id, tag) JOIN up ON up.id = n.id AND up.inserted
+          ON CONFLICT DO NOTHING
+      )
+      SELECT count(*) FILTER (WHERE NOT up.inserted) INTO v_updated FROM up;
+    END IF;
+    IF v_updated > 0 THEN
+      -- Memberships the sets no longer carry go, new ones come, in one statement (disjoint rows).
+${retag('      ', '')}
+    END IF;
   ELSIF v_guard_pending THEN
     WITH s AS (
       SELECT s.id, s.value, s.expires_at, NULL::double precision AS fence
@@ -397,6 +517,25 @@ ${retag(
   END IF;
   RETURN 'ok';
 END
+$fn$;
+
+-- The signature of versions 2 to 4 (no mustMatch, no copyFrom), for app instances of the
+-- releases before during an upgrade; also what the version-1 signature below calls.
+CREATE OR REPLACE FUNCTION ${names.fn('write')}(
+  p_namespace text, p_now timestamptz,
+  p_guard_id text, p_guard_fence double precision, p_guard_value text, p_guard_create boolean,
+  p_guard_tags text[], p_guard_lifetime boolean, p_guard_expires timestamptz,
+  p_must_exist text[],
+  p_ids text[], p_values text[], p_expires timestamptz[],
+  p_tag_ids text[], p_tag_tags text[],
+  p_removes text[],
+  p_lock_name text,
+  p_max_entries integer, p_uncounted_prefix text
+) RETURNS text LANGUAGE sql AS $fn$
+  SELECT ${names.fn('write')}(p_namespace, p_now, p_guard_id, p_guard_fence, p_guard_value, p_guard_create,
+    p_guard_tags, p_guard_lifetime, p_guard_expires, p_must_exist, p_ids, p_values, p_expires,
+    p_tag_ids, p_tag_tags, p_removes, p_lock_name, p_max_entries, p_uncounted_prefix,
+    '{}'::text[], '{}'::text[], NULL::text)
 $fn$;
 
 -- The version-1 signature (no entry cap), for app instances of the release before during an upgrade.
@@ -567,7 +706,10 @@ $do$;
 ALTER TABLE ${entries} SET (fillfactor = 80);
 ALTER TABLE ${locks} SET (fillfactor = 70);
 
--- Version 4 --------------------------------------------------------------------------------
+-- Versions 4 and 5 --------------------------------------------------------------------------
+
+-- Version 5 changes no table: write (above) and batch (below) take mustMatch and copyFrom,
+-- and batch's up-front locks create missing lock rows; the older signatures stay, as wrappers.
 
 -- Several operations in one transaction, in the order given; answers one text per operation:
 -- a write's result, 'true'/'false' for a remove (whether a live entry was removed), the live
@@ -581,9 +723,13 @@ ALTER TABLE ${locks} SET (fillfactor = 70);
 -- applied (a write answered 'ok', a remove removed a live entry, a flush ran), else it writes
 -- nothing and answers 'skipped'; a position that is not an earlier operation counts as not
 -- applied. An operation that raised did not apply, so what requires it is skipped.
+-- Version 5: a write's mustMatch entries are slices of p_must_match_ids/p_must_match_values
+-- (ends in p_must_match_ends), its copyFrom group p_copy_froms[i] (NULL: none); NULL arrays:
+-- none at all.
 CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
 ${BATCH_OPERATION_PARAMETERS},
-  p_after_ends integer[], p_after integer[]
+  p_after_ends integer[], p_after integer[],
+  p_must_match_ends integer[], p_must_match_ids text[], p_must_match_values text[], p_copy_froms text[]
 ) RETURNS text[] LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
   v_count integer := coalesce(cardinality(p_kinds), 0);
@@ -618,8 +764,11 @@ BEGIN
             v_ids := v_ids || p_keys[j];
           END IF;
           IF p_lock_names[j] IS NOT NULL THEN v_lock_names := v_lock_names || p_lock_names[j]; END IF;
+          -- A copy's source group: its advisory lock with the others, in key order (see write).
+          IF p_copy_froms[j] IS NOT NULL THEN v_groups := v_groups || p_copy_froms[j]; END IF;
           v_ids := v_ids
             || p_must_exist[coalesce(p_must_exist_ends[j - 1], 0) + 1 : p_must_exist_ends[j]]
+            || coalesce(p_must_match_ids[coalesce(p_must_match_ends[j - 1], 0) + 1 : p_must_match_ends[j]], '{}')
             || p_ids[coalesce(p_set_ends[j - 1], 0) + 1 : p_set_ends[j]]
             || p_removes[coalesce(p_remove_ends[j - 1], 0) + 1 : p_remove_ends[j]];
         ELSIF p_kinds[j] = 'remove' THEN
@@ -630,6 +779,12 @@ BEGIN
         END IF;
       END LOOP;
       IF cardinality(v_lock_names) > 0 THEN
+        -- Missing lock rows first (free, as lock_acquire creates them), so that all are locked
+        -- here, before the advisory locks (see the design notes; version 5).
+        INSERT INTO ${locks} AS l (name, token, expires_at, fence)
+          SELECT DISTINCT n.name COLLATE "C", NULL::text, '-infinity'::timestamptz, 0::bigint
+            FROM unnest(v_lock_names) AS n(name) ORDER BY 1
+          ON CONFLICT (name) DO NOTHING;
         PERFORM 1 FROM ${locks} l WHERE l.name = ANY (v_lock_names) ORDER BY l.name FOR UPDATE;
       END IF;
       -- In the order of the lock keys themselves (two groups whose hashes collide share a lock).
@@ -683,7 +838,22 @@ ${record('    ')}
 END
 $fn$;
 
--- The version-2 signature, for app instances of the release before during a rolling upgrade.
+-- The version-4 signature (chains, no mustMatch, no copyFrom), for app instances of the release
+-- before during a rolling upgrade: they commit metadata and move storage under the lock, so
+-- their calls run and answer exactly as in version 4. Restarted, such an instance refuses this
+-- database in migrate() (newer than it knows).
+CREATE OR REPLACE FUNCTION ${names.fn('batch')}(
+${BATCH_OPERATION_PARAMETERS},
+  p_after_ends integer[], p_after integer[]
+) RETURNS text[] LANGUAGE sql AS $fn$
+  SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
+    p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,
+    p_guard_tag_ends, p_guard_tags, p_must_exist_ends, p_must_exist, p_set_ends, p_ids, p_values, p_expires,
+    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, p_after_ends, p_after,
+    NULL::integer[], NULL::text[], NULL::text[], NULL::text[])
+$fn$;
+
+-- The version-2 signature, for app instances of releases before version 4 during a rolling upgrade.
 -- Such an instance sends no chains (its backends leave a chain to its frontend, which sends
 -- each step once the ones before it applied) and at most one operation per namespace, in
 -- namespace order: no lock is taken up front and each operation runs and answers exactly as in
@@ -694,7 +864,8 @@ ${BATCH_OPERATION_PARAMETERS}
   SELECT ${names.fn('batch')}(p_kinds, p_namespaces, p_nows, p_keys, p_guard_fences, p_guard_values,
     p_guard_creates, p_guard_lifetimes, p_guard_expires, p_lock_names, p_max_entries, p_uncounted_prefixes,
     p_guard_tag_ends, p_guard_tags, p_must_exist_ends, p_must_exist, p_set_ends, p_ids, p_values, p_expires,
-    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, NULL::integer[], NULL::integer[])
+    p_tag_ends, p_tag_ids, p_tag_tags, p_remove_ends, p_removes, NULL::integer[], NULL::integer[],
+    NULL::integer[], NULL::text[], NULL::text[], NULL::text[])
 $fn$;
 
 INSERT INTO ${names.versions()} (version) VALUES (${POSTGRES_SCHEMA_VERSION}) ON CONFLICT (version) DO NOTHING;

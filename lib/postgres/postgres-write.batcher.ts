@@ -2,7 +2,7 @@ import { positionsIn, runInOrder, type WriteOrder, type WriteTicket } from '../c
 import { rowsOf, Statement, type PostgresQueryable } from './postgres-client.js';
 import { PostgresNames, type PostgresSchemaOptions } from './postgres-names.js';
 
-/** The argument types of `batch`'s operation arrays (the version-2/3 signature; version 4 adds the chains' two). */
+/** The argument types of `batch`'s operation arrays (the version-2/3 signature; version 4 adds the chains' two, version 5 mustMatch's three and copyFrom). */
 export const BATCH_OPERATION_TYPES: readonly string[] = [
   'text[]', 'text[]', 'timestamptz[]', 'text[]',
   'double precision[]', 'text[]', 'boolean[]',
@@ -42,6 +42,11 @@ export interface BatchedWriteArguments {
   readonly lockName: string | null;
   readonly maxEntries: number | null;
   readonly uncountedPrefix: string | null;
+  /** `WriteBatch.mustMatch`: ids and the values they must hold (aligned). */
+  readonly mustMatchIds: readonly string[];
+  readonly mustMatchValues: readonly string[];
+  /** `WriteGuard.copyFrom`, or null. */
+  readonly copyFrom: string | null;
 }
 
 /** One operation a backend hands to the batcher. */
@@ -120,7 +125,7 @@ export class PostgresWriteBatcher {
     this.pool = options.pool;
     this.prepare = options.preparedStatements ?? true;
     const p = (n: number, type: string) => `$${n}::${type}`;
-    const types = [...BATCH_OPERATION_TYPES, 'integer[]', 'integer[]'];
+    const types = [...BATCH_OPERATION_TYPES, 'integer[]', 'integer[]', 'integer[]', 'text[]', 'text[]', 'text[]'];
     this.statement = new Statement(
       `SELECT ${this.names.fn('batch')}(${types.map((type, i) => p(i + 1, type)).join(', ')}) AS results`,
     );
@@ -273,7 +278,7 @@ function operationError(answer: string): BatchedOperationError {
   return new BatchedOperationError(code, answer.slice(12));
 }
 
-/** The 27 array parameters of `batch`, per operation or flattened with end offsets. */
+/** The 31 array parameters of `batch` (version 5), per operation or flattened with end offsets. */
 function encode(operations: readonly BatchedOperation[], after: readonly (readonly number[])[]): unknown[] {
   const kinds: string[] = [];
   const namespaces: string[] = [];
@@ -287,7 +292,10 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
   const lockNames: (string | null)[] = [];
   const maxEntries: (number | null)[] = [];
   const uncounted: (string | null)[] = [];
+  const copyFroms: (string | null)[] = [];
   const flat = {
+    mustMatchIds: new Flat<string>(),
+    mustMatchValues: [] as string[],
     guardTags: new Flat<string>(),
     mustExist: new Flat<string>(),
     ids: new Flat<string>(),
@@ -312,6 +320,9 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
     lockNames.push(write?.lockName ?? null);
     maxEntries.push(write?.maxEntries ?? null);
     uncounted.push(write?.uncountedPrefix ?? null);
+    copyFroms.push(write?.copyFrom ?? null);
+    flat.mustMatchIds.add(write?.mustMatchIds);
+    flat.mustMatchValues.push(...(write?.mustMatchValues ?? []));
     flat.guardTags.add(write?.guardTags);
     flat.mustExist.add(write?.mustExist);
     flat.ids.add(write?.ids);
@@ -350,6 +361,10 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
     flat.removes.items,
     flat.after.ends,
     flat.after.items,
+    flat.mustMatchIds.ends,
+    flat.mustMatchIds.items,
+    flat.mustMatchValues,
+    copyFroms,
   ];
 }
 

@@ -73,6 +73,22 @@ const NAMESPACE_PATTERN = /^[A-Za-z0-9_%&\-.:]{1,100}$/;
 const GC_CHUNK = 1000;
 const NO_TAGS: readonly string[] = Object.freeze([]);
 const NO_WRITES: readonly BackendWrite[] = Object.freeze([]);
+const NO_MATCHES: NonNullable<WriteBatch['mustMatch']> = Object.freeze([]);
+
+/**
+ * `WriteGuard.copyFrom` needs a creating guard that draws no fence (a fresh group nobody else
+ * knows) and another group: refused before anything reaches the database, as on the other backends.
+ */
+function checkCopyFrom(guard: WriteGuard): void {
+  const from = guard.copyFrom!;
+  const group = guard.id.split('.', 1)[0]!;
+  if (guard.create !== true || guard.unlocked === true || typeof from !== 'string' || from.includes('.') || from === group) {
+    throw InvalidArgumentException.fromStore(
+      `WriteGuard.copyFrom needs a creating guard (create: true, not unlocked) and another group (an id without "."), got "${from}" for guard "${guard.id}".`,
+    );
+  }
+  assertCacheIdentifier(from, 'WriteGuard.copyFrom');
+}
 
 /** The statements of one backend, built once from the validated names. */
 class BackendStatements {
@@ -108,7 +124,8 @@ class BackendStatements {
     );
     this.write = new Statement(
       `SELECT ${names.fn('write')}($1, $2::timestamptz, $3, $4::double precision, $5, $6, $7::text[], $8, $9::timestamptz, ` +
-        `$10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17, $18::integer, $19) AS result`,
+        `$10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17, $18::integer, $19, ` +
+        `$20::text[], $21::text[], $22) AS result`,
     );
     this.flushByTag = new Statement(`SELECT ${names.fn('flush_by_tag')}($1, $2, $3::timestamptz) AS removed`);
     this.flush = new Statement(`DELETE FROM ${entries} e WHERE e.namespace = $1`);
@@ -212,6 +229,15 @@ export class PostgresBackend implements TaggableBackend {
     return this.locker;
   }
 
+  /**
+   * `WriteBatch.mustMatch` and `WriteGuard.copyFrom` are checked and applied in the schema's
+   * `write` function, hence in a chain's one `batch` statement; declared only with a batcher,
+   * since callers need the chain atomic too (`ordersWrites`).
+   */
+  get movesGroups(): boolean {
+    return this.batcher !== undefined;
+  }
+
   /** @throws StoreUnavailableException when PostgreSQL fails. */
   async get(id: string): Promise<string | undefined> {
     const rows = await this.run<{ value: string }>('get', this.sql.get, [this.namespace, id, now()]);
@@ -271,8 +297,9 @@ export class PostgresBackend implements TaggableBackend {
 
   /**
    * One call of the schema's `write` function, one transaction: the guard (its existence and
-   * fence, under an advisory lock on its group), `mustExist`, the sets, the
-   * removes and the guard update apply together, or nothing does. Ids may span groups.
+   * fence, under an advisory lock on its group), `mustExist`, `mustMatch`, the copies of
+   * `copyFrom` (under the source group's advisory lock too), the sets, the removes and the
+   * guard update apply together, or nothing does. Ids may span groups.
    * @param order writes this one requires (see `WriteOrder`; applied = `'ok'`): with a batcher,
    *   in the same statement when they were issued in the same tick.
    * @throws InvalidArgumentException for a bad id, tag, lifetime, data or fence (nothing is written).
@@ -282,7 +309,8 @@ export class PostgresBackend implements TaggableBackend {
     const sets = batch.sets ?? NO_WRITES;
     const removes = batch.removes ?? NO_TAGS;
     const mustExist = [...new Set(checkedMustExist(batch.mustExist))];
-    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0) {
+    const mustMatch = batch.mustMatch ?? NO_MATCHES;
+    if (sets.length === 0 && removes.length === 0 && guard === undefined && mustExist.length === 0 && mustMatch.length === 0) {
       return order === undefined
         ? 'ok'
         : runInOrder(
@@ -307,6 +335,15 @@ export class PostgresBackend implements TaggableBackend {
       if (guard.lifetime !== undefined) guardExpires = timestamp(expiryAt(guard.id, guard.lifetime, at));
       if (guard.maxEntries !== undefined && !(Number.isSafeInteger(guard.maxEntries) && guard.maxEntries >= 0)) {
         throw new InvalidArgumentException(`WriteGuard.maxEntries must be a whole number >= 0, got ${guard.maxEntries}.`);
+      }
+      if (guard.copyFrom !== undefined) checkCopyFrom(guard);
+    }
+    for (const match of mustMatch) {
+      assertCacheIdentifier(match.id, 'cache entry identifier');
+      if (typeof match.data !== 'string') {
+        throw new InvalidArgumentException(
+          `WriteBatch.mustMatch data must be a string, got ${typeof match.data} for "${match.id}".`,
+        );
       }
     }
     // The last write of an id wins, as if the sets were applied one after another.
@@ -351,6 +388,9 @@ export class PostgresBackend implements TaggableBackend {
       lockName: guard?.unlocked === true ? this.locker!.lockNameOf(guard.id.split('.', 1)[0]!) : null,
       maxEntries: guard?.maxEntries ?? null,
       uncountedPrefix: guard?.maxEntries === undefined ? null : (guard.uncountedPrefix ?? null),
+      mustMatchIds: mustMatch.map((match) => match.id),
+      mustMatchValues: mustMatch.map((match) => match.data),
+      copyFrom: guard?.copyFrom ?? null,
     };
     const stamp = timestamp(at);
     const operation: BatchedOperation = { kind: 'write', namespace: this.namespace, now: stamp, write };
@@ -378,6 +418,9 @@ export class PostgresBackend implements TaggableBackend {
           write.lockName,
           write.maxEntries,
           write.uncountedPrefix,
+          write.mustMatchIds,
+          write.mustMatchValues,
+          write.copyFrom,
         ]);
         return rows[0]!.result;
       },

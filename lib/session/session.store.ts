@@ -350,8 +350,8 @@ export class SessionStore {
    * Whether commits that write metadata can go without the session lock (`commitMetadataUnlocked`,
    * `moveUnlocked`): both backends chain writes in one atomic call and check entries and move
    * groups there (`movesGroups`), and the storage backend checks this store's locks (a
-   * standalone Redis from `createRedisSessionStores`, the default memory stores; not PostgreSQL,
-   * whose backend has no `movesGroups`).
+   * standalone Redis from `createRedisSessionStores`, PostgreSQL from
+   * `createPostgresSessionStores`, the default memory stores).
    */
   get commitsUnlocked(): boolean {
     const { storageBackend, metadataBackend } = this.options;

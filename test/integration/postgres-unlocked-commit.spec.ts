@@ -37,7 +37,5 @@ describe('Unlocked commits on PostgreSQL (WriteGuard.unlocked, checked in the wr
     () => stores,
     () => store,
     () => new PostgresBackend({ pool: db.pool, namespace: 'bare' }),
-    // Metadata commits and logins still take the lock on PostgreSQL (see the README).
-    false,
   );
 });

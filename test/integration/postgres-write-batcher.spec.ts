@@ -200,8 +200,8 @@ describe('schema version 2', () => {
         WHERE n.nspname = $1 AND c.relname = 'nest_session_lock_tickets'`,
       [schema],
     );
-    // Both signatures: version 4's (chains) and the version-2 one beside it.
-    expect(rows).toEqual([{ persistence: 'u', batch: 2 }]);
+    // Every signature: version 5's (mustMatch, copyFrom), and version 4's (chains) and the version-2 one beside it.
+    expect(rows).toEqual([{ persistence: 'u', batch: 3 }]);
     const versions = await db.pool.query(`SELECT version FROM ${schema}.nest_session_schema_version ORDER BY version`);
     expect(versions.rows).toEqual([{ version: 1 }, { version: POSTGRES_SCHEMA_VERSION }]);
     expect(await migratePostgresSchema(db.pool, { schema })).toEqual({
@@ -577,7 +577,7 @@ describe('schema version 4', () => {
     const v3 = `${schema}.nest_session_batch(${V3_BATCH_TYPES.join(', ')})`;
     await db.pool.query(`CREATE FUNCTION ${v3} RETURNS text[] LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
     await db.pool.query(`UPDATE ${schema}.nest_session_schema_version SET version = 3`);
-    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({ from: 3, to: 4 });
+    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({ from: 3, to: POSTGRES_SCHEMA_VERSION });
     const { rows } = await db.pool.query<{ args: number; language: string }>(
       `SELECT p.pronargs AS args, l.lanname AS language FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
         WHERE p.pronamespace = $1::regnamespace AND p.proname = 'nest_session_batch' ORDER BY p.pronargs`,
@@ -585,7 +585,8 @@ describe('schema version 4', () => {
     );
     expect(rows).toEqual([
       { args: 25, language: 'sql' },
-      { args: 27, language: 'plpgsql' },
+      { args: 27, language: 'sql' },
+      { args: 31, language: 'plpgsql' },
     ]);
     // A chain on the upgraded schema.
     const batcher = new PostgresWriteBatcher({ pool, schema });
@@ -595,7 +596,10 @@ describe('schema version 4', () => {
     expect(await Promise.all(login(meta, storage, { from: 'g', to: 'h', oldKey: 'old', newKey: 'new', fence: 5 }).steps)).toEqual(
       ['ok', 'ok', true, 'ok', 2],
     );
-    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({ from: 4, to: 4 });
+    expect(await migratePostgresSchema(db.pool, { schema })).toEqual({
+      from: POSTGRES_SCHEMA_VERSION,
+      to: POSTGRES_SCHEMA_VERSION,
+    });
   });
 
   it('an instance of the release before (the version-2 signature) is answered as by version 3', async () => {
