@@ -214,6 +214,8 @@ class ClientOwningRedisLocker extends RedisLocker {
     return this.ended;
   }
 }
+// What health checks and logs call it (`constructor.name`): a RedisLocker, whoever owns the client.
+Object.defineProperty(ClientOwningRedisLocker, 'name', { value: 'RedisLocker' });
 
 /** The options as an untyped caller (JavaScript, a configuration file) may pass them. */
 type UntypedRedisSessionStoresOptions = Omit<RedisSessionStoresOptions, 'cluster' | 'client'> & {

@@ -38,6 +38,7 @@ describe.each<[HttpAdapterName, RedisClientName]>([
   ['express', 'node-redis'],
   ['fastify', 'node-redis'],
   ['express', 'ioredis'],
+  ['fastify', 'ioredis'],
 ])('Redis outage under load on %s (%s)', (adapter, redisClient) => {
   let server: RedisServer;
   let app: INestApplication;
@@ -209,6 +210,7 @@ describe.each<[HttpAdapterName, RedisClientName]>([
   ['express', 'node-redis'],
   ['fastify', 'node-redis'],
   ['express', 'ioredis'],
+  ['fastify', 'ioredis'],
 ])('Redis down, a request with a session cookie on %s (%s)', (adapter, redisClient) => {
   let server: RedisServer;
   let app: INestApplication;

@@ -3,6 +3,8 @@ import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { Redis } from 'ioredis';
+import { Redis as Redis6 } from 'ioredis6';
 import request from 'supertest';
 import { MemoryBackend, MemoryLocker, SessionModule, type SessionModuleOptions } from 'nest-session';
 import { createRedisSessionStores } from 'nest-session/redis';
@@ -89,7 +91,8 @@ describe('SessionHealthIndicator (@nestjs/terminus)', () => {
       storage: { status: 'up', engine: 'RedisBackend' },
       locker: { status: 'up' },
     });
-    expect(sessions.locker.engine).toMatch(/RedisLocker/);
+    // The locker that owns the client it created is a RedisLocker to an operator too.
+    expect(sessions.locker.engine).toBe('RedisLocker');
 
     await server.kill();
     try {
@@ -116,4 +119,80 @@ describe('SessionHealthIndicator (@nestjs/terminus)', () => {
     }
     expect(status).toBe(200);
   });
+
+  describe.each([
+    ['ioredis 5', (url: string) => new Redis(url, ioredisSettings)],
+    ['ioredis 6', (url: string) => new Redis6(url, ioredisSettings)],
+  ])('on %s (the app’s own client)', (_name, connect) => {
+    it("is up, down (503) while the test's own redis-server is stopped, then up again without a restart", async () => {
+      const prefix = uniquePrefix('health-io');
+      const client = connect(server.url);
+      client.on('error', () => undefined); // failures reach the probes
+      await client.connect();
+      const app = await healthApp(async () => {
+        const { metadataBackend, storageBackend, locker } = await createRedisSessionStores({
+          client,
+          prefix,
+        });
+        return { metadataBackend, storageBackend, locker };
+      });
+      try {
+        const up = await request(app.getHttpServer()).get('/health').expect(200);
+        const sessions = (up.body as { details: { sessions: SessionsHealth } }).details.sessions;
+        expect(sessions).toMatchObject({
+          status: 'up',
+          metadata: { status: 'up', engine: 'RedisBackend' },
+          storage: { status: 'up', engine: 'RedisBackend' },
+          locker: { status: 'up', engine: 'RedisLocker' },
+        });
+        for (const part of [sessions.metadata, sessions.storage, sessions.locker]) {
+          expect(part.latencyMs).toBeGreaterThanOrEqual(0);
+          expect(part.latencyMs).toBeLessThan(500);
+        }
+        // The probe lock was released: nothing of it is left but its fence counter.
+        expect((await client.keys(`${prefix}*`)).sort()).toEqual([`${prefix}l:lock:{~health}:fence`]);
+
+        await server.kill();
+        try {
+          const started = Date.now();
+          const down = await request(app.getHttpServer()).get('/health').expect(503);
+          // No offline queue: the probes fail at once instead of waiting for their timeout.
+          expect(Date.now() - started).toBeLessThan(500);
+          const body = down.body as {
+            status: string;
+            error: { sessions: SessionsHealth & Record<string, { message?: string }> };
+          };
+          expect(body.status).toBe('error');
+          expect(body.error.sessions).toMatchObject({
+            status: 'down',
+            metadata: { status: 'down', engine: 'RedisBackend', message: 'unreachable' },
+            storage: { status: 'down', engine: 'RedisBackend', message: 'unreachable' },
+            locker: { status: 'down', engine: 'RedisLocker', message: 'unreachable' },
+          });
+          expect(JSON.stringify(body)).not.toContain(String(server.port));
+        } finally {
+          await server.launch();
+        }
+        const deadline = Date.now() + 10_000;
+        let status = 0;
+        while (Date.now() < deadline) {
+          status = (await request(app.getHttpServer()).get('/health')).status;
+          if (status === 200) break;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        expect(status).toBe(200);
+      } finally {
+        await app.close();
+        await client.quit().catch(() => client.disconnect());
+      }
+    });
+  });
 });
+
+/** What an app that hands its ioredis client over sets (see README "Redis clients"): fail fast while Redis is down, reconnect soon. */
+const ioredisSettings = {
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  retryStrategy: (times: number) => Math.min(500, 50 * times),
+};
