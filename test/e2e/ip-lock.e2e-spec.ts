@@ -7,6 +7,7 @@ import { setCookies } from '../support/http.js';
 import { createTestSessionStores, onEveryBackend, type TestSessionStores } from '../support/session-backends.js';
 import { metadataKeyOf } from '../../lib/session/session-key.js';
 import { UNKNOWN_ADDRESS_LOCK } from '../../lib/session/ip-lock.js';
+import { connectTestRedis, deleteKeysMatching, TEST_REDIS_URL, uniquePrefix, type TestRedisClient } from '../support/redis.js';
 
 /**
  * The IP lock (`ipLock`) over HTTP, on both adapters and on memory and Redis: a session is
@@ -134,3 +135,51 @@ describe.each(onEveryBackend<HttpAdapterName>(['express', 'fastify']))('the IP l
     }
   });
 });
+
+describe.each<HttpAdapterName>(['express', 'fastify'])(
+  'turning the IP lock on for stored sessions, on %s with Redis',
+  (adapter) => {
+    const prefix = uniquePrefix('e2e-iplock');
+    const config = (ipLock: typeof LOCK | undefined) => ({
+      session: ipLock === undefined ? {} : { ipLock },
+      redis: { url: TEST_REDIS_URL, prefix },
+      trustProxy: 'loopback' as const,
+    });
+    let redis: TestRedisClient;
+
+    beforeAll(async () => {
+      redis = await connectTestRedis();
+    });
+    afterAll(async () => {
+      await deleteKeysMatching(redis, `${prefix}*`);
+      await redis.close();
+    });
+
+    it('locks a session stored before the lock was on at its next write, to the address of that request', async () => {
+      // Release 1: no IP lock. A user logs in and stores data.
+      const before = await createSampleApp(adapter, config(undefined));
+      const client = new Client(before);
+      expect((await client.send('put', '/session/data/secret', '198.51.100.7', { value: 'mine' })).status).toBe(200);
+      expect((await client.send('post', '/auth/login', '198.51.100.7', { user: 'erin' })).status).toBe(200);
+      const id = client.cookie!;
+      await before.close();
+
+      // Release 2, on the same Redis: the lock is on. The session's next write locks it.
+      const after = await createSampleApp(adapter, config(LOCK));
+      try {
+        const owner = new Client(after);
+        owner.cookie = id;
+        expect((await owner.send('put', '/session/data/more', '198.51.100.20', { value: 1 })).body).toBeDefined();
+        expect(owner.cookie).toBe(id);
+        const same = await owner.send('get', '/session', '198.51.100.30');
+        expect(same.body).toMatchObject({ started: true, user: 'erin', data: { secret: 'mine', more: 1 } });
+        const thief = owner.stolen();
+        expect((await thief.send('get', '/session', '203.0.113.9')).body).toMatchObject({ started: false, user: null });
+        // Still there for its owner: the refused request changed nothing.
+        expect((await owner.send('get', '/session', '198.51.100.7')).body).toMatchObject({ started: true, user: 'erin' });
+      } finally {
+        await after.close();
+      }
+    });
+  },
+);
