@@ -81,10 +81,13 @@ export const UNKNOWN_ADDRESS_LOCK = '?';
 
 /**
  * The value to lock a session to for a client at `ip`: `ipLockValue`, or
- * `UNKNOWN_ADDRESS_LOCK` when the address is unknown or malformed. `undefined` only when the
- * prefix length of the address's family is 0 (that family is not locked by configuration).
+ * `UNKNOWN_ADDRESS_LOCK` when the address is unknown or malformed. `undefined` when the
+ * prefix length of the address's family is 0 (that family is not locked by configuration), and
+ * for every address, unknown ones included, when both prefixes are 0: such a lock locks no
+ * client, so failing closed would lock out exactly the clients it was configured to let in.
  */
 export function ipLockValueFor(ip: string | undefined, lock: ResolvedIpLockOptions): string | undefined {
+  if (lock.ipv4Prefix === 0 && lock.ipv6Prefix === 0) return undefined;
   if (typeof ip !== 'string') return UNKNOWN_ADDRESS_LOCK;
   const address = ip.trim();
   const zone = address.indexOf('%');

@@ -396,6 +396,32 @@ describe('IP lock fails closed', () => {
     }
   });
 
+  it('a lock with both prefixes 0 locks nothing: a client with an unknown address keeps its session', async () => {
+    const store = makeStore({ ipLock: { ipv4Prefix: 0, ipv6Prefix: 0 } });
+    const session = request(store, undefined);
+    session.start();
+    await session.putData('k' as never, 1);
+    session.bindToUser('dana');
+    await session.commit();
+    const id = session.getId();
+    expect((await store.loadMetadata(metadataKeyOf(id)))!.ipLock).toBeUndefined();
+    for (const ip of [undefined, 'not an address', '203.0.113.7', '2001:db8::1']) {
+      const next = request(store, ip, [id]);
+      await next.resume();
+      expect(next.isStarted()).toBe(true);
+      expect(await next.getData('k' as never)).toBe(1);
+    }
+  });
+
+  it('a lock with only the IPv6 prefix 0 still fails closed for an unknown address', async () => {
+    const store = makeStore({ ipLock: { ipv4Prefix: 3, ipv6Prefix: 0 } });
+    const session = request(store, undefined);
+    session.start();
+    await session.putData('k' as never, 1);
+    await session.commit();
+    expect((await store.loadMetadata(metadataKeyOf(session.getId())))!.ipLock).toBe(UNKNOWN_ADDRESS_LOCK);
+  });
+
   it('a session stored before the lock was enabled is locked to the client of its next request', async () => {
     const metadataBackend = new MemoryBackend();
     const storageBackend = new MemoryBackend();
