@@ -710,7 +710,8 @@ end
 `;
 
 /**
- * KEYS: the tag set. ARGV: prefix, now, tag, mode ('ids', 'data' or 'flush'). Members of the
+ * KEYS: the tag set. ARGV: prefix, now, tag, mode ('ids', 'data' or 'flush'), for 'flush' the
+ * key of the group's lock fence counter to delete with it ('' or absent: none). Members of the
  * tag's own group live in this slot: they are read (or, for 'flush', removed when they carry the
  * tag) here, and pruned when their entry is gone or no longer carries the tag. Answers
  * {local results ([id, data, ...] for 'data', [id, ...] otherwise; nothing for 'flush'),
@@ -786,6 +787,9 @@ local function byTagUnit(A, fold)
   for first = 1, #gone, 1000 do
     redis.call('ZREM', setKey, unpack(gone, first, math.min(first + 999, #gone)))
   end
+  -- A flushed group is gone for good: its lock's fence counter goes with it (it lived for the
+  -- locker's fenceTtl, a key per login or destroy). Same hash tag as the group's keys.
+  if mode == 'flush' and A[5] and A[5] ~= '' then redis.call('DEL', A[5]) end
   return {found, foreign, cleanup, removed}
 end
 `;

@@ -546,12 +546,23 @@ export class RedisBackend implements TaggableBackend {
     );
   }
 
+  /**
+   * The fence counter key of the lock named `tag` when `tag` is a group of this backend's locker
+   * (a storage id): a flushed group is gone for good, so its counter goes with it instead of
+   * staying for the locker's `fenceTtl` (one key per login, regenerate or destroy otherwise). A
+   * group written again later draws its fences from Redis' clock, as a new one does. '' = none.
+   */
+  private fenceCounterOf(tag: string): string {
+    return this.locker === undefined || tag.includes('.') ? '' : this.locker.fencingKeysOf(tag).fence;
+  }
+
   private async flushByTagNow(tag: string, order: WriteOrder | undefined): Promise<number> {
     return this.attempt('flushByTag', async () => {
       const tagKey = this.tagKey(tag);
       // Standalone: through the coalescer (a destroy's metadata removals ride along), clean-up inside.
-      const sent = this.writes?.submit('f', this.prefixIndex, Date.now(), tagKey, [tag, 'flush'], order);
-      const reply = await (sent ?? this.runScript('byTag', tagKey, [tag, 'flush']));
+      const args = [tag, 'flush', this.fenceCounterOf(tag)];
+      const sent = this.writes?.submit('f', this.prefixIndex, Date.now(), tagKey, args, order);
+      const reply = await (sent ?? this.runScript('byTag', tagKey, args));
       if (reply === SKIPPED) return 0;
       const [, foreign, cleanup, removed] = reply as [unknown, string[], unknown[], unknown];
       const work = new IndexWork();

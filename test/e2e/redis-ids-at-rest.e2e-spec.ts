@@ -167,6 +167,21 @@ describe('ids are hashed at rest on Redis (issue 11 item 10)', () => {
     expect(found).toEqual([]);
   });
 
+  it("leaves no lock fence counter of a storage that is gone (logins, destroys and GC flush their old storage's counter)", async () => {
+    const counters: string[] = [];
+    for await (const batch of client.scanIterator({ MATCH: 'atrest:l:lock:{*}:fence', COUNT: 1000 }))
+      counters.push(...batch.map(String));
+    // The locked increments drew fences (a counter each), and alice's login moved that storage away.
+    const orphaned: string[] = [];
+    for (const key of counters) {
+      const storageId = key.slice(key.indexOf('{') + 1, key.indexOf('}'));
+      // The GC lock's counter (one key, not a storage).
+      if (storageId === '~gc') continue;
+      if ((await client.exists(`atrest:s:{${storageId}}.~guard`)) === 0) orphaned.push(key);
+    }
+    expect(orphaned).toEqual([]);
+  });
+
   it('no command Redis received (MONITOR, scripts included) and no SLOWLOG entry contains a session id', async () => {
     expect(commands.length).toBeGreaterThan(50);
     const leaks: string[] = [];
