@@ -17,9 +17,13 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * writes before it locks them; the version-4 signatures stay, as wrappers. Version 5's `write`
  * also runs fewer statements: an unlocked write's fence and its group's advisory lock are one
  * (the lock row created in it if missing), the guard and the sets one, and a fresh entry's tag
- * rows come with it (only entries that existed are retagged).
+ * rows come with it (only entries that existed are retagged). Version 6 adds a lock name to
+ * `flush_by_tag` (the version-5 signature stays, as a wrapper; `batch` reads it from
+ * `p_lock_names` for its flushes): a flushed storage group is gone for good, so its lock row
+ * goes with it (at once when free, else at its release: the `retired` column of the locks
+ * table), instead of staying for the locker's fenceTtl (a row per login or logout).
  */
-export const POSTGRES_SCHEMA_VERSION = 5;
+export const POSTGRES_SCHEMA_VERSION = 6;
 
 /*
  * Design of the schema (see README "PostgreSQL"):
@@ -187,7 +191,7 @@ ELSIF p_kinds[i] = 'remove' THEN
     RETURNING ${live('e', 'p_nows[i]')} INTO v_live;
   v_result := CASE WHEN v_live THEN 'true' ELSE 'false' END;
 ELSIF p_kinds[i] = 'flush' THEN
-  v_result := ${names.fn('flush_by_tag')}(p_namespaces[i], p_keys[i], p_nows[i])::text;
+  v_result := ${names.fn('flush_by_tag')}(p_namespaces[i], p_keys[i], p_nows[i], p_lock_names[i])::text;
 ELSE
   v_result := 'error 22023 unknown operation ' || coalesce(p_kinds[i], 'NULL');
 END IF;`
@@ -228,6 +232,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${locks} (
   fence bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ${index('locks_expiry')} ON ${locks} (expires_at);
+-- Version 6: the lock of a storage group flushed while the lock was held (deleted at release).
+ALTER TABLE ${locks} ADD COLUMN IF NOT EXISTS retired boolean NOT NULL DEFAULT false;
 
 CREATE SEQUENCE IF NOT EXISTS ${tickets};
 
@@ -567,6 +573,24 @@ BEGIN
 END
 $fn$;
 
+-- Version 6: flush_by_tag of a storage group also deletes the group's lock row (p_lock_name,
+-- NULL = none): the group is gone for good, and a lock taken on it later draws its fence from
+-- the clock, as a new lock does. A held row is marked retired instead, and its release deletes it.
+CREATE OR REPLACE FUNCTION ${names.fn('flush_by_tag')}(p_namespace text, p_tag text, p_now timestamptz, p_lock_name text)
+RETURNS integer LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
+DECLARE
+  v_live integer;
+BEGIN
+  v_live := ${names.fn('flush_by_tag')}(p_namespace, p_tag, p_now);
+  IF p_lock_name IS NOT NULL THEN
+    DELETE FROM ${locks} l WHERE l.name = p_lock_name AND (l.token IS NULL OR l.expires_at <= clock_timestamp());
+    -- Held (a destroy, a login under the lock): its release deletes it.
+    IF NOT FOUND THEN UPDATE ${locks} l SET retired = true WHERE l.name = p_lock_name; END IF;
+  END IF;
+  RETURN v_live;
+END
+$fn$;
+
 -- Wakes the first live waiter of a lock (its token is the NOTIFY payload), after dropping the
 -- tickets of waiters that stopped refreshing them.
 CREATE OR REPLACE FUNCTION ${names.fn('lock_wake')}(p_name text, p_now timestamptz, p_channel text)
@@ -632,10 +656,14 @@ CREATE OR REPLACE FUNCTION ${names.fn('lock_release')}(p_name text, p_token text
 RETURNS boolean LANGUAGE plpgsql ${GENERIC_PLANS} AS $fn$
 DECLARE
   v_now timestamptz := clock_timestamp();
+  v_retired boolean;
 BEGIN
   UPDATE ${locks} l SET token = NULL, expires_at = v_now
-    WHERE l.name = p_name AND l.token = p_token AND l.expires_at > v_now;
+    WHERE l.name = p_name AND l.token = p_token AND l.expires_at > v_now
+    RETURNING l.retired INTO v_retired;
   IF NOT FOUND THEN RETURN false; END IF;
+  -- The lock of a flushed storage group (version 6): nothing is left to fence.
+  IF v_retired THEN DELETE FROM ${locks} l WHERE l.name = p_name AND l.token IS NULL; END IF;
   PERFORM ${names.fn('lock_wake')}(p_name, v_now, p_channel);
   RETURN true;
 END

@@ -52,7 +52,15 @@ export interface BatchedWriteArguments {
 /** One operation a backend hands to the batcher. */
 export type BatchedOperation =
   | { readonly kind: 'write'; readonly namespace: string; readonly now: string; readonly write: BatchedWriteArguments }
-  | { readonly kind: 'remove' | 'flush'; readonly namespace: string; readonly now: string; readonly key: string };
+  | { readonly kind: 'remove'; readonly namespace: string; readonly now: string; readonly key: string }
+  | {
+      readonly kind: 'flush';
+      readonly namespace: string;
+      readonly now: string;
+      readonly key: string;
+      /** The flushed group's lock row, deleted with it while free (schema version 6); null = none. */
+      readonly lockName?: string | null;
+    };
 
 /** What `batch` answers for an operation that required one that did not apply (see `WriteOrder`). */
 export const SKIPPED_ANSWER = 'skipped';
@@ -317,7 +325,7 @@ function encode(operations: readonly BatchedOperation[], after: readonly (readon
     creates.push(write?.guardCreate ?? false);
     lifetimes.push(write?.guardLifetime ?? false);
     guardExpires.push(write?.guardExpires ?? null);
-    lockNames.push(write?.lockName ?? null);
+    lockNames.push(write?.lockName ?? (operation.kind === 'flush' ? (operation.lockName ?? null) : null));
     maxEntries.push(write?.maxEntries ?? null);
     uncounted.push(write?.uncountedPrefix ?? null);
     copyFroms.push(write?.copyFrom ?? null);

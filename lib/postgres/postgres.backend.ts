@@ -127,7 +127,7 @@ class BackendStatements {
         `$10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17, $18::integer, $19, ` +
         `$20::text[], $21::text[], $22) AS result`,
     );
-    this.flushByTag = new Statement(`SELECT ${names.fn('flush_by_tag')}($1, $2, $3::timestamptz) AS removed`);
+    this.flushByTag = new Statement(`SELECT ${names.fn('flush_by_tag')}($1, $2, $3::timestamptz, $4) AS removed`);
     this.flush = new Statement(`DELETE FROM ${entries} e WHERE e.namespace = $1`);
     // The due range of the expiry index, oldest first; rows another collector (or a writer)
     // holds are skipped, not waited for. Re-checked in the DELETE: a row renewed meanwhile stays.
@@ -443,12 +443,14 @@ export class PostgresBackend implements TaggableBackend {
    */
   async flushByTag(tag: string, order?: WriteOrder): Promise<number> {
     const at = now();
-    const operation: BatchedOperation = { kind: 'flush', namespace: this.namespace, now: at, key: tag };
+    // A storage group of this backend's locker: its lock row goes with it (schema version 6).
+    const lockName = this.locker === undefined || tag.includes('.') ? null : this.locker.lockNameOf(tag);
+    const operation: BatchedOperation = { kind: 'flush', namespace: this.namespace, now: at, key: tag, lockName };
     const answer = await this.batched(
       'flushByTag',
       operation,
       async () => {
-        const rows = await this.query<{ removed: number | string }>(this.sql.flushByTag, [this.namespace, tag, at]);
+        const rows = await this.query<{ removed: number | string }>(this.sql.flushByTag, [this.namespace, tag, at, lockName]);
         return String(rows[0]?.removed ?? 0);
       },
       order,
