@@ -12,6 +12,8 @@ import { unlockedCommitContract } from '../contract/unlocked-commit.contract.js'
 import { resolveSessionOptions } from '../../lib/nest/session-options.resolver.js';
 import { SessionStore } from '../../lib/session/session.store.js';
 import { connectTestCluster, RedisClusterServer, type TestRedisCluster } from '../support/redis-cluster.js';
+import { metadataKeyOf } from '../../lib/session/session-key.js';
+import { created, resumed } from '../support/session-requests.js';
 
 /**
  * RedisBackend, RedisLocker and the SessionManager on a real Redis Cluster: three local
@@ -137,6 +139,26 @@ describe('Unlocked commits on a cluster (WriteGuard.unlocked, checked in the wri
     await stores.close();
     await deleteKeys(`${prefix}*`);
   });
+  it("a login's and a destroy's flush of the old storage deletes its lock's fence counter (same slot)", async () => {
+    const counters = async (): Promise<string[]> => clusterKeys(`${prefix}l:lock:{*}:fence`);
+    let id = await created(store, { a: 1 });
+    for (let i = 0; i < 3; i++) {
+      const write = await resumed(store, id);
+      await write.putData('n', i); // unlocked: draws a fence, the counter is set
+      await write.commit();
+      const login = await resumed(store, id);
+      login.bindToUser(`user${i}`); // on a cluster under the lock, which sets the counter too
+      await login.commit();
+      await login.dispose();
+      id = login.getId();
+    }
+    const live = (await store.loadMetadata(metadataKeyOf(id)))!.storageId;
+    expect((await counters()).filter((key) => !key.includes(`{${live}}`))).toEqual([]);
+    const doomed = await resumed(store, id);
+    await doomed.destroy();
+    expect(await counters()).toEqual([]);
+  });
+
   // Data-only commits go without the lock; commits that write metadata or move storage take it
   // (a cluster backend has no movesGroups).
   unlockedCommitContract(
