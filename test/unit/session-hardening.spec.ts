@@ -34,6 +34,16 @@ function request(store: SessionStore, clientIp?: string, ids: string[] = []): Se
   return new Session(store, { cookieIds: ids, cookieName: 'sid', clientIp });
 }
 
+/** A new session from `clientIp` that writes a key and logs in as `user`; answers its id after the commit. */
+async function newLogin(store: SessionStore, clientIp: string | undefined, user: string): Promise<string> {
+  const login = request(store, clientIp);
+  login.start();
+  await login.putData('k' as never, 1);
+  login.bindToUser(user);
+  await login.commit();
+  return login.getId();
+}
+
 async function storageIdOf(store: SessionStore, id: string): Promise<string> {
   return (await store.loadMetadata(metadataKeyOf(id)))!.storageId;
 }
@@ -357,12 +367,7 @@ describe('IP lock fails closed', () => {
     ['malformed', 'not an address'],
   ])('a login (bindToUser) from a client whose address is %s stores the session locked to no address', async (_kind, ip) => {
     const store = makeStore(lock);
-    const login = request(store, ip);
-    login.start();
-    await login.putData('k' as never, 1);
-    login.bindToUser('alice');
-    await login.commit();
-    const id = login.getId();
+    const id = await newLogin(store, ip, 'alice');
     const stored = (await store.loadMetadata(metadataKeyOf(id)))!;
     expect(stored.userId).toBe('alice'); // the login itself was stored...
     expect(stored.ipLock).toBe(UNKNOWN_ADDRESS_LOCK); // ...locked, not unlocked
@@ -398,12 +403,7 @@ describe('IP lock fails closed', () => {
 
   it('a lock with both prefixes 0 locks nothing: a client with an unknown address keeps its session', async () => {
     const store = makeStore({ ipLock: { ipv4Prefix: 0, ipv6Prefix: 0 } });
-    const session = request(store, undefined);
-    session.start();
-    await session.putData('k' as never, 1);
-    session.bindToUser('dana');
-    await session.commit();
-    const id = session.getId();
+    const id = await newLogin(store, undefined, 'dana');
     expect((await store.loadMetadata(metadataKeyOf(id)))!.ipLock).toBeUndefined();
     for (const ip of [undefined, 'not an address', '203.0.113.7', '2001:db8::1']) {
       const next = request(store, ip, [id]);
