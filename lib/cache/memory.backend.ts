@@ -128,6 +128,9 @@ export class MemoryBackend implements TaggableBackend {
   /** `WriteBatch.mustMatch` and `WriteGuard.copyFrom` are checked and applied in the write's one synchronous step. */
   readonly movesGroups = true;
 
+  /** `WriteGuard.copyUnlocked` checks the source's lock (option `locks`) in the same step. */
+  readonly copiesUnlocked = true;
+
   private readonly maxEntryBytes: number;
   private readonly locks: UnlockedFences | undefined;
 
@@ -253,6 +256,17 @@ export class MemoryBackend implements TaggableBackend {
       throw new InvalidArgumentException(
         'An unlocked guarded write needs a MemoryBackend created with the `locks` option (its locks are checked in the write).',
       );
+    }
+    if (guard?.copyUnlocked === true && guard.copyFrom !== undefined) {
+      if (this.locks === undefined) {
+        throw new InvalidArgumentException(
+          'WriteGuard.copyUnlocked needs a MemoryBackend created with the `locks` option (its locks are checked in the write).',
+        );
+      }
+      // The source's guard is named like this one's (`<group>.~guard`); its fence is left as it is.
+      const sourceGuard = guard.copyFrom + guard.id.slice(groupOf(guard.id).length);
+      if (this.locks.drawFenceIfFree(guard.copyFrom) === undefined) return 'locked';
+      if (this.live(sourceGuard, now) === -1) return 'missing';
     }
     if (guard?.copyFrom !== undefined) {
       const copies = this.copiesFor(guard, sets, removes, now);

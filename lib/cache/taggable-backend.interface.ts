@@ -130,6 +130,12 @@ export interface TaggableBackend {
    */
   readonly movesGroups?: boolean;
   /**
+   * Optional: whether `write` honours `WriteGuard.copyUnlocked` (the source's lock and guard
+   * checked inside the move's atomic step). Callers check this first; without it they check the
+   * source with an `unlocked` write of its own.
+   */
+  readonly copiesUnlocked?: boolean;
+  /**
    * Optional: the locker (a `SessionLocker`) whose lock commands share one ordered connection
    * with every command of this backend: a command this backend sends after the locker's
    * `acquire()` has returned its promise runs after that acquire's first command. With a lock
@@ -232,6 +238,16 @@ export interface WriteGuard {
    * it is lost. Only for backends with `movesGroups` (others ignore it). @default undefined
    */
   readonly copyFrom?: string;
+  /**
+   * With `copyFrom`: the move applies only while nobody holds (or, in memory, awaits) the lock
+   * of group `copyFrom` in `checksLocksOf`, as an `unlocked` write checks its own group's, and
+   * only while `copyFrom`'s guard (`<copyFrom>` + this guard's suffix) is live; otherwise
+   * nothing is written and `write` answers `'locked'` or `'missing'`. No fence is drawn: the
+   * source is not written (the caller flushes it once the move is published), so a holder whose
+   * lock expired finds it gone. Saves the separate unlocked check of the source a move without
+   * the lock needs otherwise. Only for backends with `copiesUnlocked`. @default false
+   */
+  readonly copyUnlocked?: boolean;
 }
 
 /**

@@ -591,7 +591,9 @@ end
  * MATCH: id, data, ... pairs (`WriteBatch.mustMatch`). Answers {'ok'} when every entry is live
  * and holds exactly that data, else {'changed'}. Writes nothing.
  *
- * COPY: the source group, then a WRITE unit's arguments for a fresh group with a creating guard
+ * COPY: the source group, the key of its lock ('' = none: `WriteGuard.copyUnlocked` checks that
+ * lock free and the source's guard live, else {'locked', '0'} or {'missing', '0'}, nothing
+ * written), then a WRITE unit's arguments for a fresh group with a creating guard
  * (`WriteGuard.copyFrom`). The source's entries (members of its own tag set but its guard, as
  * they are now) join the write's sets under the new group's ids, unless the write sets or
  * removes them; the write's removes are then void (the new group holds nothing else). An entry
@@ -613,8 +615,9 @@ end
 
 local function copyUnit(A, fold)
   local from = A[3]
+  local fromLock = A[4]
   local W = {A[1], A[2]}
-  for k = 4, #A do W[k - 1] = A[k] end
+  for k = 5, #A do W[k - 2] = A[k] end
   local group = W[3]
   local s = 16 + tonumber(W[15])
   local sets = tonumber(W[s])
@@ -628,6 +631,13 @@ local function copyUnit(A, fold)
   local ids = {}
   local keys = {}
   local fromKey = prefix .. '{' .. from .. '}'
+  if fromLock ~= '' then
+    -- WriteGuard.copyUnlocked: the source's lock free, its guard live; no fence is drawn (the
+    -- source is not written here, and the caller flushes it once the move is published).
+    local checked = redis.call('MGET', fromLock, fromKey .. guardSuffix)
+    if checked[1] then return {'locked', '0'} end
+    if not checked[2] or not isLive(head(checked[2])) then return {'missing', '0'} end
+  end
   for _, id in ipairs(redis.call('ZRANGE', tagKey(from), 0, -1)) do
     local suffix = string.sub(id, skip)
     local moved = group .. suffix

@@ -187,6 +187,11 @@ export class RedisBackend implements TaggableBackend {
     return this.writes !== undefined;
   }
 
+  /** Standalone: `WriteGuard.copyUnlocked` is checked in the COPY unit (the source's lock key and guard in one `MGET`). */
+  get copiesUnlocked(): boolean {
+    return this.writes !== undefined;
+  }
+
   private lockOrder: object | undefined;
 
   /** The locker sharing this backend's connection, in order (set by `createRedisSessionStores`; see `TaggableBackend`). */
@@ -366,6 +371,11 @@ export class RedisBackend implements TaggableBackend {
     if (guard?.copyFrom !== undefined && (this.writes === undefined || guard.create !== true || guard.unlocked === true)) {
       throw new InvalidArgumentException(
         'WriteGuard.copyFrom needs a standalone RedisBackend of createRedisSessionStores (movesGroups) and a creating guard (create: true, not unlocked).',
+      );
+    }
+    if (guard?.copyUnlocked === true && guard.copyFrom !== undefined && this.locker === undefined) {
+      throw new InvalidArgumentException(
+        'WriteGuard.copyUnlocked needs a RedisBackend created with the `locker` option (its locks are checked in the write).',
       );
     }
     if (guard?.copyFrom !== undefined) {
@@ -771,9 +781,11 @@ export class RedisBackend implements TaggableBackend {
     for (const write of part.sets) args.push(write.id, write.value, String(write.pttl));
     args.push(...part.removes);
     if (this.writes !== undefined) {
-      // COPY: the source group first, then the WRITE unit's arguments.
-      if (guard?.copyFrom !== undefined)
-        return this.writes.submit('c', this.prefixIndex, now, key, [guard.copyFrom, ...args], order);
+      // COPY: the source group and its lock key ('' = unchecked) first, then the WRITE unit's arguments.
+      if (guard?.copyFrom !== undefined) {
+        const sourceLock = guard.copyUnlocked === true ? this.locker!.fencingKeysOf(guard.copyFrom).lock : '';
+        return this.writes.submit('c', this.prefixIndex, now, key, [guard.copyFrom, sourceLock, ...args], order);
+      }
       return this.writes.submit('w', this.prefixIndex, now, key, args, order);
     }
     return this.runScript('write', key, args, now);

@@ -366,14 +366,15 @@ export class SessionStore {
 
   /**
    * A storage move (login, `regenerate(true)`) of a session nobody holds the lock of, in one
-   * atomic call (`commitsUnlocked`): only while nobody holds the lock of `from` (a fresh fence is
-   * drawn from it, as an unlocked write does), only if the metadata entry the plan retires still
+   * atomic call (`commitsUnlocked`): only while nobody holds the lock of `from` (checked inside
+   * the copy where the storage backend `copiesUnlocked`; elsewhere by an unlocked write to `from`'s
+   * guard, which draws a fresh fence), only if the metadata entry the plan retires still
    * holds exactly `expected` (what this request resumed: nobody has written it since, so the
    * plan's metadata, built on it, loses nothing), the fresh storage `to` starts with the entries
    * `from` holds at that moment (server-side, so no write to `from` is lost) with the plan's
    * changes on top; then the old id is removed, the new metadata published and `from` flushed,
-   * as in `write()`'s storage move. Answers false, having written nothing but the fresh fence on
-   * `from`'s guard, when the lock was held, the metadata had changed, or `from` holds an entry
+   * as in `write()`'s storage move. Answers false, having written nothing (but, without
+   * `copiesUnlocked`, the fresh fence on `from`'s guard), when the lock was held, the metadata had changed, or `from` holds an entry
    * that cannot be copied: the caller then moves under the lock.
    * @throws SessionDestroyedException when the session was destroyed or expired meanwhile.
    * @throws SessionLimitExceededException when the moved entries and the changes exceed `maxKeysPerSession`.
@@ -382,19 +383,32 @@ export class SessionStore {
   async moveUnlocked(from: string, to: string, plan: CommitPlan, expected: string): Promise<boolean> {
     const retiredKey = plan.retiredKeys[0]!;
     const lifetime = this.remainingSeconds(plan.metadata!);
+    // Where the engine checks the old storage's lock inside the copy (`copiesUnlocked`), no
+    // separate check (it would draw a fence onto a guard the same call then flushes).
+    const folded = this.options.storageBackend.copiesUnlocked === true;
     const checked = new WriteTicket();
     const matched = new WriteTicket();
     const stored = new WriteTicket();
     const retired = new WriteTicket();
-    const check = this.storageCache.write({}, { id: from + GUARD_SUFFIX, fence: 0, unlocked: true }, { ticket: checked });
+    const check = folded
+      ? undefined
+      : this.storageCache.write({}, { id: from + GUARD_SUFFIX, fence: 0, unlocked: true }, { ticket: checked });
     const match = this.metadataCache.write({ mustMatch: [{ id: retiredKey, data: expected }] }, undefined, { ticket: matched });
-    const storage = this.writeStorage(to, plan, 0, lifetime, { after: [checked, matched], ticket: stored }, from);
+    const storage = this.writeStorage(
+      to,
+      plan,
+      0,
+      lifetime,
+      { after: folded ? [matched] : [checked, matched], ticket: stored },
+      from,
+      folded,
+    );
     const removal = this.metadataCache.remove(retiredKey, { after: [stored], ticket: retired });
     const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
     this.flushMovedFrom(from, retired);
     const [guard, same, copied, existed] = await settleAll([check, match, storage, removal, metadata]);
-    if (guard === 'locked' || same === 'changed' || copied === 'changed') return false;
-    assertWritten(guard);
+    if (guard === 'locked' || same === 'changed' || copied === 'changed' || copied === 'locked') return false;
+    if (guard !== undefined) assertWritten(guard);
     if (!existed) throw SessionDestroyedException.create('renew the session id');
     return true;
   }
@@ -547,6 +561,7 @@ export class SessionStore {
     lifetime: number | undefined,
     order?: WriteOrder,
     copyFrom?: string,
+    copyUnlocked = false,
   ): Promise<WriteResult> {
     const result = await this.storageCache.write(
       this.storageBatch(storageId, plan),
@@ -559,12 +574,14 @@ export class SessionStore {
         maxEntries: this.maxEntries(),
         uncountedPrefix: BAG_KEY_PREFIX,
         copyFrom,
+        copyUnlocked: copyUnlocked || undefined,
       },
       order,
     );
-    // Skipped: a prerequisite failed, and that failure is what the commit reports. Changed: a
-    // move without the lock could not copy (`moveUnlocked` answers it).
-    if (result !== 'skipped' && result !== 'changed') assertWritten(result, plan, this.options.maxKeysPerSession);
+    // Skipped: a prerequisite failed, and that failure is what the commit reports. Changed (and,
+    // checked in the copy, locked): a move without the lock could not copy (`moveUnlocked` answers it).
+    if (result === 'skipped' || result === 'changed' || (copyUnlocked && result === 'locked')) return result;
+    assertWritten(result, plan, this.options.maxKeysPerSession);
     return result;
   }
 

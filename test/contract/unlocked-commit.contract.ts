@@ -31,6 +31,8 @@ export function unlockedCommitContract(
   bare: () => TaggableBackend,
   /** Whether the engine also commits metadata and moves storage without the lock (`SessionStore.commitsUnlocked`). */
   lockFree = true,
+  /** Whether its storage backend checks a move's source lock inside the copy (`copiesUnlocked`). */
+  copies = false,
 ): void {
   const storageIdOf = async (id: string): Promise<string> => (await store().loadMetadata(metadataKeyOf(id)))!.storageId;
   const guardFence = async (storageId: string): Promise<number> => Number(await s().storageBackend.get(`${storageId}.~guard`));
@@ -239,5 +241,33 @@ export function unlockedCommitContract(
     await second.save();
     await moved;
     expect(await (await resumed(store(), login.getId())).getAllData()).toEqual({ a: 2, b: 3 });
+  });
+
+  it(`${name}: the storage backend ${copies ? 'checks' : 'does not check'} a move's source lock and guard inside the copy (copiesUnlocked)`, async () => {
+    const backend = s().storageBackend;
+    expect(backend.copiesUnlocked === true).toBe(copies);
+    if (!copies) return;
+    const id = await created(store(), { a: 1 });
+    const from = await storageIdOf(id);
+    const fence = await guardFence(from);
+    const copy = (to: string) =>
+      backend.write(
+        { sets: [{ id: `${to}.b`, data: '2', tags: [to] }] },
+        { id: `${to}.~guard`, fence: 0, create: true, tags: [to], lifetime: 60, copyFrom: from, copyUnlocked: true },
+      );
+    const lock = await s().locker.acquire(from, { ttl: 5000, waitTimeout: 0 });
+    try {
+      expect(await copy(`held-${from}`)).toBe('locked');
+      expect(await backend.findIdentifiersByTag(`held-${from}`)).toEqual([]);
+    } finally {
+      await lock.release();
+    }
+    expect(await copy(`free-${from}`)).toBe('ok');
+    expect(await backend.getMany([`free-${from}.a`, `free-${from}.b`])).toEqual([await backend.get(`${from}.a`), '2']);
+    // Nothing was written to the source: its guard keeps its fence (a login flushes it next).
+    expect(await guardFence(from)).toBe(fence);
+    await backend.flushByTag(from);
+    expect(await copy(`gone-${from}`)).toBe('missing');
+    expect(await backend.findIdentifiersByTag(`gone-${from}`)).toEqual([]);
   });
 }

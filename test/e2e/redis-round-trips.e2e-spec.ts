@@ -181,9 +181,16 @@ describe.each<HttpAdapterName>(['express', 'fastify'])('Redis commands per reque
     });
     // The resume reads the metadata; the call checks the old storage's lock free and the metadata
     // unchanged, copies the data to the new storage id server-side, removes the old id, publishes
-    // the new one and flushes the old storage.
-    expect(describeCommands(login)).toEqual(['GET metadata', 'FCALL storage write']);
+    // the new one and flushes the old storage (routed by its first unit, the metadata check).
+    expect(describeCommands(login)).toEqual(['GET metadata', 'FCALL metadata write']);
     expect(cost(login).lock).toBe(0);
+    // The old storage's lock is checked inside the copy: no fence is drawn for a storage the
+    // same call flushes (no TIME, no SET of its lock's fence counter or of its guard).
+    const inner = login[1]!.scriptCommands;
+    expect(inner.filter((c) => c.args[0] === 'TIME')).toEqual([]);
+    expect(
+      inner.filter((c) => c.args[0] === 'SET' && /:fence$|\.~guard$/.test(c.args[1] ?? '') && !c.args[2]?.endsWith('\n0')),
+    ).toEqual([]);
     const data = await browser.get('/session');
     expect(data.status).toBe(200);
     expect(data.body).toMatchObject({ data: { a: 1, b: 2 } });

@@ -25,5 +25,7 @@ describe('Unlocked commits on the default memory stores (WriteGuard.unlocked, ch
     () => ({ metadataBackend: options.metadataBackend, storageBackend: options.storageBackend, locker: options.locker }),
     () => store,
     () => new MemoryBackend(),
+    true,
+    true,
   );
 });

@@ -224,6 +224,7 @@ for (const target of CLIENTS) {
       () => store,
       () => new RedisBackend({ client: target.client(), prefix: `${prefix}bare:` }),
       !target.cluster,
+      !target.cluster,
     );
   });
 }

@@ -16,5 +16,7 @@ describe('Unlocked commits on Redis (WriteGuard.unlocked, checked in the write s
     () => redis.stores,
     () => redis.store,
     () => new RedisBackend({ client: redis.stores.client, prefix: `${redis.prefix}bare:` }),
+    true,
+    true,
   );
 });
