@@ -21,9 +21,13 @@ import { PostgresNames, quoteIdentifier, type PostgresSchemaOptions } from './po
  * `flush_by_tag` (the version-5 signature stays, as a wrapper; `batch` reads it from
  * `p_lock_names` for its flushes): a flushed storage group is gone for good, so its lock row
  * goes with it (at once when free, else at its release: the `retired` column of the locks
- * table), instead of staying for the locker's fenceTtl (a row per login or logout).
+ * table), instead of staying for the locker's fenceTtl (a row per login or logout). Version 7
+ * keeps every signature: a copying `write` given a lock name (`WriteGuard.copyUnlocked`) checks
+ * that the source group's lock is free and its guard live, drawing no fence (a login's check of
+ * the old storage was an unlocked write of its own before), and an unlocked write that finds its
+ * guard gone deletes the lock row its draw created (it stayed for fenceTtl before).
  */
-export const POSTGRES_SCHEMA_VERSION = 6;
+export const POSTGRES_SCHEMA_VERSION = 7;
 
 /*
  * Design of the schema (see README "PostgreSQL"):
@@ -292,7 +296,7 @@ BEGIN
   -- free condition re-checked on the row it then finds; no row answered: the lock is held.
   -- The same statement takes the guard's group advisory lock (below) once the fence is drawn
   -- (the lock order: the lock row, then the advisory lock; a copying write is never unlocked).
-  IF p_lock_name IS NOT NULL THEN
+  IF p_lock_name IS NOT NULL AND p_copy_from IS NULL THEN
     WITH drawn AS (
       INSERT INTO ${locks} AS l (name, token, expires_at, fence)
         VALUES (p_lock_name, NULL, clock_timestamp(), floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
@@ -316,6 +320,15 @@ BEGIN
       PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), hashtext(p_namespace || ' ' || split_part(p_guard_id, '.', 1)));
     END IF;
   ELSIF p_guard_id IS NOT NULL THEN
+    -- A copy with a lock name (version 7; WriteGuard.copyUnlocked): the lock of the source
+    -- group p_copy_from must be free. Checked on its row, locked first as the lock order wants
+    -- (a concurrent acquire waits for this transaction, whose chain flushes the source), and
+    -- left as it is: no fence is drawn for a group that is not written but flushed, and a
+    -- missing row is not created (it would stay behind the flush).
+    IF p_lock_name IS NOT NULL THEN
+      PERFORM 1 FROM ${locks} l WHERE l.name = p_lock_name AND l.token IS NOT NULL AND l.expires_at > clock_timestamp() FOR UPDATE;
+      IF FOUND THEN RETURN 'locked'; END IF;
+    END IF;
     -- A copy reads the source group's rows, so it holds the source's advisory lock too (no
     -- guarded write or destroy of the source runs meanwhile: the copy is what the source holds
     -- at this moment). Both are taken here, after the lock rows (a copying write is never
@@ -329,6 +342,11 @@ BEGIN
       PERFORM pg_advisory_xact_lock(hashtext(${lockClass}), v_key);
     END LOOP;
     v_suffix := substr(p_guard_id, length(v_group) + 1);
+    -- copyUnlocked: the source's guard must be live (the session was not destroyed meanwhile).
+    IF p_lock_name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${entries} e
+        WHERE e.namespace = p_namespace AND e.id = p_copy_from || v_suffix AND ${live('e', 'p_now')}) THEN
+      RETURN 'missing';
+    END IF;
     -- What cannot be copied as such (an id outside the group, or, unless it is the guard or the
     -- write sets or removes it, an expiry or a tag of its own) refuses the whole write.
     IF EXISTS (SELECT 1 FROM ${tags} t JOIN ${entries} e ON e.namespace = t.namespace AND e.id = t.id
@@ -425,7 +443,14 @@ BEGIN
       v_live := false;
     END IF;
     IF NOT v_live THEN
-      IF NOT p_guard_create THEN RETURN 'missing'; END IF;
+      IF NOT p_guard_create THEN
+        -- An unlocked write to a storage that is gone (destroyed or expired while the request was
+        -- in flight) leaves no lock row: the draw above created or updated it, nothing will use
+        -- it again (version 7; before, it stayed for the locker's fenceTtl). The row is locked
+        -- by this transaction and free (the draw needs that).
+        IF p_lock_name IS NOT NULL THEN DELETE FROM ${locks} l WHERE l.name = p_lock_name; END IF;
+        RETURN 'missing';
+      END IF;
       -- An expired guard counts as missing and is replaced, memberships included.
       IF v_found THEN
         DELETE FROM ${entries} e WHERE e.namespace = p_namespace AND e.id = p_guard_id;
@@ -771,6 +796,7 @@ DECLARE
   v_tags text[];
   v_groups text[];
   v_lock_names text[];
+  v_copy_locks text[];
   v_key integer;
 BEGIN
   -- Operations out of namespace order, or several in one namespace (a chain): every lock they
@@ -784,6 +810,7 @@ BEGIN
       v_tags := '{}';
       v_groups := '{}';
       v_lock_names := '{}';
+      v_copy_locks := '{}';
       FOR j IN 1 .. v_count LOOP
         CONTINUE WHEN p_namespaces[j] IS DISTINCT FROM v_namespace;
         IF p_kinds[j] = 'write' THEN
@@ -791,7 +818,9 @@ BEGIN
             v_groups := v_groups || split_part(p_keys[j], '.', 1);
             v_ids := v_ids || p_keys[j];
           END IF;
-          IF p_lock_names[j] IS NOT NULL THEN v_lock_names := v_lock_names || p_lock_names[j]; END IF;
+          -- A copy's lock name (version 7) is the source's: locked if it exists, never created.
+          IF p_lock_names[j] IS NOT NULL AND p_copy_froms[j] IS NULL THEN v_lock_names := v_lock_names || p_lock_names[j]; END IF;
+          IF p_lock_names[j] IS NOT NULL AND p_copy_froms[j] IS NOT NULL THEN v_copy_locks := v_copy_locks || p_lock_names[j]; END IF;
           -- A copy's source group: its advisory lock with the others, in key order (see write).
           IF p_copy_froms[j] IS NOT NULL THEN v_groups := v_groups || p_copy_froms[j]; END IF;
           v_ids := v_ids
@@ -806,14 +835,14 @@ BEGIN
           v_tags := v_tags || p_keys[j];
         END IF;
       END LOOP;
-      IF cardinality(v_lock_names) > 0 THEN
+      IF cardinality(v_lock_names) + cardinality(v_copy_locks) > 0 THEN
         -- Missing lock rows first (free, as lock_acquire creates them), so that all are locked
         -- here, before the advisory locks (see the design notes; version 5).
         INSERT INTO ${locks} AS l (name, token, expires_at, fence)
           SELECT DISTINCT n.name COLLATE "C", NULL::text, '-infinity'::timestamptz, 0::bigint
             FROM unnest(v_lock_names) AS n(name) ORDER BY 1
           ON CONFLICT (name) DO NOTHING;
-        PERFORM 1 FROM ${locks} l WHERE l.name = ANY (v_lock_names) ORDER BY l.name FOR UPDATE;
+        PERFORM 1 FROM ${locks} l WHERE l.name = ANY (v_lock_names || v_copy_locks) ORDER BY l.name FOR UPDATE;
       END IF;
       -- In the order of the lock keys themselves (two groups whose hashes collide share a lock).
       FOR v_key IN SELECT DISTINCT hashtext(v_namespace || ' ' || g.g) FROM unnest(v_groups) AS g(g) ORDER BY 1 LOOP

@@ -238,6 +238,11 @@ export class PostgresBackend implements TaggableBackend {
     return this.batcher !== undefined;
   }
 
+  /** `WriteGuard.copyUnlocked` is checked in `write` (schema version 7), so with `movesGroups`. */
+  get copiesUnlocked(): boolean {
+    return this.batcher !== undefined;
+  }
+
   /** @throws StoreUnavailableException when PostgreSQL fails. */
   async get(id: string): Promise<string | undefined> {
     const rows = await this.run<{ value: string }>('get', this.sql.get, [this.namespace, id, now()]);
@@ -337,6 +342,11 @@ export class PostgresBackend implements TaggableBackend {
         throw new InvalidArgumentException(`WriteGuard.maxEntries must be a whole number >= 0, got ${guard.maxEntries}.`);
       }
       if (guard.copyFrom !== undefined) checkCopyFrom(guard);
+      if (guard.copyUnlocked === true && guard.copyFrom !== undefined && this.locker === undefined) {
+        throw new InvalidArgumentException(
+          'WriteGuard.copyUnlocked needs a PostgresBackend created with the `locker` option (its locks are checked in the write).',
+        );
+      }
     }
     for (const match of mustMatch) {
       assertCacheIdentifier(match.id, 'cache entry identifier');
@@ -384,8 +394,14 @@ export class PostgresBackend implements TaggableBackend {
       tagIds,
       tagTags,
       removes: [...new Set(removes)],
-      // Storage groups are lock keys: the lock of the guard's group.
-      lockName: guard?.unlocked === true ? this.locker!.lockNameOf(guard.id.split('.', 1)[0]!) : null,
+      // Storage groups are lock keys: the lock of the guard's group; with copyUnlocked, the
+      // source group's (schema version 7 checks it free, drawing no fence).
+      lockName:
+        guard?.unlocked === true
+          ? this.locker!.lockNameOf(guard.id.split('.', 1)[0]!)
+          : guard?.copyUnlocked === true && guard.copyFrom !== undefined
+            ? this.locker!.lockNameOf(guard.copyFrom)
+            : null,
       maxEntries: guard?.maxEntries ?? null,
       uncountedPrefix: guard?.maxEntries === undefined ? null : (guard.uncountedPrefix ?? null),
       mustMatchIds: mustMatch.map((match) => match.id),

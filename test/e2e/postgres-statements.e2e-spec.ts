@@ -499,17 +499,15 @@ describe('PostgreSQL round trips, statements and transactions per request (the b
 });
 
 /**
- * Ours, per request, while nobody holds the session's lock (schema version 5): the resume, then
- * one `batch` statement: the old storage's lock checked free (a fresh fence drawn on its guard),
- * the metadata checked unchanged since the resume, the fresh storage with the old one's entries
- * copied server-side, the old id removed, the new metadata, the old storage flushed, each only if
- * the ones it requires applied. 2 statements in 2 round trips, 1 WAL flush (under the lock, as
- * before version 5: 7 statements in 5 round trips and 2 flushes; 10 and 5 before the batcher).
+ * Ours, per request, while nobody holds the session's lock (schema version 7): the resume, then
+ * one `batch` statement: the metadata checked unchanged since the resume, the fresh storage with
+ * the old one's entries copied server-side (inside the copy, the old storage's lock checked free
+ * and its guard live, no fence drawn: version 5 to 6 sent an unlocked write of the old guard
+ * first), the old id removed, the new metadata, the old storage flushed, each only if the ones it
+ * requires applied. 2 statements in 2 round trips, 1 WAL flush (under the lock, as before version
+ * 5: 7 statements in 5 round trips and 2 flushes; 10 and 5 before the batcher).
  */
-const LOGIN = [
-  'select metadata',
-  'batch(write storage, write metadata, write storage, remove metadata, write metadata, flush storage)',
-];
+const LOGIN = ['select metadata', 'batch(write metadata, write storage, remove metadata, write metadata, flush storage)'];
 const LOGIN_ROUND_TRIPS = 2;
 const LOGIN_FLUSHES = 1;
 /**

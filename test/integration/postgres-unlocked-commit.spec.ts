@@ -61,10 +61,26 @@ describe('Unlocked commits on PostgreSQL (WriteGuard.unlocked, checked in the wr
     expect((await locks()).filter((name) => !before.has(name))).toEqual([]);
   });
 
+  it('an unlocked commit that arrives after its session was destroyed leaves no lock row (schema version 7)', async () => {
+    const locks = async (): Promise<string[]> =>
+      (await db.pool.query<{ name: string }>('SELECT name FROM nest_session_locks ORDER BY name')).rows.map((row) => row.name);
+    const before = new Set(await locks());
+    const id = await created(store, { a: 1 });
+    const late = await resumed(store, id); // a request in flight while the user logs out
+    await (await resumed(store, id)).destroy();
+    expect((await locks()).filter((name) => !before.has(name))).toEqual([]);
+    await late.putData('a', 2);
+    await expect(late.commit()).rejects.toThrow(); // the session is gone: nothing written
+    // Before version 7 its fence draw created the row and left it there for fenceTtl.
+    expect((await locks()).filter((name) => !before.has(name))).toEqual([]);
+  });
+
   unlockedCommitContract(
     'Postgres',
     () => stores,
     () => store,
     () => new PostgresBackend({ pool: db.pool, namespace: 'bare' }),
+    true,
+    true,
   );
 });
