@@ -263,7 +263,8 @@ export class MemoryBackend implements TaggableBackend {
           'WriteGuard.copyUnlocked needs a MemoryBackend created with the `locks` option (its locks are checked in the write).',
         );
       }
-      // The source's guard is named like this one's (`<group>.~guard`); its fence is left as it is.
+      // The source's guard is named like this one's (`<group>.~guard`); its fence is left as it
+      // is (the locker's answer is only a "free?": the fence it draws is not stored).
       const sourceGuard = guard.copyFrom + guard.id.slice(groupOf(guard.id).length);
       if (this.locks.drawFenceIfFree(guard.copyFrom) === undefined) return 'locked';
       if (this.live(sourceGuard, now) === -1) return 'missing';

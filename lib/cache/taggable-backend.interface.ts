@@ -242,9 +242,9 @@ export interface WriteGuard {
    * With `copyFrom`: the move applies only while nobody holds (or, in memory, awaits) the lock
    * of group `copyFrom` in `checksLocksOf`, as an `unlocked` write checks its own group's, and
    * only while `copyFrom`'s guard (`<copyFrom>` + this guard's suffix) is live; otherwise
-   * nothing is written and `write` answers `'locked'` or `'missing'`. No fence is drawn: the
-   * source is not written (the caller flushes it once the move is published), so a holder whose
-   * lock expired finds it gone. Saves the separate unlocked check of the source a move without
+   * nothing is written and `write` answers `'locked'` or `'missing'`. Nothing is written to the
+   * source, no fence onto its guard either (the caller flushes it once the move is published, so
+   * a holder whose lock expired finds it gone). Saves the separate unlocked check of the source a move without
    * the lock needs otherwise. Only for backends with `copiesUnlocked`. @default false
    */
   readonly copyUnlocked?: boolean;
