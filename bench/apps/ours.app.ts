@@ -1,11 +1,5 @@
 import { Controller, Get, HttpCode, Inject, Module, Post, type DynamicModule } from '@nestjs/common';
-import {
-  CurrentSession,
-  SessionInterface,
-  SessionLock,
-  SessionModule,
-  type SessionModuleOptions,
-} from '../../lib/index.js';
+import { CurrentSession, SessionInterface, SessionLock, SessionModule, type SessionModuleOptions } from '../../lib/index.js';
 import { createRedisSessionStores } from '../../lib/redis/index.js';
 import type { AppEnv, HttpAdapterName, StoreKind } from '../variants.js';
 import { COOKIE_NAME, SESSION_TTL } from '../variants.js';
