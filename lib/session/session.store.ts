@@ -386,23 +386,15 @@ export class SessionStore {
     // Where the engine checks the old storage's lock inside the copy (`copiesUnlocked`), no
     // separate check (it would draw a fence onto a guard the same call then flushes).
     const folded = this.options.storageBackend.copiesUnlocked === true;
-    const checked = new WriteTicket();
+    const checked = folded ? undefined : new WriteTicket();
     const matched = new WriteTicket();
     const stored = new WriteTicket();
     const retired = new WriteTicket();
-    const check = folded
-      ? undefined
-      : this.storageCache.write({}, { id: from + GUARD_SUFFIX, fence: 0, unlocked: true }, { ticket: checked });
+    const check =
+      checked && this.storageCache.write({}, { id: from + GUARD_SUFFIX, fence: 0, unlocked: true }, { ticket: checked });
     const match = this.metadataCache.write({ mustMatch: [{ id: retiredKey, data: expected }] }, undefined, { ticket: matched });
-    const storage = this.writeStorage(
-      to,
-      plan,
-      0,
-      lifetime,
-      { after: folded ? [matched] : [checked, matched], ticket: stored },
-      from,
-      folded,
-    );
+    const after = checked ? [checked, matched] : [matched];
+    const storage = this.writeStorage(to, plan, 0, lifetime, { after, ticket: stored }, from, folded);
     const removal = this.metadataCache.remove(retiredKey, { after: [stored], ticket: retired });
     const metadata = this.writeMetadata(plan.metadataKey, plan.metadata!, lifetime, false, { after: [retired, stored] });
     this.flushMovedFrom(from, retired);
