@@ -14,8 +14,6 @@ import { sessionResponseHeaders, type SessionResponseHeader } from './session-re
 /** What the adapters know about a request, framework-neutral. */
 export interface HttpRequestInfo {
   readonly cookieHeader: string | string[] | undefined;
-  /** HTTPS as the framework sees it (honouring its trust-proxy setting). */
-  readonly secure: boolean;
   /** Client address as the framework sees it. */
   readonly ip: string | undefined;
   /** The User-Agent header (for the device list, `SessionManager.listUserSessions()`). */
@@ -53,7 +51,8 @@ export class SessionHttpHandler {
   private readonly headerMode = new WeakSet<Session>();
 
   constructor(
-    private readonly store: SessionStore,
+    /** The store whose sessions this handler begins and finishes. */
+    readonly store: SessionStore,
     readonly context: SessionContext,
     private readonly gc?: RequestGarbageCollector,
     /** Takes express-session users over (option `legacy`); absent when it is off. */

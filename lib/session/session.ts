@@ -84,7 +84,8 @@ export class Session implements SessionInterface {
   private readonly committer: SessionCommitter;
 
   constructor(
-    private readonly store: SessionStore,
+    /** @internal The store the session lives in (the Express response hooks find its HTTP handler by it). */
+    readonly store: SessionStore,
     origin: SessionOrigin,
   ) {
     // Stateless parts, shared by every session of the store: a request that never touches its

@@ -30,7 +30,7 @@ describe('a session whose resume found the store unavailable', () => {
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     const handler = new SessionHttpHandler(store, new SessionContext());
     const begin = () =>
-      handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, secure: false, ip: '127.0.0.1' }) as Promise<Session>;
+      handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, ip: '127.0.0.1' }) as Promise<Session>;
     return { store, id, error, write, warn, handler, begin };
   }
 
@@ -43,7 +43,7 @@ describe('a session whose resume found the store unavailable', () => {
     });
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     const handler = new SessionHttpHandler(store, new SessionContext());
-    const session = handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, secure: false, ip: '127.0.0.1' });
+    const session = handler.begin({ cookieHeader: `${store.options.cookie.name}=${id}`, ip: '127.0.0.1' });
     expect(session).toBeInstanceOf(Session);
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]?.[0])).not.toContain(id);
