@@ -32,6 +32,17 @@ export interface SessionChanges {
   readonly retiredStorageId: string | undefined;
 }
 
+/** No change at all: what a session that has changed nothing shows (shared, never written to). */
+export const NO_CHANGES: SessionChanges = Object.freeze({
+  data: new Map<string, string | null>(),
+  addedTags: new Set<string>(),
+  removedTags: new Set<string>(),
+  fields: new Map<MetadataField, MetadataFieldValue>(),
+  touch: false,
+  retiredIds: Object.freeze([]),
+  retiredStorageId: undefined,
+});
+
 /** Whether `changes` touch the metadata entry (tags, fields, renewal, a new storage id). */
 export function changesMetadata(changes: SessionChanges): boolean {
   return (

@@ -5,7 +5,7 @@ import type { SessionStore } from './session.store.js';
 import type { SessionOrigin } from './session-origin.js';
 import { metadataKeyOf, type MetadataKey } from './session-key.js';
 import { SessionStoredData } from './session-stored-data.js';
-import { SessionChangeSet } from './session-change-set.js';
+import { NO_CHANGES, SessionChangeSet, type SessionChanges } from './session-change-set.js';
 import { SessionBagSet } from './session-bag-set.js';
 import { SessionLockControl } from './session-lock-control.js';
 import type { SessionValueCodec } from './session-value.codec.js';
@@ -78,6 +78,11 @@ export class SessionState {
   /** The change set if anything was changed yet (no allocation for a lookup). */
   get changesIfAny(): SessionChangeSet | undefined {
     return this.changeSet;
+  }
+
+  /** What changed, for a look only: an empty view until something changes (a read-only request allocates no change set). */
+  get changesSoFar(): SessionChanges {
+    return this.changeSet ?? NO_CHANGES;
   }
 
   /** The bags, created on first use. */

@@ -633,7 +633,7 @@ export class Session implements SessionInterface {
       id: this.state.id,
       idIssued: this.state.client.idIssued,
       idIssuePending:
-        meta !== undefined && this.planner.issuesId(this.state.changes, meta, this.state.storedId !== undefined, Date.now()),
+        meta !== undefined && this.planner.issuesId(this.state.changesSoFar, meta, this.state.storedId !== undefined, Date.now()),
       destroyed: this.state.client.destroyed,
       metadataWritten: this.state.client.metadataWritten,
       permanent: this.state.metadata?.permanent === true,
@@ -652,7 +652,8 @@ export class Session implements SessionInterface {
     if (!this.state.started || this.state.metadata === undefined) return true;
     if (this.state.bagsInUse?.isInUse() === true) return false;
     return (
-      this.planner.decide(this.state.changes, this.state.metadata, this.state.storedId !== undefined, Date.now()) === undefined
+      this.planner.decide(this.state.changesSoFar, this.state.metadata, this.state.storedId !== undefined, Date.now()) ===
+      undefined
     );
   }
 

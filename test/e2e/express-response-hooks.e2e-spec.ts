@@ -103,7 +103,7 @@ function appModule(cookieName: string) {
   @Module({ imports: [SessionModule.forRoot({ cookie: { name: cookieName } })], controllers: [Routes] })
   class AppModule implements NestModule {
     configure(consumer: MiddlewareConsumer): void {
-      consumer.apply((req: IncomingMessage, res: ServerResponse, next: () => void) => subApp(req, res, next)).forRoutes('sub');
+      consumer.apply((req: express.Request, res: express.Response, next: () => void) => subApp(req, res, next)).forRoutes('sub');
     }
   }
   return AppModule;
