@@ -24,6 +24,29 @@ export function deviceFactsOf(
   clientIp: string | undefined,
   lock: ResolvedIpLockOptions | undefined,
 ): DeviceFacts {
+  // A login asks twice (when it binds the user and when it commits), with the same client.
+  const last = lastFacts;
+  if (last !== undefined && last.userAgent === userAgent && last.clientIp === clientIp && last.lock === lock) return last.facts;
+  const facts = Object.freeze(computeDeviceFacts(userAgent, clientIp, lock));
+  lastFacts = { userAgent, clientIp, lock, facts };
+  return facts;
+}
+
+/** The last answer of `deviceFactsOf` and what it was asked (its facts are never changed). */
+let lastFacts:
+  | {
+      readonly userAgent: string | undefined;
+      readonly clientIp: string | undefined;
+      readonly lock: ResolvedIpLockOptions | undefined;
+      readonly facts: DeviceFacts;
+    }
+  | undefined;
+
+function computeDeviceFacts(
+  userAgent: string | undefined,
+  clientIp: string | undefined,
+  lock: ResolvedIpLockOptions | undefined,
+): DeviceFacts {
   const facts: { userAgent?: string; clientAddress?: string } = {};
   if (typeof userAgent === 'string') {
     // eslint-disable-next-line no-control-regex
