@@ -141,10 +141,15 @@ describe('Express response hooks', () => {
     const res = await request(compressed.getHttpServer()).post('/put').set('accept-encoding', 'gzip').expect(201);
     expect(res.headers['content-encoding']).toBe('gzip');
     expect((res.body as { ok: boolean }).ok).toBe(true);
-    const cookie = `zip_sid=${setCookies(res).get('zip_sid')!.value}`;
-    const read = await request(compressed.getHttpServer()).get('/read').set('cookie', cookie).expect(200);
-    expect(read.body).toEqual({ n: 1 });
+    expect(await storedBehind(compressed, 'zip_sid', res)).toEqual({ n: 1 });
   });
+
+  /** What the session whose cookie `res` set holds, read back by the next request (`GET /read`). */
+  async function storedBehind(app: INestApplication, name: string, res: request.Response): Promise<unknown> {
+    const cookie = setCookies(res).get(name);
+    expect(cookie?.value).toBeDefined();
+    return (await request(app.getHttpServer()).get('/read').set('cookie', `${name}=${cookie!.value}`).expect(200)).body;
+  }
 
   /** A request whose session is destroyed between its read and its commit, answered as it came back. */
   async function raceWithLogout(app: INestApplication, name: string, gzip: boolean): Promise<request.Response> {
@@ -173,19 +178,13 @@ describe('Express response hooks', () => {
   it('sets the cookie on a streamed response and commits before it ends', async () => {
     const res = await request(plain.getHttpServer()).get('/stream').expect(200);
     expect(res.text).toBe('first;last');
-    const cookie = setCookies(res).get('plain_sid');
-    expect(cookie?.value).toBeDefined();
-    const read = await request(plain.getHttpServer()).get('/read').set('cookie', `plain_sid=${cookie!.value}`).expect(200);
-    expect(read.body).toEqual({ streamed: true });
+    expect(await storedBehind(plain, 'plain_sid', res)).toEqual({ streamed: true });
   });
 
   it('commits a session used inside an Express sub-app (which replaces the prototype of res)', async () => {
     const res = await request(plain.getHttpServer()).get('/sub').expect(200);
     expect(res.text).toBe('sub-app');
-    const cookie = setCookies(res).get('plain_sid');
-    expect(cookie?.value).toBeDefined();
-    const read = await request(plain.getHttpServer()).get('/read').set('cookie', `plain_sid=${cookie!.value}`).expect(200);
-    expect(read.body).toEqual({ sub: 'yes' });
+    expect(await storedBehind(plain, 'plain_sid', res)).toEqual({ sub: 'yes' });
   });
 
   it('finishes each app its own sessions when two run in one process', async () => {
